@@ -1,0 +1,161 @@
+"""How one pool's events reach their callbacks.
+
+A :class:`Delivery` joins four things chosen per pool or handle: who listens
+(the :class:`~redis_lifecycle.EventDispatcher`), where callbacks run (inline or
+an :class:`~redis_lifecycle.AsyncCallbackExecutor`), what a failing callback
+does (:class:`~redis_lifecycle.CallbackErrorHandler`) and what is measured
+(:class:`~redis_lifecycle.Instrumentation`).
+
+Hooks ask ``event_cls in delivery.wanted`` before they build an event, so an
+event nobody listens to costs one set lookup.
+"""
+
+from __future__ import annotations
+
+import weakref
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from .errors import CallbackError, CallbackErrorHandler
+from .events import (
+    LifecycleEvent,
+    PoolConnectionAcquiredEvent,
+    PoolConnectionReleasedEvent,
+    PoolExhaustedEvent,
+)
+
+if TYPE_CHECKING:
+    from .dispatcher import EventDispatcher, Subscription
+    from .executor import AsyncCallbackExecutor
+    from .metrics import Instrumentation
+
+__all__ = ["Delivery", "default_delivery"]
+
+#: Events built on every command: their hooks are skipped entirely when none
+#: of them is wanted.
+PER_COMMAND_EVENTS = frozenset(
+    {PoolConnectionAcquiredEvent, PoolConnectionReleasedEvent, PoolExhaustedEvent}
+)
+
+
+class Delivery:
+    """Delivers events for one pool (or handle); see the module docstring."""
+
+    __slots__ = (
+        "__weakref__",
+        "dispatcher",
+        "error_handler",
+        "executor",
+        "hot",
+        "instrumentation",
+        "wanted",
+    )
+
+    def __init__(
+        self,
+        dispatcher: EventDispatcher,
+        *,
+        executor: AsyncCallbackExecutor | None = None,
+        error_handler: CallbackErrorHandler | None = None,
+        instrumentation: Instrumentation | None = None,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.executor = executor
+        self.error_handler = error_handler or CallbackErrorHandler()
+        self.instrumentation = instrumentation
+        self.wanted: frozenset[type[LifecycleEvent]] = frozenset()
+        #: Whether any per-command event (acquired, released, exhausted) is wanted.
+        self.hot = False
+        dispatcher._attach(self)
+        if instrumentation is not None:
+            instrumentation._attach(self)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute :attr:`wanted` after subscriptions changed."""
+        wanted = set(self.dispatcher._subscribed_classes())
+        if self.instrumentation is not None:
+            wanted |= self.instrumentation._wanted
+        self.wanted = frozenset(wanted)
+        self.hot = not PER_COMMAND_EVENTS.isdisjoint(wanted)
+
+    def emit(self, event: LifecycleEvent) -> None:
+        """Deliver ``event``.
+
+        Raises :class:`CallbackError` only under strategy ``"raise"`` with
+        inline callbacks, after every callback ran; the hooks decide when the
+        pool is consistent enough to let it through.
+        """
+        instrumentation = self.instrumentation
+        if instrumentation is not None:
+            instrumentation._observe(event)
+        subscriptions = self.dispatcher.listeners(type(event))
+        if not subscriptions:
+            return
+        executor = self.executor
+        if executor is not None and executor._submit(self, event, subscriptions):
+            return
+        error = self.run(event, subscriptions)
+        if error is not None:
+            raise error
+
+    def run(
+        self, event: LifecycleEvent, subscriptions: tuple[Subscription, ...]
+    ) -> CallbackError | None:
+        """Run the callbacks for ``event`` here; return the first
+        :class:`CallbackError` to raise (strategy ``"raise"``), if any."""
+        instrumentation = self.instrumentation
+        first_error: CallbackError | None = None
+        for subscription in subscriptions:
+            callback = subscription.callback
+            if instrumentation is None:
+                try:
+                    result = callback(event)
+                except Exception as exc:
+                    error = self.error_handler.handle(exc, event, callback)
+                    if error is not None and first_error is None:
+                        first_error = error
+                    continue
+            else:
+                started = perf_counter()
+                try:
+                    result = callback(event)
+                except Exception as exc:
+                    instrumentation._record_callback(
+                        event.type, perf_counter() - started, True
+                    )
+                    error = self.error_handler.handle(exc, event, callback)
+                    if error is not None and first_error is None:
+                        first_error = error
+                    continue
+                instrumentation._record_callback(
+                    event.type, perf_counter() - started, False
+                )
+            if result is not None and hasattr(result, "__await__"):
+                self._schedule(result, event, callback)
+        return first_error
+
+    def _schedule(self, awaitable: Any, event: LifecycleEvent, callback: Any) -> None:
+        """Run an ``async def`` callback's coroutine on the running event loop."""
+        from ._async_callbacks import schedule
+
+        schedule(self, awaitable, event, callback)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Delivery dispatcher={self.dispatcher!r} executor={self.executor!r}"
+            f" error_handler={self.error_handler!r}>"
+        )
+
+
+_defaults: weakref.WeakKeyDictionary[EventDispatcher, Delivery] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def default_delivery(dispatcher: EventDispatcher) -> Delivery:
+    """Inline delivery with the default error handler, for ``dispatcher.emit``."""
+    delivery = _defaults.get(dispatcher)
+    if delivery is None:
+        delivery = _defaults.setdefault(dispatcher, Delivery(dispatcher))
+    return delivery

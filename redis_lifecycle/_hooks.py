@@ -1,0 +1,216 @@
+"""Shared pieces of the sync and asyncio hooks: emitting safely, reading
+errors and close reasons, and the class-level wrappers' bookkeeping."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from time import time
+from typing import Any
+
+import wrapt
+
+from ._delivery import Delivery
+from ._state import ConnState
+from .errors import CallbackError
+from .events import (
+    CloseReason,
+    ConnectionDisconnectedEvent,
+    ConnectionErrorEvent,
+    LifecycleEvent,
+)
+
+__all__ = [
+    "ClassPatcher",
+    "classify_close",
+    "emit",
+    "emit_quietly",
+    "error_in_flight",
+    "internal_error",
+]
+
+logger = logging.getLogger("redis_lifecycle")
+
+_SERVER_CLOSED_MESSAGES = ("Connection closed by server.",)
+_SERVER_CLOSED_TYPES: tuple[type[BaseException], ...] = (
+    ConnectionResetError,
+    BrokenPipeError,
+    ConnectionAbortedError,
+    EOFError,
+)
+_MARK_TO_CLOSE = {"fork": CloseReason.FORK, "pool_reset": CloseReason.POOL_RESET}
+
+
+def internal_error(where: str) -> None:
+    """Log a bug in redis_lifecycle itself; redis-py carries on regardless."""
+    logger.error("redis_lifecycle internal error in %s", where, exc_info=True)
+
+
+def emit(delivery: Delivery, event: LifecycleEvent) -> None:
+    """Deliver ``event``; a :class:`CallbackError` (strategy ``raise``) propagates."""
+    delivery.emit(event)
+
+
+def emit_quietly(delivery: Delivery, event: LifecycleEvent) -> None:
+    """Deliver ``event`` where raising would leave redis-py inconsistent (inside
+    its pool lock, while it handles an error of its own): a
+    :class:`CallbackError` is logged instead of raised."""
+    try:
+        delivery.emit(event)
+    except CallbackError as error:
+        delivery.error_handler.log(error)
+    except Exception:
+        internal_error(f"delivering {type(event).__name__}")
+
+
+def _passes_through_redis(error: BaseException) -> bool:
+    traceback = error.__traceback__
+    while traceback is not None:
+        module = traceback.tb_frame.f_globals.get("__name__", "")
+        if module == "redis" or module.startswith("redis."):
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
+def error_in_flight() -> BaseException | None:
+    """The exception redis-py is handling right now, if it comes from redis-py
+    or the socket layer below it (``sys.exc_info()`` inside a hook)."""
+    error = sys.exc_info()[1]
+    if error is None or not isinstance(error, Exception):
+        return None
+    if isinstance(error, (OSError, EOFError)) or _passes_through_redis(error):
+        return error
+    return None
+
+
+def disconnect_error(args: tuple[Any, ...], kwargs: dict[str, Any]) -> BaseException | None:
+    """The error a ``disconnect(...)`` call carries: ``error=`` (7.2+), a
+    positional exception (8.1's connect retry), or the one in flight."""
+    error = kwargs.get("error")
+    if isinstance(error, BaseException):
+        return error
+    if args and isinstance(args[0], BaseException):
+        return args[0]
+    return error_in_flight()
+
+
+def is_server_closed(error: BaseException) -> bool:
+    if isinstance(error, _SERVER_CLOSED_TYPES):
+        return True
+    return str(error) in _SERVER_CLOSED_MESSAGES
+
+
+def classify_close(
+    connection: Any,
+    state: ConnState,
+    error: BaseException | None,
+    health_check_failed: bool,
+) -> CloseReason:
+    """Why a connection is being closed, from what the hooks saw."""
+    pid = getattr(connection, "pid", None)
+    if pid is not None and pid != os.getpid():
+        return CloseReason.FORK
+    if state.mark_reason is not None:
+        return _MARK_TO_CLOSE.get(state.mark_reason, CloseReason.APPLICATION)
+    pool_state = state.pool_state
+    if pool_state is not None and pool_state.resetting:
+        return CloseReason.POOL_RESET
+    if health_check_failed:
+        return CloseReason.HEALTH_CHECK_FAILED
+    if error is not None:
+        return CloseReason.SERVER_CLOSED if is_server_closed(error) else CloseReason.ERROR
+    return CloseReason.APPLICATION
+
+
+def report_disconnect(
+    connection: Any,
+    state: ConnState,
+    error: BaseException | None,
+    health_check_failed: bool,
+    now: float,
+) -> None:
+    """Emit ``error`` (when the close carries one) then ``disconnected``.
+
+    Never raises: redis-py calls disconnect from places (loops over a pool,
+    ``release``, ``__del__``) that a raising callback would leave half done.
+    """
+    reason = classify_close(connection, state, error, health_check_failed)
+    state.connected = False
+    state.disconnected_at = now
+    state.mark_reason = None
+    pool_state = state.pool_state
+    if pool_state is None:
+        return
+    delivery = pool_state.delivery
+    wanted = delivery.wanted
+    if (
+        error is not None
+        and reason is not CloseReason.FORK
+        and ConnectionErrorEvent in wanted
+    ):
+        phase = "health_check" if health_check_failed else "io"
+        emit_quietly(delivery, ConnectionErrorEvent(time(), state.origin, error, phase))
+    if ConnectionDisconnectedEvent in wanted:
+        emit_quietly(
+            delivery, ConnectionDisconnectedEvent(time(), state.origin, reason, error)
+        )
+
+
+class ClassPatcher:
+    """Installs ``wrapt`` function wrappers on redis-py classes while at least
+    one pool uses them, and removes each exactly when the last one goes.
+
+    ``targets`` lists ``(class, method name, wrapper function)``; a method a
+    class does not define itself (feature detection: ``connect_check_health``
+    from 6.0, ``mark_for_reconnect`` from 7.0) is skipped.
+    """
+
+    def __init__(self, targets: Callable[[], Iterable[tuple[type, str, Any]]]) -> None:
+        self._targets = targets
+        self._lock = threading.Lock()
+        self._users = 0
+        self._installed: list[tuple[type, str, Any]] = []
+
+    @property
+    def installed(self) -> bool:
+        return bool(self._installed)
+
+    def acquire(self) -> None:
+        with self._lock:
+            self._users += 1
+            if self._users == 1:
+                self._install()
+
+    def release(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                return
+            self._users -= 1
+            if self._users == 0:
+                self._uninstall()
+
+    def _install(self) -> None:
+        for cls, name, wrapper in self._targets():
+            original = cls.__dict__.get(name)
+            if original is None:
+                continue
+            wrapped = wrapt.FunctionWrapper(original, wrapper)
+            setattr(cls, name, wrapped)
+            self._installed.append((cls, name, wrapped))
+
+    def _uninstall(self) -> None:
+        for cls, name, wrapped in reversed(self._installed):
+            if cls.__dict__.get(name) is wrapped:
+                setattr(cls, name, wrapped.__wrapped__)
+            else:  # someone wrapped on top of us: leave theirs working
+                logger.warning(
+                    "redis_lifecycle: %s.%s was wrapped again by another library; "
+                    "leaving the wrapper chain in place (it is inert now)",
+                    cls.__qualname__,
+                    name,
+                )
+        self._installed.clear()

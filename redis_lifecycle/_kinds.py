@@ -1,0 +1,42 @@
+"""The families of pools redis_lifecycle knows how to hook and count."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.connection as rconn
+
+from ._attach import PoolKind
+from ._sync import (
+    CONNECTION_PATCHER,
+    SyncPoolHooks,
+    blocking_counts,
+    blocking_total,
+    pool_connections,
+    pool_counts,
+    pool_total,
+)
+
+__all__ = ["SYNC_BLOCKING_POOL", "SYNC_POOL", "sync_kind_for"]
+
+SYNC_POOL = PoolKind(
+    hooks=SyncPoolHooks,
+    patcher=CONNECTION_PATCHER,
+    counts=pool_counts,
+    total=pool_total,
+    connections=pool_connections,
+)
+SYNC_BLOCKING_POOL = PoolKind(
+    hooks=SyncPoolHooks,
+    patcher=CONNECTION_PATCHER,
+    counts=blocking_counts,
+    total=blocking_total,
+    connections=pool_connections,
+)
+
+
+def sync_kind_for(pool: Any) -> PoolKind:
+    """The kind of a sync ``ConnectionPool`` (blocking or not)."""
+    if isinstance(pool, rconn.BlockingConnectionPool):
+        return SYNC_BLOCKING_POOL
+    return SYNC_POOL

@@ -1,0 +1,212 @@
+"""What redis_lifecycle knows about each instrumented pool and connection.
+
+State is kept *beside* redis-py's objects, never in their ``__dict__``:
+adding attributes to an object after it was built slows every later attribute
+lookup on it in CPython 3.11+. Pools carry their :class:`PoolState` as a class
+attribute of their per-instance lifecycle class; connections are looked up by
+``id()`` in :data:`CONNECTIONS`, an entry removed by a weakref callback when
+the connection dies (so an id is never reused while its entry exists).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from ._delivery import Delivery
+from .events import EventOrigin
+
+__all__ = [
+    "CONNECTIONS",
+    "ConnState",
+    "PoolState",
+    "connection_origin",
+    "forget_connection",
+    "forget_pool",
+    "register_connection",
+]
+
+_connection_ids = itertools.count(1)
+_lock = threading.Lock()
+
+#: Connection state by ``id(connection)``; read without a lock (a dict lookup
+#: is atomic), written under ``_lock``.
+CONNECTIONS: dict[int, ConnState] = {}
+
+
+class PoolState:
+    """One instrumented pool: its delivery, constants, and how to count it."""
+
+    __slots__ = (
+        "__weakref__",
+        "base_class",
+        "counts",
+        "delivery",
+        "f_get",
+        "f_make",
+        "f_release",
+        "f_reset",
+        "handle",
+        "is_async",
+        "name",
+        "origin",
+        "pool_ref",
+        "resetting",
+        "size",
+        "timeout",
+        "total",
+    )
+
+    def __init__(
+        self,
+        pool: Any,
+        *,
+        name: str,
+        origin: EventOrigin,
+        delivery: Delivery,
+        base_class: type,
+        counts: Callable[[Any], tuple[int, int]],
+        total: Callable[[Any], int],
+        size: int,
+        timeout: float | None,
+        is_async: bool = False,
+    ) -> None:
+        self.pool_ref = weakref.ref(pool)
+        self.name = name
+        self.origin = origin
+        self.delivery = delivery
+        self.base_class = base_class
+        #: ``counts(pool) -> (active, idle)`` and ``total(pool) -> created``.
+        self.counts = counts
+        self.total = total
+        #: redis-py's own methods, called by the lifecycle overrides.
+        self.f_get: Any = getattr(base_class, "get_connection", None)
+        self.f_release: Any = getattr(base_class, "release", None)
+        self.f_make: Any = getattr(base_class, "make_connection", None)
+        self.f_reset: Any = getattr(base_class, "reset", None)
+        self.size = size
+        self.timeout = timeout
+        self.is_async = is_async
+        #: Set while the pool's ``reset()`` runs, to label what it closes.
+        self.resetting = False
+        #: The :class:`~redis_lifecycle.LifecycleHandle` serving this pool.
+        self.handle: Any = None
+
+
+class ConnState:
+    """One connection seen by an instrumented pool."""
+
+    __slots__ = (
+        "__weakref__",
+        "checked_out_at",
+        "connect_started",
+        "connected",
+        "connected_at",
+        "disconnected_at",
+        "ever_connected",
+        "in_connect",
+        "last_connect_time",
+        "mark_reason",
+        "origin",
+        "pool_state",
+        "ref",
+    )
+
+    def __init__(self, origin: EventOrigin, pool_state: PoolState | None) -> None:
+        self.origin = origin
+        self.pool_state = pool_state
+        self.ref: weakref.ref[Any] | None = None
+        #: Whether it has a socket and finished its handshake, as we saw it.
+        self.connected = False
+        self.ever_connected = False
+        #: perf_counter of the first socket attempt of the connect in progress.
+        self.connect_started: float | None = None
+        self.in_connect = False
+        self.connected_at = 0.0
+        self.last_connect_time = 0.0
+        self.disconnected_at: float | None = None
+        self.checked_out_at: float | None = None
+        #: Reason given when redis-py marked it for reconnect, until it closes.
+        self.mark_reason: str | None = None
+
+
+def connection_origin(connection: Any, pool_name: str | None, connection_id: int) -> EventOrigin:
+    """Read a connection's address (never its credentials) into an origin."""
+    path = getattr(connection, "path", None)
+    if path:
+        host, port = None, None
+    else:
+        path = None
+        host = getattr(connection, "host", None)
+        port = getattr(connection, "port", None)
+    return EventOrigin(
+        host=host,
+        port=port,
+        path=path,
+        db=getattr(connection, "db", None),
+        connection_id=connection_id,
+        pool_name=pool_name,
+    )
+
+
+def _unwrap(connection: Any) -> Any:
+    """The real connection behind redis-py's client-side-cache proxy."""
+    inner = getattr(connection, "_conn", None)
+    return inner if inner is not None and hasattr(inner, "disconnect") else connection
+
+
+def register_connection(connection: Any, pool_state: PoolState | None) -> ConnState:
+    """Start tracking ``connection`` (idempotent); returns its state."""
+    connection = _unwrap(connection)
+    key = id(connection)
+    state = CONNECTIONS.get(key)
+    if state is not None:
+        if pool_state is not None and state.pool_state is not pool_state:
+            state.pool_state = pool_state
+            state.origin = connection_origin(
+                connection, pool_state.name, state.origin.connection_id or 0
+            )
+        return state
+    with _lock:
+        state = CONNECTIONS.get(key)
+        if state is not None:
+            return state
+        name = pool_state.name if pool_state is not None else None
+        state = ConnState(connection_origin(connection, name, next(_connection_ids)), pool_state)
+        state.connected = _is_connected(connection)
+        state.ever_connected = state.connected
+        state.ref = weakref.ref(connection, _make_remover(key))
+        CONNECTIONS[key] = state
+        return state
+
+
+def _is_connected(connection: Any) -> bool:
+    if getattr(connection, "_sock", None) is not None:
+        return True
+    return getattr(connection, "_writer", None) is not None
+
+
+def _make_remover(key: int) -> Callable[[weakref.ref[Any]], None]:
+    def remove(ref: weakref.ref[Any]) -> None:
+        state = CONNECTIONS.get(key)
+        if state is not None and state.ref is ref:
+            CONNECTIONS.pop(key, None)
+
+    return remove
+
+
+def forget_connection(connection: Any) -> None:
+    """Stop tracking ``connection``."""
+    connection = _unwrap(connection)
+    with _lock:
+        CONNECTIONS.pop(id(connection), None)
+
+
+def forget_pool(pool_state: PoolState) -> None:
+    """Stop tracking every connection of ``pool_state``."""
+    with _lock:
+        for key in [k for k, s in CONNECTIONS.items() if s.pool_state is pool_state]:
+            del CONNECTIONS[key]

@@ -1,0 +1,419 @@
+"""Hooks on sync redis-py: ``redis.connection``'s connections and pools.
+
+Two techniques, chosen per hook point by measurement (``benchmarks/``):
+
+* **Pools** (the per-command hot path: ``get_connection`` and ``release``)
+  get a lifecycle subclass of their own class, made per pool instance, with
+  the pool's :class:`~redis_lifecycle._state.PoolState` as a class attribute.
+  ``uninstrument`` assigns the original class back. An override costs about a
+  fifth of a ``wrapt`` wrapper, and uninstrumented pools pay nothing.
+* **Connections** (connect, handshake, disconnect, health ping, mark for
+  reconnect: rare) get class-level ``wrapt`` wrappers, installed while at
+  least one pool is instrumented and filtered by ``CONNECTIONS``. They see
+  the calls redis-py makes on ``self`` (lazy reconnects, retries, the
+  checkout probe), which no per-object proxy can.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from time import perf_counter, time
+from typing import Any, ClassVar
+
+import redis.connection as rconn
+import redis.exceptions as rexc
+
+from ._hooks import (
+    ClassPatcher,
+    disconnect_error,
+    emit,
+    emit_quietly,
+    internal_error,
+    report_disconnect,
+)
+from ._state import CONNECTIONS, PoolState, register_connection
+from .errors import CallbackError
+from .events import (
+    ConnectionConnectedEvent,
+    ConnectionCreatedEvent,
+    ConnectionErrorEvent,
+    ConnectionHealthCheckEvent,
+    ConnectionMarkedForReconnectEvent,
+    ConnectionReconnectedEvent,
+    PoolConnectionAcquiredEvent,
+    PoolConnectionCreatedEvent,
+    PoolConnectionReleasedEvent,
+    PoolExhaustedEvent,
+    PoolResetEvent,
+)
+
+__all__ = [
+    "CONNECTION_PATCHER",
+    "SyncPoolHooks",
+    "blocking_counts",
+    "blocking_total",
+    "is_exhaustion",
+    "pool_counts",
+    "pool_total",
+]
+
+_MAX_CONNECTIONS_ERROR: type[BaseException] | None = getattr(
+    rexc, "MaxConnectionsError", None
+)
+_EXHAUSTION_MESSAGES = ("Too many connections", "No connection available.")
+
+
+def is_exhaustion(error: BaseException) -> bool:
+    """Whether a checkout failed because the pool had no free connection."""
+    if _MAX_CONNECTIONS_ERROR is not None and isinstance(error, _MAX_CONNECTIONS_ERROR):
+        return True
+    return isinstance(error, rexc.ConnectionError) and str(error) in _EXHAUSTION_MESSAGES
+
+
+# --- pool counts ---------------------------------------------------------
+
+
+def pool_counts(pool: Any) -> tuple[int, int]:
+    """``(active, idle)`` of a ``ConnectionPool``."""
+    return len(pool._in_use_connections), len(pool._available_connections)
+
+
+def pool_total(pool: Any) -> int:
+    return int(pool._created_connections)
+
+
+def blocking_counts(pool: Any) -> tuple[int, int]:
+    """``(active, idle)`` of a ``BlockingConnectionPool``, in O(1).
+
+    Its LIFO queue holds ``None`` placeholders below the idle connections
+    (releases push on top, checkouts pop from the top), so idle = queue length
+    less the placeholders, and placeholders = size less connections made.
+    """
+    created = len(pool._connections)
+    idle = len(pool.pool.queue) - (pool.max_connections - created)
+    idle = min(max(idle, 0), created)
+    return created - idle, idle
+
+
+def blocking_total(pool: Any) -> int:
+    return len(pool._connections)
+
+
+# --- pool overrides ------------------------------------------------------
+
+
+class SyncPoolHooks:
+    """Overrides mixed in front of an instrumented sync pool's own class.
+
+    No ``__slots__`` here: a slotted mixin would change the instance layout
+    and forbid the ``__class__`` assignment that attaches it.
+    """
+    _rl_state: ClassVar[PoolState]
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        state = self._rl_state
+        delivery = state.delivery
+        if not delivery.hot:
+            return state.f_get(self, *args, **kwargs)
+        started = perf_counter()
+        try:
+            connection = state.f_get(self, *args, **kwargs)
+        except BaseException as error:
+            if PoolExhaustedEvent in delivery.wanted and is_exhaustion(error):
+                emit_quietly(
+                    delivery,
+                    PoolExhaustedEvent(
+                        time(),
+                        state.origin,
+                        state.size,
+                        state.timeout,
+                        perf_counter() - started,
+                    ),
+                )
+            raise
+        now = perf_counter()
+        conn_state = CONNECTIONS.get(id(connection)) or register_connection(
+            connection, state
+        )
+        conn_state.checked_out_at = now
+        if PoolConnectionAcquiredEvent in delivery.wanted:
+            wait_time = now - started
+            if conn_state.connected_at > started:
+                wait_time = max(wait_time - conn_state.last_connect_time, 0.0)
+            active, idle = state.counts(self)
+            try:
+                delivery.emit(
+                    PoolConnectionAcquiredEvent(
+                        time(), conn_state.origin, wait_time, active, idle
+                    )
+                )
+            except CallbackError:
+                self.release(connection)  # type: ignore[attr-defined]
+                raise
+        return connection
+
+    def release(self, connection: Any) -> None:
+        state = self._rl_state
+        delivery = state.delivery
+        if not delivery.hot:
+            return state.f_release(self, connection)  # type: ignore[no-any-return]
+        state.f_release(self, connection)
+        conn_state = CONNECTIONS.get(id(connection))
+        if conn_state is None or conn_state.checked_out_at is None:
+            return None
+        held_time = perf_counter() - conn_state.checked_out_at
+        conn_state.checked_out_at = None
+        if PoolConnectionReleasedEvent in delivery.wanted:
+            active, idle = state.counts(self)
+            emit(
+                delivery,
+                PoolConnectionReleasedEvent(
+                    time(), conn_state.origin, held_time, active, idle
+                ),
+            )
+        return None
+
+    def make_connection(self) -> Any:
+        state = self._rl_state
+        connection = state.f_make(self)
+        try:
+            conn_state = register_connection(connection, state)
+            delivery = state.delivery
+            if PoolConnectionCreatedEvent in delivery.wanted:
+                emit_quietly(
+                    delivery,
+                    PoolConnectionCreatedEvent(
+                        time(), conn_state.origin, state.total(self)
+                    ),
+                )
+        except Exception:
+            internal_error("make_connection")
+        return connection
+
+    def reset(self) -> None:
+        state = self._rl_state
+        forked = getattr(self, "pid", os.getpid()) != os.getpid()
+        try:
+            inherited = list(_pool_connections(self))
+        except Exception:
+            inherited = []
+        state.resetting = True
+        try:
+            state.f_reset(self)
+        finally:
+            state.resetting = False
+        delivery = state.delivery
+        reason = "fork" if forked else "explicit"
+        if forked and ConnectionMarkedForReconnectEvent in delivery.wanted:
+            for connection in inherited:
+                conn_state = CONNECTIONS.get(id(connection))
+                if conn_state is not None:
+                    conn_state.mark_reason = "fork"
+                    emit_quietly(
+                        delivery,
+                        ConnectionMarkedForReconnectEvent(
+                            time(), conn_state.origin, "fork"
+                        ),
+                    )
+        if PoolResetEvent in delivery.wanted:
+            emit(
+                delivery,
+                PoolResetEvent(time(), state.origin, reason, len(inherited)),
+            )
+
+
+def _pool_connections(pool: Any) -> Iterable[Any]:
+    """Every connection object a sync pool holds."""
+    if hasattr(pool, "_connections"):  # BlockingConnectionPool
+        return list(pool._connections)
+    return [*pool._available_connections, *pool._in_use_connections]
+
+
+pool_connections = _pool_connections
+
+
+# --- connection wrappers -------------------------------------------------
+
+
+def _socket_attempt(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Around ``_connect``: one socket attempt (TCP, TLS or unix)."""
+    state = CONNECTIONS.get(id(instance))
+    if state is None or state.in_connect or state.pool_state is None:
+        return wrapped(*args, **kwargs)
+    state.in_connect = True
+    delivery = state.pool_state.delivery
+    try:
+        state.connect_started = perf_counter()
+        if ConnectionCreatedEvent in delivery.wanted:
+            emit_quietly(delivery, ConnectionCreatedEvent(time(), state.origin))
+        try:
+            return wrapped(*args, **kwargs)
+        except BaseException as error:
+            state.connect_started = None
+            if ConnectionErrorEvent in delivery.wanted and isinstance(error, Exception):
+                emit_quietly(
+                    delivery, ConnectionErrorEvent(time(), state.origin, error, "connect")
+                )
+            raise
+    finally:
+        state.in_connect = False
+
+
+def _handshake(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Around ``on_connect_check_health`` (6.0+) or ``on_connect`` (5.x): the
+    handshake after a socket attempt; its success means connected."""
+    state = CONNECTIONS.get(id(instance))
+    if state is None or state.pool_state is None or state.connected:
+        return wrapped(*args, **kwargs)
+    delivery = state.pool_state.delivery
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as error:
+        state.connect_started = None
+        if ConnectionErrorEvent in delivery.wanted and isinstance(error, Exception):
+            emit_quietly(
+                delivery, ConnectionErrorEvent(time(), state.origin, error, "handshake")
+            )
+        raise
+    mark_connected(state)
+    return result
+
+
+def mark_connected(state: Any) -> None:
+    """Record a finished connect and emit ``connected`` or ``reconnected``."""
+    now = perf_counter()
+    started = state.connect_started
+    connect_time = now - started if started is not None else 0.0
+    state.connect_started = None
+    state.connected = True
+    state.connected_at = now
+    state.last_connect_time = connect_time
+    delivery = state.pool_state.delivery
+    if state.ever_connected:
+        if ConnectionReconnectedEvent in delivery.wanted:
+            disconnected_at = state.disconnected_at
+            downtime = now - disconnected_at if disconnected_at is not None else 0.0
+            emit(
+                delivery,
+                ConnectionReconnectedEvent(
+                    time(), state.origin, connect_time, downtime
+                ),
+            )
+    else:
+        state.ever_connected = True
+        if ConnectionConnectedEvent in delivery.wanted:
+            emit(delivery, ConnectionConnectedEvent(time(), state.origin, connect_time))
+
+
+def _disconnect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Around ``disconnect``: a connected connection's socket closing."""
+    state = CONNECTIONS.get(id(instance))
+    if state is None or not state.connected:
+        return wrapped(*args, **kwargs)
+    try:
+        error = disconnect_error(args, kwargs)
+    except Exception:
+        error = None
+    result = wrapped(*args, **kwargs)
+    try:
+        if getattr(instance, "_sock", None) is None:
+            report_disconnect(
+                instance,
+                state,
+                error,
+                bool(kwargs.get("health_check_failed")),
+                perf_counter(),
+            )
+    except Exception:
+        internal_error("disconnect")
+    return result
+
+
+def _send_ping(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Around ``_send_ping``: redis-py's own health check."""
+    state = CONNECTIONS.get(id(instance))
+    if (
+        state is None
+        or state.pool_state is None
+        or ConnectionHealthCheckEvent not in state.pool_state.delivery.wanted
+    ):
+        return wrapped(*args, **kwargs)
+    delivery = state.pool_state.delivery
+    started = perf_counter()
+    try:
+        result = wrapped(*args, **kwargs)
+    except BaseException as error:
+        latency = (perf_counter() - started) * 1000.0
+        emit_quietly(
+            delivery,
+            ConnectionHealthCheckEvent(
+                time(), state.origin, False, latency, "PING", error
+            ),
+        )
+        raise
+    latency = (perf_counter() - started) * 1000.0
+    emit(
+        delivery,
+        ConnectionHealthCheckEvent(time(), state.origin, True, latency, "PING", None),
+    )
+    return result
+
+
+def mark_reason_from_caller() -> str:
+    """Why redis-py is marking a connection, from who called it."""
+    import sys
+
+    frame = sys._getframe(3)
+    for _ in range(6):
+        if frame is None:
+            break
+        module = frame.f_globals.get("__name__", "")
+        function = frame.f_code.co_name
+        if "maint_notifications" in module:
+            return "maintenance"
+        if "cluster" in module:
+            return "topology_change"
+        if function in ("reset", "_checkpid"):
+            return "pool_reset"
+        frame = frame.f_back  # type: ignore[assignment]
+    return "requested"
+
+
+def _mark_for_reconnect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Around ``mark_for_reconnect`` (7.0+)."""
+    result = wrapped(*args, **kwargs)
+    state = CONNECTIONS.get(id(instance))
+    if state is None or state.pool_state is None:
+        return result
+    try:
+        reason = mark_reason_from_caller()
+    except Exception:
+        reason = "requested"
+    state.mark_reason = reason
+    delivery = state.pool_state.delivery
+    if ConnectionMarkedForReconnectEvent in delivery.wanted:
+        emit_quietly(
+            delivery, ConnectionMarkedForReconnectEvent(time(), state.origin, reason)
+        )
+    return result
+
+
+def _connection_targets() -> Iterable[tuple[type, str, Any]]:
+    base = rconn.AbstractConnection
+    handshake = (
+        "on_connect_check_health"
+        if "on_connect_check_health" in base.__dict__
+        else "on_connect"
+    )
+    socket_classes = [rconn.Connection, rconn.SSLConnection, rconn.UnixDomainSocketConnection]
+    for cls in socket_classes:
+        yield cls, "_connect", _socket_attempt
+    yield base, handshake, _handshake
+    yield base, "disconnect", _disconnect
+    yield base, "_send_ping", _send_ping
+    yield base, "mark_for_reconnect", _mark_for_reconnect
+
+
+#: The class-level connection wrappers, shared by every instrumented sync pool.
+CONNECTION_PATCHER = ClassPatcher(_connection_targets)

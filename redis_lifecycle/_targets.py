@@ -1,0 +1,96 @@
+"""What ``instrument()`` accepts, and how each kind of client is attached.
+
+Each supported client type maps to a :class:`Target` that knows where its
+pools are. Resolving happens before anything is changed, so a ``TypeError``
+for an unsupported object leaves nothing half-instrumented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import redis
+import redis.connection as rconn
+
+if TYPE_CHECKING:
+    from .instrument import LifecycleHandle
+
+__all__ = ["Target", "resolve_target", "register_target_kind"]
+
+
+class Target:
+    """One client or pool to instrument."""
+
+    def __init__(self, obj: Any, attach: Callable[[Any, LifecycleHandle, str | None], None]) -> None:
+        self.obj = obj
+        self._attach = attach
+
+    def attach(self, handle: LifecycleHandle, pool_name: str | None) -> None:
+        self._attach(self.obj, handle, pool_name)
+
+
+def _attach_sync_pool(pool: Any, handle: LifecycleHandle, pool_name: str | None) -> None:
+    from .instrument import attach_sync_pool
+
+    attach_sync_pool(handle, pool, pool_name)
+
+
+def _attach_sync_client(client: Any, handle: LifecycleHandle, pool_name: str | None) -> None:
+    _attach_sync_pool(client.connection_pool, handle, pool_name)
+
+
+# (predicate, attach) pairs, tried in order; asyncio and cluster support add theirs.
+_KINDS: list[tuple[Callable[[Any], bool], Callable[[Any, Any, str | None], None]]] = [
+    (lambda obj: isinstance(obj, rconn.ConnectionPool), _attach_sync_pool),
+    (
+        lambda obj: isinstance(obj, redis.Redis)
+        and isinstance(getattr(obj, "connection_pool", None), rconn.ConnectionPool),
+        _attach_sync_client,
+    ),
+]
+_loaded_optional = False
+
+
+def register_target_kind(
+    predicate: Callable[[Any], bool], attach: Callable[[Any, Any, str | None], None]
+) -> None:
+    """Teach ``instrument()`` another kind of client (asyncio, cluster, ...)."""
+    _KINDS.insert(0, (predicate, attach))
+
+
+def _load_optional_kinds() -> None:
+    global _loaded_optional
+    if _loaded_optional:
+        return
+    _loaded_optional = True
+    import importlib
+
+    for module in ("redis_lifecycle._async_targets", "redis_lifecycle._cluster_targets"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+
+
+SUPPORTED = (
+    "redis.Redis, redis.asyncio.Redis, redis.cluster.RedisCluster, "
+    "redis.asyncio.cluster.RedisCluster, a client from Sentinel.master_for()/"
+    "slave_for(), or a redis-py connection pool"
+)
+
+
+def resolve_target(obj: Any) -> Target:
+    """The :class:`Target` for ``obj``; :class:`TypeError` naming its type if
+    it is not something redis_lifecycle can instrument."""
+    _load_optional_kinds()
+    for predicate, attach in _KINDS:
+        if predicate(obj):
+            return Target(obj, attach)
+    cls = type(obj)
+    msg = (
+        f"instrument() expects {SUPPORTED}; got {cls.__module__}.{cls.__qualname__}"
+        f" ({obj!r:.80})"
+    )
+    raise TypeError(msg)

@@ -1,0 +1,215 @@
+"""Subscribe callbacks to event classes.
+
+    >>> import redis_lifecycle as rl
+    >>> dispatcher = rl.EventDispatcher()
+    >>> @dispatcher.subscribe(rl.PoolExhaustedEvent)
+    ... def alert(event):
+    ...     print("pool", event.pool_name, "exhausted")
+    >>> alert.unsubscribe()
+    True
+
+A subscription to a class receives that class and its subclasses: the
+matching subscriptions for an event class are resolved once (following the
+MRO) and cached until the next subscribe or unsubscribe. Callbacks run
+outside the dispatcher's lock, so a callback may subscribe or unsubscribe.
+
+Where callbacks run is decided by the pool or handle that emits: inline on
+the thread that caused the event (the default), or on an
+:class:`~redis_lifecycle.AsyncCallbackExecutor`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from .events import EVENT_CLASSES, LifecycleEvent
+
+if TYPE_CHECKING:
+    from ._delivery import Delivery
+
+__all__ = ["EventCallback", "EventDispatcher", "Subscription"]
+
+E = TypeVar("E", bound=LifecycleEvent)
+EventCallback = Callable[[Any], Any]
+
+_sequence = itertools.count()
+
+
+class Subscription:
+    """One callback subscribed to one event class.
+
+    Returned by :meth:`EventDispatcher.subscribe`. When ``subscribe`` is used
+    as a decorator, the decorated name is bound to the subscription, which is
+    callable like the original function.
+    """
+
+    __slots__ = ("__weakref__", "_dispatcher", "_order", "callback", "event_cls", "exact")
+
+    def __init__(
+        self,
+        dispatcher: EventDispatcher,
+        event_cls: type[LifecycleEvent],
+        callback: EventCallback,
+        exact: bool,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._order = next(_sequence)
+        self.event_cls = event_cls
+        self.callback = callback
+        self.exact = exact
+
+    def __call__(self, event: LifecycleEvent) -> Any:
+        return self.callback(event)
+
+    @property
+    def active(self) -> bool:
+        """Whether it still receives events."""
+        return self._dispatcher._contains(self)
+
+    def unsubscribe(self) -> bool:
+        """Stop receiving events. Returns ``False`` if it was already unsubscribed."""
+        return self._dispatcher.unsubscribe(self.event_cls, self)
+
+    def __repr__(self) -> str:
+        name = getattr(self.callback, "__qualname__", repr(self.callback))
+        return f"<Subscription {self.event_cls.__name__} -> {name}>"
+
+
+class EventDispatcher:
+    """Routes events to the callbacks subscribed to their class or a base class.
+
+    Thread-safe. One dispatcher can serve several pools and clients.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._by_class: dict[type[LifecycleEvent], list[Subscription]] = {}
+        self._resolved: dict[type[LifecycleEvent], tuple[Subscription, ...]] = {}
+        self._deliveries: weakref.WeakSet[Delivery] = weakref.WeakSet()
+
+    @overload
+    def subscribe(
+        self, event_cls: type[E], callback: None = None, *, exact: bool = False
+    ) -> Callable[[Callable[[E], Any]], Subscription]: ...
+
+    @overload
+    def subscribe(
+        self, event_cls: type[E], callback: Callable[[E], Any], *, exact: bool = False
+    ) -> Subscription: ...
+
+    def subscribe(
+        self,
+        event_cls: type[E],
+        callback: Callable[[E], Any] | None = None,
+        *,
+        exact: bool = False,
+    ) -> Subscription | Callable[[Callable[[E], Any]], Subscription]:
+        """Call ``callback(event)`` for every event of ``event_cls`` or a subclass.
+
+        With ``exact=True``, subclasses are not delivered. Without
+        ``callback``, returns a decorator. Raises :class:`TypeError` if
+        ``event_cls`` is not a :class:`LifecycleEvent` subclass or
+        ``callback`` is not callable.
+        """
+        if not (isinstance(event_cls, type) and issubclass(event_cls, LifecycleEvent)):
+            msg = (
+                "subscribe() expects an event class such as "
+                f"redis_lifecycle.ConnectionConnectedEvent, got {event_cls!r}; "
+                "to subscribe by name use handle.register_connection_callback(name, ...)"
+            )
+            raise TypeError(msg)
+        if callback is None:
+
+            def decorator(func: Callable[[E], Any]) -> Subscription:
+                return self.subscribe(event_cls, func, exact=exact)
+
+            return decorator
+        if not callable(callback):
+            msg = f"callback must be callable, got {type(callback).__name__}: {callback!r}"
+            raise TypeError(msg)
+        subscription = Subscription(self, event_cls, callback, exact)
+        with self._lock:
+            self._by_class.setdefault(event_cls, []).append(subscription)
+            self._changed()
+        return subscription
+
+    def unsubscribe(
+        self, event_cls: type[LifecycleEvent], subscription: Subscription
+    ) -> bool:
+        """Remove a subscription. Returns ``False`` if it was not subscribed."""
+        with self._lock:
+            subscriptions = self._by_class.get(event_cls)
+            if not subscriptions or subscription not in subscriptions:
+                return False
+            subscriptions.remove(subscription)
+            if not subscriptions:
+                del self._by_class[event_cls]
+            self._changed()
+            return True
+
+    def clear(self) -> None:
+        """Remove every subscription."""
+        with self._lock:
+            self._by_class.clear()
+            self._changed()
+
+    def listeners(self, event_cls: type[LifecycleEvent]) -> tuple[Subscription, ...]:
+        """The subscriptions an event of exactly ``event_cls`` is delivered to, in
+        the order they were made."""
+        try:
+            return self._resolved[event_cls]
+        except KeyError:
+            return self._resolve(event_cls)
+
+    def has_listeners(self, event_cls: type[LifecycleEvent]) -> bool:
+        """Whether an event of exactly ``event_cls`` would reach any callback."""
+        return bool(self.listeners(event_cls))
+
+    def emit(self, event: LifecycleEvent) -> None:
+        """Deliver ``event`` inline to its subscribers.
+
+        Pools and handles deliver through their own executor and error
+        handler; this method is for events you build yourself (in tests, say).
+        A callback that raises is logged and does not stop the others.
+        """
+        from ._delivery import default_delivery
+
+        default_delivery(self).emit(event)
+
+    def _resolve(self, event_cls: type[LifecycleEvent]) -> tuple[Subscription, ...]:
+        with self._lock:
+            found: list[Subscription] = []
+            for base in event_cls.__mro__:
+                for subscription in self._by_class.get(base, ()):  # type: ignore[call-overload]
+                    if not subscription.exact or base is event_cls:
+                        found.append(subscription)
+            found.sort(key=lambda s: s._order)
+            resolved = tuple(found)
+            self._resolved[event_cls] = resolved
+            return resolved
+
+    def _contains(self, subscription: Subscription) -> bool:
+        with self._lock:
+            return subscription in self._by_class.get(subscription.event_cls, ())
+
+    def _subscribed_classes(self) -> frozenset[type[LifecycleEvent]]:
+        """The concrete event classes that have at least one listener."""
+        return frozenset(cls for cls in EVENT_CLASSES if self.listeners(cls))
+
+    def _attach(self, delivery: Delivery) -> None:
+        with self._lock:
+            self._deliveries.add(delivery)
+
+    def _changed(self) -> None:
+        self._resolved = {}
+        for delivery in list(self._deliveries):
+            delivery.refresh()
+
+    def __repr__(self) -> str:
+        with self._lock:
+            count = sum(len(subs) for subs in self._by_class.values())
+        return f"<EventDispatcher subscriptions={count}>"

@@ -1,0 +1,334 @@
+"""``instrument(client)``: lifecycle events from a redis-py client you already have.
+
+    >>> import redis, redis_lifecycle as rl
+    >>> client = redis.Redis(host="localhost", port=6379)
+    >>> handle = rl.instrument(client)
+    >>> @handle.register_connection_callback("connected")
+    ... def on_connected(event):
+    ...     print("connected to", event["host"], event["port"])
+    >>> rl.uninstrument(client)
+    True
+
+Callbacks run inline, on the thread whose Redis command caused the event,
+unless an :class:`~redis_lifecycle.AsyncCallbackExecutor` is given as
+``async_callbacks``. A callback that raises is logged and never fails the
+command (see :class:`~redis_lifecycle.CallbackErrorHandler` for the other
+strategies).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._attach import attach_pool, detach_pool, pool_state_of
+from ._delivery import Delivery
+from .dispatcher import EventDispatcher, Subscription
+from .errors import CallbackErrorHandler
+from .events import (
+    EVENT_CLASS_BY_TYPE,
+    EventType,
+    LifecycleEvent,
+)
+
+if TYPE_CHECKING:
+    from .executor import AsyncCallbackExecutor
+    from .health import HealthCheckResult
+    from .metrics import Instrumentation
+
+__all__ = ["LifecycleHandle", "instrument", "uninstrument"]
+
+_lock = threading.RLock()
+LegacyCallback = Callable[[dict[str, Any]], Any]
+
+
+def event_class_for(name: EventType | str) -> type[LifecycleEvent]:
+    """The event class for a legacy name; :class:`ValueError` listing the names."""
+    try:
+        return EVENT_CLASS_BY_TYPE[EventType(name)]
+    except ValueError:
+        valid = ", ".join(repr(t.value) for t in EventType)
+        msg = f"unknown event name {name!r}; expected one of: {valid}"
+        raise ValueError(msg) from None
+
+
+class _LegacyAdapter:
+    """Calls a legacy callback with the event's dict."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: LegacyCallback) -> None:
+        self.callback = callback
+
+    def __call__(self, event: LifecycleEvent) -> Any:
+        return self.callback(event.to_dict())
+
+    def __repr__(self) -> str:
+        return str(getattr(self.callback, "__qualname__", repr(self.callback)))
+
+
+class CallbackRegistry:
+    """Legacy name-based callbacks on top of a dispatcher (shared by the
+    handle and the lifecycle pools)."""
+
+    def __init__(self, dispatcher: EventDispatcher) -> None:
+        self.dispatcher = dispatcher
+        self._legacy: dict[tuple[type[LifecycleEvent], Any], list[Subscription]] = {}
+        self._lock = threading.Lock()
+
+    def register(
+        self, name: EventType | str, callback: LegacyCallback | None = None
+    ) -> Any:
+        event_cls = event_class_for(name)
+        if callback is None:
+
+            def decorator(func: LegacyCallback) -> LegacyCallback:
+                self.register(name, func)
+                return func
+
+            return decorator
+        if not callable(callback):
+            msg = f"callback must be callable, got {type(callback).__name__}: {callback!r}"
+            raise TypeError(msg)
+        subscription = self.dispatcher.subscribe(
+            event_cls, _LegacyAdapter(callback), exact=True
+        )
+        with self._lock:
+            self._legacy.setdefault((event_cls, callback), []).append(subscription)
+        return callback
+
+    def deregister(self, name: EventType | str, callback: LegacyCallback) -> bool:
+        event_cls = event_class_for(name)
+        with self._lock:
+            subscriptions = self._legacy.get((event_cls, callback))
+            if not subscriptions:
+                return False
+            subscription = subscriptions.pop()
+            if not subscriptions:
+                del self._legacy[(event_cls, callback)]
+        return subscription.unsubscribe()
+
+
+class LifecycleHandle:
+    """What :func:`instrument` returns: the way to listen to one client's pool.
+
+    ``dispatcher`` receives every event of the instrumented pool(s);
+    ``register_connection_callback(name, callback)`` subscribes a legacy
+    callback that receives a ``dict`` (see :meth:`LifecycleEvent.to_dict`).
+    """
+
+    def __init__(
+        self,
+        target: Any,
+        delivery: Delivery,
+        callbacks: CallbackRegistry | None = None,
+    ) -> None:
+        self._target_ref = weakref.ref(target)
+        self._delivery = delivery
+        self._callbacks = callbacks or CallbackRegistry(delivery.dispatcher)
+        self._pools: list[weakref.ref[Any]] = []
+        self._closers: list[Callable[[], None]] = []
+
+    @property
+    def dispatcher(self) -> EventDispatcher:
+        """The dispatcher events go to."""
+        return self._delivery.dispatcher
+
+    @property
+    def delivery(self) -> Delivery:
+        return self._delivery
+
+    @property
+    def instrumentation(self) -> Instrumentation | None:
+        return self._delivery.instrumentation
+
+    @property
+    def target(self) -> Any:
+        """The instrumented client or pool (``None`` once it is gone)."""
+        return self._target_ref()
+
+    def pools(self) -> list[Any]:
+        """The pools this handle instruments (one, or one per cluster node)."""
+        return [pool for ref in self._pools if (pool := ref()) is not None]
+
+    def register_connection_callback(
+        self, name: EventType | str, callback: LegacyCallback | None = None
+    ) -> Any:
+        """Call ``callback(event_dict)`` for every event named ``name``.
+
+        Names are the :class:`~redis_lifecycle.EventType` values
+        (``"connected"``, ``"disconnected"``, ...); ``"connected"`` receives
+        first connections only, ``"reconnected"`` the others. Without
+        ``callback``, returns a decorator. Returns the callback.
+        """
+        return self._callbacks.register(name, callback)
+
+    def deregister_connection_callback(
+        self, name: EventType | str, callback: LegacyCallback
+    ) -> bool:
+        """Undo one :meth:`register_connection_callback`; ``False`` if not registered."""
+        return self._callbacks.deregister(name, callback)
+
+    def health_check(self, command: str = "PING") -> HealthCheckResult:
+        """Run ``command`` on a pooled connection; see :func:`redis_lifecycle.health_check`."""
+        from .health import health_check
+
+        target = self.target
+        if target is None:
+            msg = "the instrumented client has been garbage-collected"
+            raise RuntimeError(msg)
+        return health_check(target, command)
+
+    def pool_stats(self) -> list[dict[str, Any]]:
+        """Per pool: ``pool_name``, ``max_connections``, ``timeout``, ``active``,
+        ``idle`` and ``total`` connections, read now."""
+        stats = []
+        for pool in self.pools():
+            state = pool_state_of(pool)
+            if state is None:
+                continue
+            active, idle = state.counts(pool)
+            stats.append(
+                {
+                    "pool_name": state.name,
+                    "max_connections": state.size,
+                    "timeout": state.timeout,
+                    "active": active,
+                    "idle": idle,
+                    "total": state.total(pool),
+                }
+            )
+        return stats
+
+    def _add_pool(self, pool: Any) -> None:
+        self._pools.append(weakref.ref(pool))
+
+    def _detach(self) -> None:
+        for pool in self.pools():
+            detach_pool(pool)
+        self._pools.clear()
+        for closer in self._closers:
+            closer()
+        self._closers.clear()
+
+    def __repr__(self) -> str:
+        names = [s["pool_name"] for s in self.pool_stats()]
+        return f"<LifecycleHandle pools={names!r}>"
+
+
+# Handles by the id of what was instrumented; entries vanish with their target.
+_handles: dict[int, LifecycleHandle] = {}
+
+
+def _make_delivery(
+    event_dispatcher: EventDispatcher | None,
+    async_callbacks: AsyncCallbackExecutor | None,
+    callback_error_handler: CallbackErrorHandler | None,
+    instrumentation: Instrumentation | None,
+) -> Delivery:
+    if event_dispatcher is not None and not isinstance(event_dispatcher, EventDispatcher):
+        msg = (
+            "event_dispatcher must be a redis_lifecycle.EventDispatcher, got "
+            f"{type(event_dispatcher).__module__}.{type(event_dispatcher).__qualname__}"
+        )
+        raise TypeError(msg)
+    if callback_error_handler is not None and not isinstance(
+        callback_error_handler, CallbackErrorHandler
+    ):
+        msg = (
+            "callback_error_handler must be a redis_lifecycle.CallbackErrorHandler, "
+            f"got {callback_error_handler!r}; e.g. CallbackErrorHandler('raise')"
+        )
+        raise TypeError(msg)
+    return Delivery(
+        event_dispatcher or EventDispatcher(),
+        executor=async_callbacks,
+        error_handler=callback_error_handler,
+        instrumentation=instrumentation,
+    )
+
+
+def _describe(obj: Any) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def instrument(
+    client: Any,
+    *,
+    event_dispatcher: EventDispatcher | None = None,
+    async_callbacks: AsyncCallbackExecutor | None = None,
+    callback_error_handler: CallbackErrorHandler | None = None,
+    instrumentation: Instrumentation | None = None,
+    pool_name: str | None = None,
+) -> LifecycleHandle:
+    """Emit lifecycle events for ``client``'s connections and pool(s).
+
+    ``client`` is a ``redis.Redis``, ``redis.asyncio.Redis``, a cluster
+    client, a client from ``Sentinel.master_for``/``slave_for``, or a
+    connection pool. Idempotent: instrumenting again returns the same handle
+    (the other arguments are then ignored). Raises :class:`TypeError` for
+    anything else, leaving nothing instrumented.
+    """
+    from ._targets import resolve_target
+
+    with _lock:
+        existing = _handles.get(id(client))
+        if existing is not None and existing.target is client:
+            return existing
+        target = resolve_target(client)  # TypeError before anything changes
+        pool_state = pool_state_of(getattr(client, "connection_pool", None) or client)
+        if pool_state is not None and pool_state.handle is not None:
+            return pool_state.handle  # type: ignore[no-any-return]
+        delivery = _make_delivery(
+            event_dispatcher, async_callbacks, callback_error_handler, instrumentation
+        )
+        handle = LifecycleHandle(client, delivery)
+        try:
+            target.attach(handle, pool_name)
+        except BaseException:
+            handle._detach()
+            raise
+        _handles[id(client)] = handle
+        weakref.finalize(client, _handles.pop, id(client), None)
+        return handle
+
+
+def uninstrument(client: Any) -> bool:
+    """Stop emitting events for ``client``; it keeps working unchanged.
+
+    Returns ``False`` if it was not instrumented.
+    """
+    with _lock:
+        handle = _handles.get(id(client))
+        if handle is None or handle.target is not client:
+            return False
+        del _handles[id(client)]
+        handle._detach()
+        return True
+
+
+def handle_for(client: Any) -> LifecycleHandle | None:
+    """The handle of an instrumented client or pool, else ``None``."""
+    handle = _handles.get(id(client))
+    return handle if handle is not None and handle.target is client else None
+
+
+def register_handle(client: Any, handle: LifecycleHandle) -> None:
+    """Record ``handle`` as the one for ``client`` (used by lifecycle pools)."""
+    with _lock:
+        _handles[id(client)] = handle
+        weakref.finalize(client, _handles.pop, id(client), None)
+
+
+def attach_sync_pool(
+    handle: LifecycleHandle, pool: Any, pool_name: str | None = None, **extra: Any
+) -> None:
+    """Attach one sync pool to ``handle``."""
+    from ._kinds import sync_kind_for
+
+    state = attach_pool(pool, sync_kind_for(pool), handle.delivery, pool_name=pool_name, **extra)
+    state.handle = handle
+    handle._add_pool(pool)

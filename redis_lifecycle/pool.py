@@ -1,0 +1,166 @@
+"""Drop-in lifecycle pools for sync redis-py.
+
+    >>> import redis, redis_lifecycle as rl
+    >>> dispatcher = rl.EventDispatcher()
+    >>> pool = rl.LifecycleConnectionPool(
+    ...     host="localhost", max_connections=10,
+    ...     event_dispatcher=dispatcher, pool_name="cache")
+    >>> client = redis.Redis(connection_pool=pool)
+
+:class:`LifecycleConnectionPool` and :class:`LifecycleBlockingConnectionPool`
+are real subclasses of redis-py's pools: they take every argument those take
+(``from_url`` included) plus the lifecycle ones. Callbacks run inline unless
+``async_callbacks`` is given.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import redis
+import redis.connection as rconn
+
+from .dispatcher import EventDispatcher
+from .errors import CallbackErrorHandler
+from .instrument import (
+    CallbackRegistry,
+    LifecycleHandle,
+    _make_delivery,
+    attach_sync_pool,
+    handle_for,
+    register_handle,
+)
+
+if TYPE_CHECKING:
+    from .executor import AsyncCallbackExecutor
+    from .metrics import Instrumentation
+
+__all__ = ["LifecycleBlockingConnectionPool", "LifecycleConnectionPool", "pooled"]
+
+_LIFECYCLE_ARGUMENTS = (
+    "pool_name",
+    "async_callbacks",
+    "callback_error_handler",
+    "instrumentation",
+)
+
+
+def split_lifecycle_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Take the lifecycle arguments out of ``kwargs`` (in place).
+
+    ``event_dispatcher`` is ours only if it is a
+    :class:`redis_lifecycle.EventDispatcher`; redis-py's own dispatcher is
+    left in ``kwargs`` for redis-py.
+    """
+    ours = {name: kwargs.pop(name) for name in _LIFECYCLE_ARGUMENTS if name in kwargs}
+    dispatcher = kwargs.get("event_dispatcher")
+    if dispatcher is None or isinstance(dispatcher, EventDispatcher):
+        ours["event_dispatcher"] = kwargs.pop("event_dispatcher", None)
+    return ours
+
+
+class _LifecyclePoolMixin:
+    """The lifecycle arguments and legacy callbacks of the drop-in pools."""
+
+    def _rl_setup(self, lifecycle: dict[str, Any]) -> None:
+        delivery = _make_delivery(
+            lifecycle.get("event_dispatcher"),
+            lifecycle.get("async_callbacks"),
+            lifecycle.get("callback_error_handler"),
+            lifecycle.get("instrumentation"),
+        )
+        handle = LifecycleHandle(self, delivery, CallbackRegistry(delivery.dispatcher))
+        attach_sync_pool(handle, self, lifecycle.get("pool_name"))
+        register_handle(self, handle)
+
+    @property
+    def lifecycle(self) -> LifecycleHandle:
+        """The :class:`~redis_lifecycle.LifecycleHandle` of this pool."""
+        handle = handle_for(self)
+        if handle is None:
+            msg = (
+                "this pool was uninstrumented; call redis_lifecycle.instrument(pool) "
+                "to get a handle again"
+            )
+            raise RuntimeError(msg)
+        return handle
+
+    @property
+    def event_dispatcher(self) -> EventDispatcher:
+        """The :class:`~redis_lifecycle.EventDispatcher` events go to."""
+        return self.lifecycle.dispatcher
+
+    def register_connection_callback(self, name: str, callback: Any = None) -> Any:
+        """See :meth:`LifecycleHandle.register_connection_callback`."""
+        return self.lifecycle.register_connection_callback(name, callback)
+
+    def deregister_connection_callback(self, name: str, callback: Any) -> bool:
+        """See :meth:`LifecycleHandle.deregister_connection_callback`."""
+        return self.lifecycle.deregister_connection_callback(name, callback)
+
+
+class LifecycleConnectionPool(_LifecyclePoolMixin, rconn.ConnectionPool):
+    """A ``redis.ConnectionPool`` that emits lifecycle events.
+
+    Lifecycle arguments: ``event_dispatcher`` (a
+    :class:`~redis_lifecycle.EventDispatcher`; redis-py's own dispatcher is
+    passed through), ``pool_name``, ``async_callbacks``,
+    ``callback_error_handler``, ``instrumentation``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        lifecycle = split_lifecycle_kwargs(kwargs)
+        super().__init__(*args, **kwargs)
+        self._rl_setup(lifecycle)
+
+
+class LifecycleBlockingConnectionPool(_LifecyclePoolMixin, rconn.BlockingConnectionPool):
+    """A ``redis.BlockingConnectionPool`` that emits lifecycle events.
+
+    Takes the same lifecycle arguments as :class:`LifecycleConnectionPool`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        lifecycle = split_lifecycle_kwargs(kwargs)
+        super().__init__(*args, **kwargs)
+        self._rl_setup(lifecycle)
+
+
+def pooled(
+    host: str = "localhost",
+    port: int = 6379,
+    *,
+    pool: dict[str, Any] | None = None,
+    async_callbacks: AsyncCallbackExecutor | None = None,
+    callback_error_handler: CallbackErrorHandler | None = None,
+    instrumentation: Instrumentation | None = None,
+    **redis_kwargs: Any,
+) -> redis.Redis:
+    """A ``redis.Redis`` on a :class:`LifecycleBlockingConnectionPool`.
+
+    ``pool`` takes ``size`` (max connections, default 10), ``timeout``
+    (seconds a checkout waits, default 5), ``event_dispatcher`` and
+    ``pool_name``; ``redis_kwargs`` go to the connections (``db``,
+    ``password``, ``socket_timeout``, ...).
+    """
+    options = dict(pool or {})
+    unknown = set(options) - {"size", "timeout", "event_dispatcher", "pool_name"}
+    if unknown:
+        msg = (
+            f"pool= takes size, timeout, event_dispatcher and pool_name; "
+            f"got unknown {sorted(unknown)}"
+        )
+        raise TypeError(msg)
+    connection_pool = LifecycleBlockingConnectionPool(
+        host=host,
+        port=port,
+        max_connections=options.get("size", 10),
+        timeout=options.get("timeout", 5),
+        event_dispatcher=options.get("event_dispatcher"),
+        pool_name=options.get("pool_name"),
+        async_callbacks=async_callbacks,
+        callback_error_handler=callback_error_handler,
+        instrumentation=instrumentation,
+        **redis_kwargs,
+    )
+    return redis.Redis(connection_pool=connection_pool)

@@ -1,0 +1,69 @@
+"""Small test helpers: a thread-safe event list and waiting with a deadline."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis_lifecycle as rl
+
+E = TypeVar("E", bound=rl.LifecycleEvent)
+
+
+class Recorder:
+    """Collects events from any thread; ``wait_for`` polls with a deadline."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.events: list[rl.LifecycleEvent] = []
+
+    def __call__(self, event: rl.LifecycleEvent) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def of(self, cls: type[E]) -> list[E]:
+        with self._lock:
+            return [e for e in self.events if isinstance(e, cls)]
+
+    def exactly(self, cls: type[E]) -> list[E]:
+        with self._lock:
+            return [e for e in self.events if type(e) is cls]
+
+    def types(self) -> list[str]:
+        with self._lock:
+            return [e.type.value for e in self.events]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.events.clear()
+
+    def wait_for(
+        self,
+        cls: type[E],
+        predicate: Callable[[E], bool] = lambda e: True,
+        timeout: float = 5.0,
+    ) -> E:
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.exactly(cls):
+                if predicate(event):
+                    return event
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no {cls.__name__} within {timeout}s; saw {self.types()}"
+                )
+            time.sleep(0.005)
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
+    """Poll ``condition`` until truthy or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(0.005)
