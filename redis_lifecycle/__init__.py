@@ -1,11 +1,11 @@
 """Typed lifecycle events for redis-py connections and pools.
 
-    >>> import redis, redis_lifecycle as rl
-    >>> client = redis.Redis(host="localhost", port=6379)
-    >>> handle = rl.instrument(client)
-    >>> _ = handle.register_connection_callback("connected", print)
-    >>> rl.uninstrument(client)
-    True
+>>> import redis, redis_lifecycle as rl
+>>> client = redis.Redis(host="localhost", port=6379)
+>>> handle = rl.instrument(client)
+>>> _ = handle.register_connection_callback("connected", print)
+>>> rl.uninstrument(client)
+True
 """
 
 from __future__ import annotations

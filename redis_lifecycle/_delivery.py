@@ -121,23 +121,19 @@ class Delivery:
                 try:
                     result = callback(event)
                 except Exception as exc:
-                    instrumentation._record_callback(
-                        event.type, perf_counter() - started, True
-                    )
+                    instrumentation._record_callback(event.type, perf_counter() - started, True)
                     error = self.error_handler.handle(exc, event, callback)
                     if error is not None and first_error is None:
                         first_error = error
                     continue
-                instrumentation._record_callback(
-                    event.type, perf_counter() - started, False
-                )
+                instrumentation._record_callback(event.type, perf_counter() - started, False)
             if result is not None and hasattr(result, "__await__"):
                 self._schedule(result, event, callback)
         return first_error
 
     def _schedule(self, awaitable: Any, event: LifecycleEvent, callback: Any) -> None:
         """Run an ``async def`` callback's coroutine on the running event loop."""
-        from ._async_callbacks import schedule
+        from ._async_callbacks import schedule  # type: ignore[import-not-found, unused-ignore]
 
         schedule(self, awaitable, event, callback)
 
@@ -148,9 +144,7 @@ class Delivery:
         )
 
 
-_defaults: weakref.WeakKeyDictionary[EventDispatcher, Delivery] = (
-    weakref.WeakKeyDictionary()
-)
+_defaults: weakref.WeakKeyDictionary[EventDispatcher, Delivery] = weakref.WeakKeyDictionary()
 
 
 def default_delivery(dispatcher: EventDispatcher) -> Delivery:

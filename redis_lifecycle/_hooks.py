@@ -147,17 +147,11 @@ def report_disconnect(
         return
     delivery = pool_state.delivery
     wanted = delivery.wanted
-    if (
-        error is not None
-        and reason is not CloseReason.FORK
-        and ConnectionErrorEvent in wanted
-    ):
+    if error is not None and reason is not CloseReason.FORK and ConnectionErrorEvent in wanted:
         phase = "health_check" if health_check_failed else "io"
         emit_quietly(delivery, ConnectionErrorEvent(time(), state.origin, error, phase))
     if ConnectionDisconnectedEvent in wanted:
-        emit_quietly(
-            delivery, ConnectionDisconnectedEvent(time(), state.origin, reason, error)
-        )
+        emit_quietly(delivery, ConnectionDisconnectedEvent(time(), state.origin, reason, error))
 
 
 class ClassPatcher:

@@ -17,8 +17,10 @@ Two techniques, chosen per hook point by measurement (``benchmarks/``):
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from time import perf_counter, time
+from types import FrameType
 from typing import Any, ClassVar
 
 import redis.connection as rconn
@@ -58,9 +60,7 @@ __all__ = [
     "pool_total",
 ]
 
-_MAX_CONNECTIONS_ERROR: type[BaseException] | None = getattr(
-    rexc, "MaxConnectionsError", None
-)
+_MAX_CONNECTIONS_ERROR: type[BaseException] | None = getattr(rexc, "MaxConnectionsError", None)
 _EXHAUSTION_MESSAGES = ("Too many connections", "No connection available.")
 
 
@@ -109,6 +109,7 @@ class SyncPoolHooks:
     No ``__slots__`` here: a slotted mixin would change the instance layout
     and forbid the ``__class__`` assignment that attaches it.
     """
+
     _rl_state: ClassVar[PoolState]
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
@@ -133,9 +134,7 @@ class SyncPoolHooks:
                 )
             raise
         now = perf_counter()
-        conn_state = CONNECTIONS.get(id(connection)) or register_connection(
-            connection, state
-        )
+        conn_state = CONNECTIONS.get(id(connection)) or register_connection(connection, state)
         conn_state.checked_out_at = now
         if PoolConnectionAcquiredEvent in delivery.wanted:
             wait_time = now - started
@@ -144,12 +143,10 @@ class SyncPoolHooks:
             active, idle = state.counts(self)
             try:
                 delivery.emit(
-                    PoolConnectionAcquiredEvent(
-                        time(), conn_state.origin, wait_time, active, idle
-                    )
+                    PoolConnectionAcquiredEvent(time(), conn_state.origin, wait_time, active, idle)
                 )
             except CallbackError:
-                self.release(connection)  # type: ignore[attr-defined]
+                self.release(connection)
                 raise
         return connection
 
@@ -168,9 +165,7 @@ class SyncPoolHooks:
             active, idle = state.counts(self)
             emit(
                 delivery,
-                PoolConnectionReleasedEvent(
-                    time(), conn_state.origin, held_time, active, idle
-                ),
+                PoolConnectionReleasedEvent(time(), conn_state.origin, held_time, active, idle),
             )
         return None
 
@@ -183,9 +178,7 @@ class SyncPoolHooks:
             if PoolConnectionCreatedEvent in delivery.wanted:
                 emit_quietly(
                     delivery,
-                    PoolConnectionCreatedEvent(
-                        time(), conn_state.origin, state.total(self)
-                    ),
+                    PoolConnectionCreatedEvent(time(), conn_state.origin, state.total(self)),
                 )
         except Exception:
             internal_error("make_connection")
@@ -212,9 +205,7 @@ class SyncPoolHooks:
                     conn_state.mark_reason = "fork"
                     emit_quietly(
                         delivery,
-                        ConnectionMarkedForReconnectEvent(
-                            time(), conn_state.origin, "fork"
-                        ),
+                        ConnectionMarkedForReconnectEvent(time(), conn_state.origin, "fork"),
                     )
         if PoolResetEvent in delivery.wanted:
             emit(
@@ -252,9 +243,7 @@ def _socket_attempt(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         except BaseException as error:
             state.connect_started = None
             if ConnectionErrorEvent in delivery.wanted and isinstance(error, Exception):
-                emit_quietly(
-                    delivery, ConnectionErrorEvent(time(), state.origin, error, "connect")
-                )
+                emit_quietly(delivery, ConnectionErrorEvent(time(), state.origin, error, "connect"))
             raise
     finally:
         state.in_connect = False
@@ -272,9 +261,7 @@ def _handshake(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     except BaseException as error:
         state.connect_started = None
         if ConnectionErrorEvent in delivery.wanted and isinstance(error, Exception):
-            emit_quietly(
-                delivery, ConnectionErrorEvent(time(), state.origin, error, "handshake")
-            )
+            emit_quietly(delivery, ConnectionErrorEvent(time(), state.origin, error, "handshake"))
         raise
     mark_connected(state)
     return result
@@ -296,9 +283,7 @@ def mark_connected(state: Any) -> None:
             downtime = now - disconnected_at if disconnected_at is not None else 0.0
             emit(
                 delivery,
-                ConnectionReconnectedEvent(
-                    time(), state.origin, connect_time, downtime
-                ),
+                ConnectionReconnectedEvent(time(), state.origin, connect_time, downtime),
             )
     else:
         state.ever_connected = True
@@ -347,9 +332,7 @@ def _send_ping(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         latency = (perf_counter() - started) * 1000.0
         emit_quietly(
             delivery,
-            ConnectionHealthCheckEvent(
-                time(), state.origin, False, latency, "PING", error
-            ),
+            ConnectionHealthCheckEvent(time(), state.origin, False, latency, "PING", error),
         )
         raise
     latency = (perf_counter() - started) * 1000.0
@@ -362,9 +345,7 @@ def _send_ping(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 def mark_reason_from_caller() -> str:
     """Why redis-py is marking a connection, from who called it."""
-    import sys
-
-    frame = sys._getframe(3)
+    frame: FrameType | None = sys._getframe(3)
     for _ in range(6):
         if frame is None:
             break
@@ -376,7 +357,7 @@ def mark_reason_from_caller() -> str:
             return "topology_change"
         if function in ("reset", "_checkpid"):
             return "pool_reset"
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return "requested"
 
 
@@ -393,18 +374,14 @@ def _mark_for_reconnect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> 
     state.mark_reason = reason
     delivery = state.pool_state.delivery
     if ConnectionMarkedForReconnectEvent in delivery.wanted:
-        emit_quietly(
-            delivery, ConnectionMarkedForReconnectEvent(time(), state.origin, reason)
-        )
+        emit_quietly(delivery, ConnectionMarkedForReconnectEvent(time(), state.origin, reason))
     return result
 
 
 def _connection_targets() -> Iterable[tuple[type, str, Any]]:
     base = rconn.AbstractConnection
     handshake = (
-        "on_connect_check_health"
-        if "on_connect_check_health" in base.__dict__
-        else "on_connect"
+        "on_connect_check_health" if "on_connect_check_health" in base.__dict__ else "on_connect"
     )
     socket_classes = [rconn.Connection, rconn.SSLConnection, rconn.UnixDomainSocketConnection]
     for cls in socket_classes:

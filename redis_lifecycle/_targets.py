@@ -22,7 +22,9 @@ __all__ = ["Target", "resolve_target", "register_target_kind"]
 class Target:
     """One client or pool to instrument."""
 
-    def __init__(self, obj: Any, attach: Callable[[Any, LifecycleHandle, str | None], None]) -> None:
+    def __init__(
+        self, obj: Any, attach: Callable[[Any, LifecycleHandle, str | None], None]
+    ) -> None:
         self.obj = obj
         self._attach = attach
 
@@ -44,8 +46,10 @@ def _attach_sync_client(client: Any, handle: LifecycleHandle, pool_name: str | N
 _KINDS: list[tuple[Callable[[Any], bool], Callable[[Any, Any, str | None], None]]] = [
     (lambda obj: isinstance(obj, rconn.ConnectionPool), _attach_sync_pool),
     (
-        lambda obj: isinstance(obj, redis.Redis)
-        and isinstance(getattr(obj, "connection_pool", None), rconn.ConnectionPool),
+        lambda obj: (
+            isinstance(obj, redis.Redis)
+            and isinstance(getattr(obj, "connection_pool", None), rconn.ConnectionPool)
+        ),
         _attach_sync_client,
     ),
 ]
@@ -89,8 +93,5 @@ def resolve_target(obj: Any) -> Target:
         if predicate(obj):
             return Target(obj, attach)
     cls = type(obj)
-    msg = (
-        f"instrument() expects {SUPPORTED}; got {cls.__module__}.{cls.__qualname__}"
-        f" ({obj!r:.80})"
-    )
+    msg = f"instrument() expects {SUPPORTED}; got {cls.__module__}.{cls.__qualname__} ({obj!r:.80})"
     raise TypeError(msg)

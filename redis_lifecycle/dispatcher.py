@@ -137,9 +137,7 @@ class EventDispatcher:
             self._changed()
         return subscription
 
-    def unsubscribe(
-        self, event_cls: type[LifecycleEvent], subscription: Subscription
-    ) -> bool:
+    def unsubscribe(self, event_cls: type[LifecycleEvent], subscription: Subscription) -> bool:
         """Remove a subscription. Returns ``False`` if it was not subscribed."""
         with self._lock:
             subscriptions = self._by_class.get(event_cls)
@@ -184,7 +182,7 @@ class EventDispatcher:
         with self._lock:
             found: list[Subscription] = []
             for base in event_cls.__mro__:
-                for subscription in self._by_class.get(base, ()):  # type: ignore[call-overload]
+                for subscription in self._by_class.get(base, ()):
                     if not subscription.exact or base is event_cls:
                         found.append(subscription)
             found.sort(key=lambda s: s._order)

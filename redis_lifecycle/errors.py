@@ -43,9 +43,7 @@ class CallbackError(Exception):
     failed; the original exception is ``__cause__``.
     """
 
-    def __init__(
-        self, message: str, event: LifecycleEvent | None, callback: Any = None
-    ) -> None:
+    def __init__(self, message: str, event: LifecycleEvent | None, callback: Any = None) -> None:
         super().__init__(message)
         self.event = event
         self.callback = callback
@@ -62,10 +60,7 @@ class CallbackErrorHandler:
 
     def __init__(self, strategy: ErrorStrategy = "log") -> None:
         if strategy not in _STRATEGIES:
-            msg = (
-                f"strategy must be one of {', '.join(map(repr, _STRATEGIES))}, "
-                f"got {strategy!r}"
-            )
+            msg = f"strategy must be one of {', '.join(map(repr, _STRATEGIES))}, got {strategy!r}"
             raise ValueError(msg)
         self.strategy: ErrorStrategy = strategy
 

@@ -216,7 +216,9 @@ class LifecycleEvent:
 
     @property
     def connection_id(self) -> int | None:
-        """Stable id of the connection object (unique in this process); ``None`` for pool-wide events."""
+        """Stable id of the connection object, unique in this process.
+
+        ``None`` for pool-wide events."""
         return self._origin.connection_id
 
     @property
@@ -252,8 +254,10 @@ class LifecycleEvent:
 
     def __repr__(self) -> str:
         origin = self._origin
-        where = f"path={origin.path!r}" if origin.path is not None else (
-            f"host={origin.host!r}, port={origin.port!r}"
+        where = (
+            f"path={origin.path!r}"
+            if origin.path is not None
+            else (f"host={origin.host!r}, port={origin.port!r}")
         )
         parts = [where, f"db={origin.db!r}"]
         if origin.connection_id is not None:
@@ -290,12 +294,10 @@ class ConnectionConnectedEvent(LifecycleEvent):
 
     __slots__ = ("_connect_time",)
     type = EventType.CONNECTED
-    _fields = ("first_connection", "connect_time")
+    _fields: ClassVar[tuple[str, ...]] = ("first_connection", "connect_time")
     first_connection: ClassVar[bool] = True
 
-    def __init__(
-        self, timestamp: float, origin: EventOrigin | None, connect_time: float
-    ) -> None:
+    def __init__(self, timestamp: float, origin: EventOrigin | None, connect_time: float) -> None:
         self._timestamp = timestamp
         self._origin = origin if origin is not None else _NO_ORIGIN
         self._connect_time = connect_time
@@ -459,9 +461,7 @@ class ConnectionMarkedForReconnectEvent(LifecycleEvent):
     type = EventType.MARKED_FOR_RECONNECT
     _fields = ("reason",)
 
-    def __init__(
-        self, timestamp: float, origin: EventOrigin | None, reason: str
-    ) -> None:
+    def __init__(self, timestamp: float, origin: EventOrigin | None, reason: str) -> None:
         self._timestamp = timestamp
         self._origin = origin if origin is not None else _NO_ORIGIN
         self._reason = reason
@@ -524,6 +524,8 @@ class PoolConnectionCreatedEvent(LifecycleEvent):
 
 class _PoolCountsEvent(LifecycleEvent):
     __slots__ = ("_active_connections", "_idle_connections")
+    _active_connections: int
+    _idle_connections: int
 
     @property
     def active_connections(self) -> int:

@@ -78,9 +78,7 @@ class CallbackRegistry:
         self._legacy: dict[tuple[type[LifecycleEvent], Any], list[Subscription]] = {}
         self._lock = threading.Lock()
 
-    def register(
-        self, name: EventType | str, callback: LegacyCallback | None = None
-    ) -> Any:
+    def register(self, name: EventType | str, callback: LegacyCallback | None = None) -> Any:
         event_cls = event_class_for(name)
         if callback is None:
 
@@ -92,9 +90,7 @@ class CallbackRegistry:
         if not callable(callback):
             msg = f"callback must be callable, got {type(callback).__name__}: {callback!r}"
             raise TypeError(msg)
-        subscription = self.dispatcher.subscribe(
-            event_cls, _LegacyAdapter(callback), exact=True
-        )
+        subscription = self.dispatcher.subscribe(event_cls, _LegacyAdapter(callback), exact=True)
         with self._lock:
             self._legacy.setdefault((event_cls, callback), []).append(subscription)
         return callback

@@ -122,7 +122,7 @@ class LifecycleBlockingConnectionPool(_LifecyclePoolMixin, rconn.BlockingConnect
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         lifecycle = split_lifecycle_kwargs(kwargs)
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call, unused-ignore]
         self._rl_setup(lifecycle)
 
 
@@ -163,4 +163,4 @@ def pooled(
         instrumentation=instrumentation,
         **redis_kwargs,
     )
-    return redis.Redis(connection_pool=connection_pool)
+    return redis.Redis(connection_pool=connection_pool)  # type: ignore[no-untyped-call, unused-ignore]

