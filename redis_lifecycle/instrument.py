@@ -175,7 +175,8 @@ class LifecycleHandle:
         if target is None:
             msg = "the instrumented client has been garbage-collected"
             raise RuntimeError(msg)
-        return health_check(target, command)
+        result: HealthCheckResult = health_check(target, command)  # a coroutine for asyncio
+        return result
 
     def pool_stats(self) -> list[dict[str, Any]]:
         """Per pool: ``pool_name``, ``max_connections``, ``timeout``, ``active``,
