@@ -1,0 +1,254 @@
+"""OpenTelemetry metrics from lifecycle events (extra ``otel``).
+
+    >>> import redis, redis_lifecycle as rl
+    >>> from redis_lifecycle.contrib.opentelemetry import OpenTelemetryMetrics
+    >>> client = redis.Redis(host="localhost", port=6379)
+    >>> metrics = OpenTelemetryMetrics()          # the global MeterProvider
+    >>> metrics.attach(rl.instrument(client))     # doctest: +ELLIPSIS
+    <OpenTelemetryMetrics ...>
+
+Instruments, named as redis-py 8's own OpenTelemetry metrics and the
+database-client semantic conventions name them, each with the attribute
+``db.client.connection.pool.name``:
+
+===========================================  ==============  ======================================
+name                                         kind            from
+===========================================  ==============  ======================================
+``db.client.connection.count``               UpDownCounter   pool counts read at collection,
+                                             (observable)    ``db.client.connection.state`` =
+                                                             ``idle`` / ``used``
+``db.client.connection.max``                 UpDownCounter   ``max_connections``, at collection
+                                             (observable)
+``db.client.connection.wait_time``           Histogram, s    ``connection_acquired.wait_time``
+``db.client.connection.create_time``         Histogram, s    ``connected`` / ``reconnected``
+                                                             ``connect_time``
+``db.client.connection.timeouts``            Counter         ``pool_exhausted``
+``redis.client.connection.closed``           Counter         ``disconnected``, with
+                                                             ``redis.client.connection.close.reason``
+``redis_lifecycle.health_check.duration``    Histogram, s    ``health_check.latency``, with
+                                                             ``redis_lifecycle.health_check.healthy``
+===========================================  ==============  ======================================
+
+redis-py has no health-check metric, so that one is named in this library's
+own namespace rather than borrowing redis-py's.
+
+**No double counting.** When redis-py's own observability is enabled
+(``redis.observability``, redis-py 7.2+), it records
+``db.client.connection.count`` and ``create_time`` (metric group
+``CONNECTION_BASIC``) and ``wait_time`` and ``redis.client.connection.closed``
+(``CONNECTION_ADVANCED``) itself; this exporter then leaves each of those to
+redis-py and keeps only the others. Whether redis-py's metrics are on is read
+when the exporter is built and again at every collection.
+
+Recording runs in a subscriber callback: inline on the thread that caused
+the event, unless the pool delivers through an
+:class:`~redis_lifecycle.AsyncCallbackExecutor`. Wait time needs the
+per-command ``connection_acquired`` event; pass ``wait_time=False`` to keep
+the command path free of it.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from .._version import __version__
+from ..dispatcher import EventDispatcher, Subscription
+from ..events import (
+    ConnectionConnectedEvent,
+    ConnectionDisconnectedEvent,
+    ConnectionHealthCheckEvent,
+    LifecycleEvent,
+    PoolConnectionAcquiredEvent,
+    PoolExhaustedEvent,
+)
+from . import dispatcher_of, pool_stats_for, require
+
+_metrics = require("opentelemetry.metrics", "otel", "redis_lifecycle.contrib.opentelemetry")
+
+__all__ = ["OpenTelemetryMetrics", "native_metrics"]
+
+POOL_NAME = "db.client.connection.pool.name"
+STATE = "db.client.connection.state"
+CLOSE_REASON = "redis.client.connection.close.reason"
+HEALTHY = "redis_lifecycle.health_check.healthy"
+
+COUNT = "db.client.connection.count"
+MAX = "db.client.connection.max"
+WAIT_TIME = "db.client.connection.wait_time"
+CREATE_TIME = "db.client.connection.create_time"
+TIMEOUTS = "db.client.connection.timeouts"
+CLOSED = "redis.client.connection.closed"
+HEALTH = "redis_lifecycle.health_check.duration"
+
+#: What redis-py records itself, by its metric group name.
+_NATIVE_BY_GROUP = {
+    "CONNECTION_BASIC": (COUNT, CREATE_TIME),
+    "CONNECTION_ADVANCED": (WAIT_TIME, CLOSED),
+}
+
+
+def native_metrics() -> frozenset[str]:
+    """The metric names redis-py's own observability records right now
+    (empty when it is off, or on redis-py versions without it)."""
+    try:
+        from redis.observability import providers
+    except ImportError:
+        return frozenset()
+    try:
+        instance = providers.get_observability_instance()
+        if not instance.is_enabled():
+            return frozenset()
+        manager = instance.get_provider_manager()
+        groups = manager.config.metric_groups if manager is not None else None
+        if groups is None:
+            return frozenset()
+        names: set[str] = set()
+        for group_name, metric_names in _NATIVE_BY_GROUP.items():
+            group = getattr(type(groups), group_name, None)
+            if group is not None and group in groups:
+                names.update(metric_names)
+        return frozenset(names)
+    except Exception:  # a redis-py we do not know: record everything ourselves
+        return frozenset()
+
+
+class OpenTelemetryMetrics:
+    """Records lifecycle events as OpenTelemetry metrics; see the module docstring.
+
+    ``meter_provider`` defaults to the global one. ``attach(source)``
+    subscribes to a dispatcher, handle, lifecycle pool or instrumented
+    client; one exporter can serve several. ``detach()`` stops it.
+    """
+
+    def __init__(
+        self,
+        meter_provider: Any = None,
+        *,
+        wait_time: bool = True,
+        skip_native: bool = True,
+    ) -> None:
+        provider = meter_provider if meter_provider is not None else _metrics.get_meter_provider()
+        meter = provider.get_meter("redis_lifecycle", __version__)
+        self._record_wait_time = wait_time
+        self._skip_native = skip_native
+        self._lock = threading.Lock()
+        self._dispatchers: weakref.WeakKeyDictionary[EventDispatcher, list[Subscription]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.skipped: frozenset[str] = native_metrics() if skip_native else frozenset()
+        self._wait_time = meter.create_histogram(
+            WAIT_TIME, unit="s", description="Time to obtain a connection from the pool"
+        )
+        self._create_time = meter.create_histogram(
+            CREATE_TIME, unit="s", description="Time to create (connect and handshake) a connection"
+        )
+        self._timeouts = meter.create_counter(
+            TIMEOUTS,
+            unit="{timeout}",
+            description="Checkouts that failed because the pool had no free connection",
+        )
+        self._closed = meter.create_counter(
+            CLOSED, unit="{connection}", description="Closed connections, by close reason"
+        )
+        self._health = meter.create_histogram(
+            HEALTH, unit="s", description="Round trip of connection health checks"
+        )
+        meter.create_observable_up_down_counter(
+            COUNT,
+            callbacks=[self._observe_count],
+            unit="{connection}",
+            description="Connections in the pool, by state (idle, used)",
+        )
+        meter.create_observable_up_down_counter(
+            MAX,
+            callbacks=[self._observe_max],
+            unit="{connection}",
+            description="The most connections the pool may hold",
+        )
+
+    # -- wiring ------------------------------------------------------------
+
+    def attach(self, source: Any) -> OpenTelemetryMetrics:
+        """Start recording the events of ``source``; returns ``self``."""
+        dispatcher = dispatcher_of(source)
+        with self._lock:
+            if dispatcher in self._dispatchers:
+                return self
+            subscriptions = [
+                dispatcher.subscribe(ConnectionConnectedEvent, self._on_connected),
+                dispatcher.subscribe(ConnectionDisconnectedEvent, self._on_disconnected),
+                dispatcher.subscribe(PoolExhaustedEvent, self._on_exhausted),
+                dispatcher.subscribe(ConnectionHealthCheckEvent, self._on_health_check),
+            ]
+            if self._record_wait_time:
+                subscriptions.append(
+                    dispatcher.subscribe(PoolConnectionAcquiredEvent, self._on_acquired)
+                )
+            self._dispatchers[dispatcher] = subscriptions
+        return self
+
+    def detach(self, source: Any = None) -> None:
+        """Stop recording ``source`` (every source when ``None``)."""
+        with self._lock:
+            targets = list(self._dispatchers) if source is None else [dispatcher_of(source)]
+            for dispatcher in targets:
+                for subscription in self._dispatchers.pop(dispatcher, []):
+                    subscription.unsubscribe()
+
+    # -- events ------------------------------------------------------------
+
+    @staticmethod
+    def _pool(event: LifecycleEvent) -> dict[str, str]:
+        return {POOL_NAME: event.pool_name or ""}
+
+    def _on_acquired(self, event: PoolConnectionAcquiredEvent) -> None:
+        if WAIT_TIME not in self.skipped:
+            self._wait_time.record(event.wait_time, self._pool(event))
+
+    def _on_connected(self, event: ConnectionConnectedEvent) -> None:
+        if CREATE_TIME not in self.skipped:
+            self._create_time.record(event.connect_time, self._pool(event))
+
+    def _on_disconnected(self, event: ConnectionDisconnectedEvent) -> None:
+        if CLOSED not in self.skipped:
+            self._closed.add(1, {**self._pool(event), CLOSE_REASON: event.reason.value})
+
+    def _on_exhausted(self, event: PoolExhaustedEvent) -> None:
+        self._timeouts.add(1, self._pool(event))
+
+    def _on_health_check(self, event: ConnectionHealthCheckEvent) -> None:
+        self._health.record(
+            event.latency / 1000.0, {**self._pool(event), HEALTHY: bool(event.healthy)}
+        )
+
+    # -- observed at collection ---------------------------------------------
+
+    def _stats(self) -> list[dict[str, Any]]:
+        with self._lock:
+            dispatchers = list(self._dispatchers)
+        return [stat for dispatcher in dispatchers for stat in pool_stats_for(dispatcher)]
+
+    def _observe_count(self, options: Any) -> Iterable[Any]:
+        if self._skip_native:
+            self.skipped = native_metrics()
+        if COUNT in self.skipped:
+            return []
+        observations = []
+        for stat in self._stats():
+            pool = {POOL_NAME: stat["pool_name"]}
+            observations.append(_metrics.Observation(stat["idle"], {**pool, STATE: "idle"}))
+            observations.append(_metrics.Observation(stat["active"], {**pool, STATE: "used"}))
+        return observations
+
+    def _observe_max(self, options: Any) -> Iterable[Any]:
+        return [
+            _metrics.Observation(stat["max_connections"], {POOL_NAME: stat["pool_name"]})
+            for stat in self._stats()
+        ]
+
+    def __repr__(self) -> str:
+        sources = len(self._dispatchers)
+        return f"<OpenTelemetryMetrics sources={sources} skipped={sorted(self.skipped)}>"
