@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from time import time
+from time import perf_counter, time
 from typing import Any
 
 from ._delivery import Delivery
@@ -34,6 +34,7 @@ class PoolKind:
         counts: Any,
         total: Any,
         connections: Any,
+        in_use: Any = None,
         is_async: bool = False,
     ) -> None:
         self.hooks = hooks
@@ -41,6 +42,9 @@ class PoolKind:
         self.counts = counts
         self.total = total
         self.connections = connections
+        #: ``in_use(pool)``: connections checked out now (their release is
+        #: reported with the time held since instrumentation).
+        self.in_use = in_use
         self.is_async = is_async
 
 
@@ -119,8 +123,10 @@ def attach_pool(
         kind.patcher.acquire()
         try:
             for connection in kind.connections(pool):
-                connection_state = register_connection(connection, state)
-                connection_state.checked_out_at = None
+                register_connection(connection, state).checked_out_at = None
+            now = perf_counter()
+            for connection in kind.in_use(pool) if kind.in_use is not None else ():
+                register_connection(connection, state).checked_out_at = now
             pool.__class__ = lifecycle_class
         except BaseException:
             forget_pool(state)

@@ -14,6 +14,7 @@ from ._sync import (
     blocking_total,
     pool_connections,
     pool_counts,
+    pool_in_use,
     pool_total,
 )
 
@@ -25,6 +26,7 @@ SYNC_POOL = PoolKind(
     counts=pool_counts,
     total=pool_total,
     connections=pool_connections,
+    in_use=pool_in_use,
 )
 SYNC_BLOCKING_POOL = PoolKind(
     hooks=SyncPoolHooks,
@@ -32,6 +34,7 @@ SYNC_BLOCKING_POOL = PoolKind(
     counts=blocking_counts,
     total=blocking_total,
     connections=pool_connections,
+    in_use=pool_in_use,
 )
 
 

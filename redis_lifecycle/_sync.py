@@ -34,6 +34,7 @@ from ._hooks import (
     internal_error,
     report_disconnect,
 )
+from ._pubsub_health import pubsub_targets
 from ._state import CONNECTIONS, PoolState, register_connection
 from .errors import CallbackError
 from .events import (
@@ -57,6 +58,7 @@ __all__ = [
     "blocking_total",
     "is_exhaustion",
     "pool_counts",
+    "pool_in_use",
     "pool_total",
 ]
 
@@ -222,6 +224,14 @@ def _pool_connections(pool: Any) -> Iterable[Any]:
 
 
 pool_connections = _pool_connections
+
+
+def pool_in_use(pool: Any) -> list[Any]:
+    """The connections a sync pool has checked out now."""
+    if hasattr(pool, "_connections"):  # BlockingConnectionPool: not in the queue
+        idle = {id(c) for c in list(pool.pool.queue) if c is not None}
+        return [c for c in list(pool._connections) if id(c) not in idle]
+    return list(pool._in_use_connections)
 
 
 # --- connection wrappers -------------------------------------------------
@@ -390,6 +400,7 @@ def _connection_targets() -> Iterable[tuple[type, str, Any]]:
     yield base, "disconnect", _disconnect
     yield base, "_send_ping", _send_ping
     yield base, "mark_for_reconnect", _mark_for_reconnect
+    yield from pubsub_targets()
 
 
 #: The class-level connection wrappers, shared by every instrumented sync pool.

@@ -9,14 +9,23 @@ Every test ends with nothing instrumented (checked by ``_no_leftovers``).
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 import redis
 
 import redis_lifecycle as rl
-from redis_lifecycle.server import RedisServer, ServerInfo, discover_server, find_server_binary
+from redis_lifecycle.server import (
+    RedisServer,
+    ServerInfo,
+    discover_server,
+    find_server_binary,
+    free_port,
+)
 
 from .helpers import Recorder
 
@@ -53,6 +62,92 @@ def password_server() -> Iterator[RedisServer]:
         pytest.skip("this test must own its server: " + "; ".join(reasons))
     with RedisServer(binary, password="s3cr3t-Pa55word") as owned:
         yield owned
+
+
+@pytest.fixture
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, int, str]]:
+    """A server with a TLS port (self-signed CA made by ``openssl``): yields
+    ``(server, tls_port, ca_file)``."""
+    binary, reasons = find_server_binary()
+    if binary is None:
+        pytest.skip("this test must own its server: " + "; ".join(reasons))
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not on PATH: cannot make a test certificate")
+    certs = tmp_path_factory.mktemp("tls")
+    ca_key, ca_crt = certs / "ca.key", certs / "ca.crt"
+    key, csr, crt = certs / "server.key", certs / "server.csr", certs / "server.crt"
+    run = functools.partial(subprocess.run, check=True, capture_output=True)
+    run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=redis-lifecycle-test-ca",
+            "-keyout",
+            ca_key,
+            "-out",
+            ca_crt,
+        ]
+    )
+    run(
+        [
+            openssl,
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            key,
+            "-out",
+            csr,
+        ]
+    )
+    ext = certs / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run(
+        [
+            openssl,
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            ca_crt,
+            "-CAkey",
+            ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+            "-out",
+            crt,
+        ]
+    )
+    tls_port = free_port()
+    args = (
+        "--tls-port",
+        str(tls_port),
+        "--tls-cert-file",
+        str(crt),
+        "--tls-key-file",
+        str(key),
+        "--tls-ca-cert-file",
+        str(ca_crt),
+        "--tls-auth-clients",
+        "no",
+    )
+    with RedisServer(binary, extra_args=args) as owned:
+        yield owned, tls_port, str(ca_crt)
 
 
 @pytest.fixture
