@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 __all__ = ["RedisServer", "ServerNotFound", "find_server_binary", "free_port"]
 
@@ -283,14 +284,26 @@ def running_servers(count: int, **kwargs: object) -> Iterator[RedisServer]:
 class ServerInfo:
     """A server found for tests: owned (we can kill it) or given by ``REDIS_URL``."""
 
-    def __init__(self, url: str, server: RedisServer | None, source: str) -> None:
+    def __init__(
+        self, url: str, server: RedisServer | None, source: str, container: Any = None
+    ) -> None:
         self.url = url
         self.server = server
         self.source = source
+        #: The testcontainers container, when the server runs in one.
+        self.container = container
 
     @property
     def owned(self) -> bool:
         return self.server is not None
+
+    def stop(self) -> None:
+        """Stop the server process or container this info owns (not a ``REDIS_URL`` one)."""
+        if self.server is not None:
+            self.server.stop()
+        if self.container is not None:
+            container, self.container = self.container, None
+            container.stop()
 
     def __repr__(self) -> str:
         return f"<ServerInfo {self.source} {self.url.split('@')[-1]}>"
@@ -307,27 +320,52 @@ def _testcontainers_server() -> tuple[ServerInfo | None, str]:
         return None, f"testcontainers: {type(error).__name__}: {error}"
     host = container.get_container_host_ip()
     port = container.get_exposed_port(6379)
-    return ServerInfo(f"redis://{host}:{port}/0", None, "testcontainers"), ""
+    url = f"redis://{host}:{port}/0"
+    return ServerInfo(url, None, "testcontainers", container=container), ""
 
 
-def discover_server() -> tuple[ServerInfo | None, list[str]]:
+def discover_server(
+    *,
+    owned: bool = False,
+    binary: str | None = None,
+    password: str | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> tuple[ServerInfo | None, list[str]]:
     """The DESIGN.md chain: ``REDIS_URL``, a binary on ``PATH`` (started on a
     free port), the embedded binary, testcontainers. Returns the server or
-    ``None`` with why each step failed."""
+    ``None`` with why each step failed.
+
+    ``owned=True`` (implied by ``password`` or ``extra_args``) accepts only a
+    server process started here, which can be killed and restarted: it skips
+    ``REDIS_URL`` and testcontainers. ``binary`` replaces the search of
+    ``PATH`` and the embedded binary.
+    """
     reasons: list[str] = []
+    owned = owned or password is not None or bool(extra_args)
     url = os.environ.get("REDIS_URL")
-    if url:
+    if url and not owned:
         return ServerInfo(url, None, "REDIS_URL"), reasons
-    reasons.append("REDIS_URL: not set")
-    binary, why = find_server_binary()
-    reasons.extend(why)
+    if url:
+        reasons.append("REDIS_URL: set, but not used: a server this process owns is required")
+    else:
+        reasons.append("REDIS_URL: not set")
+    if binary is not None:
+        if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+            reasons.append(f"{binary}: not an executable file")
+            binary = None
+    else:
+        binary, why = find_server_binary()
+        reasons.extend(why)
     if binary is not None:
         try:
-            server = RedisServer(binary).start()
+            server = RedisServer(binary, password=password, extra_args=extra_args).start()
         except (OSError, RuntimeError) as error:
             reasons.append(f"{binary}: failed to start: {error}")
         else:
             return ServerInfo(server.url, server, binary), reasons
+    if owned:
+        reasons.append("testcontainers: not used: a server this process owns is required")
+        return None, reasons
     info, why_not = _testcontainers_server()
     if info is not None:
         return info, reasons
