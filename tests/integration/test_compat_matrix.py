@@ -24,7 +24,6 @@ from redis.retry import Retry
 
 import redis_lifecycle as rl
 from redis_lifecycle.server import RedisServer
-
 from tests.helpers import Recorder, wait_until
 
 HAS_MARK_FOR_RECONNECT = hasattr(rconn.AbstractConnection, "mark_for_reconnect")
@@ -363,7 +362,7 @@ class TestPoolExhaustion:
         assert acquired.wait_time >= 0.0
 
     def test_explicit_reset_is_reported(self, client: redis.Redis, recorder: Recorder) -> None:
-        """``pool.reset()`` reports pool_reset(reason="explicit") with the connections it dropped."""
+        """``pool.reset()`` reports pool_reset(reason="explicit") with the dropped count."""
         client.ping()
         client.connection_pool.reset()
         reset = recorder.wait_for(rl.PoolResetEvent)
