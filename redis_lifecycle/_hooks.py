@@ -150,6 +150,10 @@ def report_disconnect(
     if error is not None and reason is not CloseReason.FORK and ConnectionErrorEvent in wanted:
         phase = "health_check" if health_check_failed else "io"
         emit_quietly(delivery, ConnectionErrorEvent(time(), state.origin, error, phase))
+    if state.health_pings:  # PubSub health pings this close leaves unanswered
+        from ._pubsub_health import fail_pending_pings
+
+        fail_pending_pings(state, None if reason is CloseReason.FORK else error)
     if ConnectionDisconnectedEvent in wanted:
         emit_quietly(delivery, ConnectionDisconnectedEvent(time(), state.origin, reason, error))
 

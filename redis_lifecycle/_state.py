@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -107,6 +108,7 @@ class ConnState:
         "connected_at",
         "disconnected_at",
         "ever_connected",
+        "health_pings",
         "in_connect",
         "last_connect_time",
         "mark_reason",
@@ -131,6 +133,8 @@ class ConnState:
         self.checked_out_at: float | None = None
         #: Reason given when redis-py marked it for reconnect, until it closes.
         self.mark_reason: str | None = None
+        #: perf_counter of each PubSub health ping sent and not yet answered.
+        self.health_pings: deque[float] | None = None
 
 
 def connection_origin(connection: Any, pool_name: str | None, connection_id: int) -> EventOrigin:

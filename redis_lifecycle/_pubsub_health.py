@@ -1,0 +1,143 @@
+"""PubSub's own health ping, reported as ``health_check`` events.
+
+    >>> import redis, redis_lifecycle as rl
+    >>> client = redis.Redis(host="localhost", health_check_interval=1)
+    >>> handle = rl.instrument(client)
+    >>> sub = handle.dispatcher.subscribe(rl.ConnectionHealthCheckEvent, print)
+    >>> pubsub = client.pubsub()                          # doctest: +SKIP
+    >>> pubsub.subscribe("news")                          # doctest: +SKIP
+    >>> pubsub.get_message(timeout=2)                     # doctest: +SKIP
+
+A subscribed connection cannot answer a plain ``PING`` inline, so redis-py's
+``PubSub.check_health`` sends ``PING redis-py-health-check`` and recognises
+the reply later, among the messages (``is_health_check_response``). These
+wrappers pair each reply with its request, oldest first: ``latency`` is the
+time from sending the ping to reading its reply (an upper bound when the
+application reads late). A ping that cannot be sent is reported unhealthy at
+once; pings still unanswered when the connection closes on an error are
+reported unhealthy with that error (see :func:`fail_pending_pings`).
+
+Callbacks run inline on the thread that reads the PubSub, unless the pool
+delivers through an :class:`~redis_lifecycle.AsyncCallbackExecutor`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from time import perf_counter, time
+from typing import Any
+
+from ._hooks import emit, emit_quietly
+from ._state import CONNECTIONS, ConnState
+from .events import ConnectionHealthCheckEvent
+
+__all__ = ["PUBSUB_HEALTH_COMMAND", "fail_pending_pings", "pubsub_targets"]
+
+#: The command as redis-py sends it, and as events name it.
+PUBSUB_HEALTH_COMMAND = "PING redis-py-health-check"
+
+
+def _state_of(pubsub: Any) -> ConnState | None:
+    connection = getattr(pubsub, "connection", None)
+    if connection is None:
+        return None
+    state = CONNECTIONS.get(id(connection))
+    if state is None or state.pool_state is None:
+        return None
+    if ConnectionHealthCheckEvent not in state.pool_state.delivery.wanted:
+        return None
+    return state
+
+
+def _check_health(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Around ``PubSub.check_health``: note when a health ping is sent."""
+    state = _state_of(instance)
+    if state is None:
+        return wrapped(*args, **kwargs)
+    before = getattr(instance, "health_check_response_counter", 0)
+    started = perf_counter()
+    try:
+        result = wrapped(*args, **kwargs)
+    except Exception as error:
+        pool_state = state.pool_state
+        if pool_state is not None:
+            latency = (perf_counter() - started) * 1000.0
+            emit_quietly(
+                pool_state.delivery,
+                ConnectionHealthCheckEvent(
+                    time(), state.origin, False, latency, PUBSUB_HEALTH_COMMAND, error
+                ),
+            )
+        raise
+    if getattr(instance, "health_check_response_counter", 0) > before:
+        pending = state.health_pings
+        if pending is None:
+            pending = state.health_pings = deque()
+        pending.append(started)
+    return result
+
+
+def _is_health_check_response(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Around ``PubSub.is_health_check_response``: a reply to a ping we saw sent."""
+    result = wrapped(*args, **kwargs)
+    if not result:
+        return result
+    state = _state_of(instance)
+    if state is None or not state.health_pings or state.pool_state is None:
+        return result
+    try:
+        started = state.health_pings.popleft()
+    except IndexError:  # another thread took it
+        return result
+    latency = (perf_counter() - started) * 1000.0
+    emit(
+        state.pool_state.delivery,
+        ConnectionHealthCheckEvent(
+            time(), state.origin, True, latency, PUBSUB_HEALTH_COMMAND, None
+        ),
+    )
+    return result
+
+
+def fail_pending_pings(state: ConnState, error: BaseException | None) -> None:
+    """A connection closed: its unanswered pings will never be answered.
+
+    With an ``error`` each is reported unhealthy with it; a close without one
+    (the application's ``PubSub.close()``) just forgets them. Never raises.
+    """
+    pending = state.health_pings
+    if not pending:
+        return
+    state.health_pings = None
+    pool_state = state.pool_state
+    if error is None or pool_state is None:
+        return
+    delivery = pool_state.delivery
+    if ConnectionHealthCheckEvent not in delivery.wanted:
+        return
+    now = perf_counter()
+    for started in pending:
+        emit_quietly(
+            delivery,
+            ConnectionHealthCheckEvent(
+                time(),
+                state.origin,
+                False,
+                (now - started) * 1000.0,
+                PUBSUB_HEALTH_COMMAND,
+                error,
+            ),
+        )
+
+
+def pubsub_targets() -> Iterable[tuple[type, str, Any]]:
+    """The ``(class, method, wrapper)`` triples for sync ``PubSub``."""
+    import redis.client
+
+    pubsub = getattr(redis.client, "PubSub", None)
+    if pubsub is None:
+        return
+    if "check_health" in pubsub.__dict__ and "is_health_check_response" in pubsub.__dict__:
+        yield pubsub, "check_health", _check_health
+        yield pubsub, "is_health_check_response", _is_health_check_response
