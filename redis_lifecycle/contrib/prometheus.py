@@ -1,0 +1,268 @@
+"""A ``prometheus_client`` collector for lifecycle events (extra ``prometheus``).
+
+    >>> import redis, redis_lifecycle as rl
+    >>> from prometheus_client import REGISTRY
+    >>> from redis_lifecycle.contrib.prometheus import LifecycleCollector
+    >>> client = redis.Redis(host="localhost", port=6379)
+    >>> collector = LifecycleCollector(rl.instrument(client))
+    >>> REGISTRY.register(collector)
+
+The same figures as :mod:`redis_lifecycle.contrib.opentelemetry`, with the
+semantic-convention names in Prometheus form (dots become underscores, units
+and ``_total`` are suffixed), labelled ``pool_name``:
+
+* ``db_client_connection_count{pool_name, state="idle"|"used"}``: gauge, read
+  from the pools at scrape time;
+* ``db_client_connection_max{pool_name}``: gauge, ``max_connections``;
+* ``db_client_connection_wait_time_seconds{pool_name}``: histogram of
+  checkout waits (``connection_acquired``);
+* ``db_client_connection_create_time_seconds{pool_name}``: histogram of
+  connect times (``connected`` and ``reconnected``);
+* ``db_client_connection_timeouts_total{pool_name}``: ``pool_exhausted``;
+* ``redis_client_connection_closed_total{pool_name, reason}``: ``disconnected``
+  by :class:`~redis_lifecycle.CloseReason`;
+* ``redis_lifecycle_health_check_duration_seconds{pool_name, healthy}``:
+  histogram of health-check round trips;
+* ``redis_lifecycle_events_total{pool_name, type}``: every event received.
+
+Events are counted by a subscriber callback, inline on the thread that caused
+the event unless the pool uses an
+:class:`~redis_lifecycle.AsyncCallbackExecutor`; each one takes a short lock.
+``per_command=False`` leaves the per-command events (checkout, release,
+exhaustion of a blocking wait) unsubscribed: no wait-time histogram, and
+``connection_acquired``/``connection_released`` are not counted, but the
+command path stays untouched.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ..dispatcher import EventDispatcher, Subscription
+from ..events import (
+    ConnectionConnectedEvent,
+    ConnectionCreatedEvent,
+    ConnectionDisconnectedEvent,
+    ConnectionErrorEvent,
+    ConnectionHealthCheckEvent,
+    ConnectionMarkedForReconnectEvent,
+    LifecycleEvent,
+    PoolConnectionAcquiredEvent,
+    PoolConnectionCreatedEvent,
+    PoolCreatedEvent,
+    PoolExhaustedEvent,
+    PoolResetEvent,
+)
+from . import dispatcher_of, pool_stats_for, require
+
+_core = require("prometheus_client.core", "prometheus", "redis_lifecycle.contrib.prometheus")
+
+__all__ = ["DEFAULT_BUCKETS", "LifecycleCollector"]
+
+#: Histogram buckets in seconds, from 100 µs (a loopback round trip) to 10 s.
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+_RARE_EVENTS: tuple[type[LifecycleEvent], ...] = (
+    ConnectionCreatedEvent,
+    ConnectionConnectedEvent,
+    ConnectionDisconnectedEvent,
+    ConnectionErrorEvent,
+    ConnectionHealthCheckEvent,
+    ConnectionMarkedForReconnectEvent,
+    PoolCreatedEvent,
+    PoolConnectionCreatedEvent,
+    PoolResetEvent,
+    PoolExhaustedEvent,
+)
+
+
+class _Histogram:
+    __slots__ = ("counts", "sum")
+
+    def __init__(self, size: int) -> None:
+        self.counts = [0] * size
+        self.sum = 0.0
+
+
+class LifecycleCollector:
+    """Collects lifecycle figures for ``prometheus_client``; see the module docstring.
+
+    Register it once: ``registry.register(collector)``. ``attach(source)``
+    adds another dispatcher, handle, lifecycle pool or instrumented client.
+    """
+
+    def __init__(
+        self,
+        source: Any = None,
+        *,
+        per_command: bool = True,
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+    ) -> None:
+        bounds = sorted(float(b) for b in buckets)
+        if not bounds:
+            msg = f"buckets must hold at least one upper bound in seconds, got {buckets!r}"
+            raise ValueError(msg)
+        self._bounds = bounds
+        self._per_command = per_command
+        self._lock = threading.Lock()
+        self._dispatchers: weakref.WeakKeyDictionary[EventDispatcher, list[Subscription]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._histograms: dict[tuple[str, tuple[str, ...]], _Histogram] = {}
+        self._counters: dict[tuple[str, tuple[str, ...]], int] = {}
+        if source is not None:
+            self.attach(source)
+
+    # -- wiring ------------------------------------------------------------
+
+    def attach(self, source: Any) -> LifecycleCollector:
+        """Start counting the events of ``source``; returns ``self``."""
+        dispatcher = dispatcher_of(source)
+        with self._lock:
+            if dispatcher in self._dispatchers:
+                return self
+            if self._per_command:
+                subscriptions = [dispatcher.subscribe(LifecycleEvent, self._on_event)]
+            else:
+                subscriptions = [dispatcher.subscribe(cls, self._on_event) for cls in _RARE_EVENTS]
+            self._dispatchers[dispatcher] = subscriptions
+        return self
+
+    def detach(self, source: Any = None) -> None:
+        """Stop counting ``source`` (every source when ``None``); figures stay."""
+        with self._lock:
+            targets = list(self._dispatchers) if source is None else [dispatcher_of(source)]
+            for dispatcher in targets:
+                for subscription in self._dispatchers.pop(dispatcher, []):
+                    subscription.unsubscribe()
+
+    # -- recording -----------------------------------------------------------
+
+    def _observe(self, name: str, labels: tuple[str, ...], seconds: float) -> None:
+        key = (name, labels)
+        histogram = self._histograms.get(key)
+        if histogram is None:
+            histogram = self._histograms[key] = _Histogram(len(self._bounds) + 1)
+        histogram.counts[bisect.bisect_left(self._bounds, seconds)] += 1
+        histogram.sum += seconds
+
+    def _count(self, name: str, labels: tuple[str, ...]) -> None:
+        key = (name, labels)
+        self._counters[key] = self._counters.get(key, 0) + 1
+
+    def _on_event(self, event: LifecycleEvent) -> None:
+        pool = event.pool_name or ""
+        with self._lock:
+            self._count("events", (pool, event.type.value))
+            if isinstance(event, PoolConnectionAcquiredEvent):
+                self._observe("wait_time", (pool,), event.wait_time)
+            elif isinstance(event, ConnectionConnectedEvent):
+                self._observe("create_time", (pool,), event.connect_time)
+            elif isinstance(event, ConnectionDisconnectedEvent):
+                self._count("closed", (pool, event.reason.value))
+            elif isinstance(event, PoolExhaustedEvent):
+                self._count("timeouts", (pool,))
+            elif isinstance(event, ConnectionHealthCheckEvent):
+                healthy = "true" if event.healthy else "false"
+                self._observe("health", (pool, healthy), event.latency / 1000.0)
+
+    # -- prometheus_client protocol -------------------------------------------
+
+    def _families(self) -> dict[str, Any]:
+        return {
+            "count": _core.GaugeMetricFamily(
+                "db_client_connection_count",
+                "Connections in the pool, by state (idle, used)",
+                labels=["pool_name", "state"],
+            ),
+            "max": _core.GaugeMetricFamily(
+                "db_client_connection_max",
+                "The most connections the pool may hold",
+                labels=["pool_name"],
+            ),
+            "wait_time": _core.HistogramMetricFamily(
+                "db_client_connection_wait_time_seconds",
+                "Time to obtain a connection from the pool",
+                labels=["pool_name"],
+            ),
+            "create_time": _core.HistogramMetricFamily(
+                "db_client_connection_create_time_seconds",
+                "Time to create (connect and handshake) a connection",
+                labels=["pool_name"],
+            ),
+            "timeouts": _core.CounterMetricFamily(
+                "db_client_connection_timeouts",
+                "Checkouts that failed because the pool had no free connection",
+                labels=["pool_name"],
+            ),
+            "closed": _core.CounterMetricFamily(
+                "redis_client_connection_closed",
+                "Closed connections, by close reason",
+                labels=["pool_name", "reason"],
+            ),
+            "health": _core.HistogramMetricFamily(
+                "redis_lifecycle_health_check_duration_seconds",
+                "Round trip of connection health checks",
+                labels=["pool_name", "healthy"],
+            ),
+            "events": _core.CounterMetricFamily(
+                "redis_lifecycle_events",
+                "Lifecycle events received, by type",
+                labels=["pool_name", "type"],
+            ),
+        }
+
+    def describe(self) -> Iterator[Any]:
+        """The metric families, without samples (for registry checks)."""
+        yield from self._families().values()
+
+    def collect(self) -> Iterator[Any]:
+        """The metric families with their current samples."""
+        families = self._families()
+        with self._lock:
+            dispatchers = list(self._dispatchers)
+            histograms = [
+                (name, labels, list(h.counts), h.sum)
+                for (name, labels), h in self._histograms.items()
+            ]
+            counters = list(self._counters.items())
+        for dispatcher in dispatchers:
+            for stat in pool_stats_for(dispatcher):
+                name = stat["pool_name"]
+                families["count"].add_metric([name, "idle"], stat["idle"])
+                families["count"].add_metric([name, "used"], stat["active"])
+                families["max"].add_metric([name], stat["max_connections"])
+        for name, labels, counts, total in histograms:
+            cumulative = 0
+            buckets = []
+            for bound, count in zip([*self._bounds, float("inf")], counts, strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            families[name].add_metric(list(labels), buckets, total)
+        for (name, labels), value in counters:
+            families[name].add_metric(list(labels), value)
+        yield from families.values()
+
+    def __repr__(self) -> str:
+        return f"<LifecycleCollector sources={len(self._dispatchers)}>"
