@@ -29,6 +29,8 @@ from redis_lifecycle.server import (
 
 from .helpers import Recorder
 
+pytest_plugins = ["pytester"]  # tests/plugin/ runs pytest inside pytest
+
 
 @pytest.fixture(scope="session")
 def redis_info() -> Iterator[ServerInfo]:
@@ -36,8 +38,7 @@ def redis_info() -> Iterator[ServerInfo]:
     if info is None:
         pytest.skip("no Redis server for integration tests: " + "; ".join(reasons))
     yield info
-    if info.server is not None:
-        info.server.stop()
+    info.stop()  # an owned process or container; a REDIS_URL server is left alone
 
 
 @pytest.fixture
