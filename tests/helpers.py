@@ -65,3 +65,18 @@ def wait_until(condition: Callable[[], Any], timeout: float = 5.0, what: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
         time.sleep(0.005)
+
+
+def checkout(pool: Any) -> Any:
+    """``pool.get_connection()`` on every redis-py: 5.x requires a command name,
+    6.0+ deprecates passing one. Detected on redis-py's class, because an
+    instrumented pool's override takes ``*args``."""
+    import inspect
+
+    import redis.connection
+
+    signature = inspect.signature(redis.connection.ConnectionPool.get_connection)
+    parameter = signature.parameters.get("command_name")
+    if parameter is not None and parameter.default is inspect.Parameter.empty:
+        return pool.get_connection("PING")
+    return pool.get_connection()
