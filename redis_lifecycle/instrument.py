@@ -199,6 +199,29 @@ class LifecycleHandle:
             )
         return stats
 
+    async def drain(self) -> None:
+        """Wait for the ``async def`` callbacks this handle's events started
+        (and those they start meanwhile); events keep flowing.
+
+        Raises the first :class:`~redis_lifecycle.CallbackError` kept from them
+        under strategy ``"raise"``. See :mod:`redis_lifecycle._async_callbacks`.
+        """
+        from ._async_callbacks import drain
+
+        await drain(self._delivery)
+
+    async def aclose(self) -> None:
+        """Stop emitting (like :func:`uninstrument`), then wait for the
+        ``async def`` callbacks already started, so a shutdown loses none."""
+        from ._async_callbacks import drain
+
+        target = self.target
+        with _lock:
+            if target is not None and _handles.get(id(target)) is self:
+                del _handles[id(target)]
+            self._detach()
+        await drain(self._delivery)
+
     def _add_pool(self, pool: Any) -> None:
         self._pools.append(weakref.ref(pool))
 

@@ -1,0 +1,402 @@
+"""Hooks on ``redis.asyncio``: its connections and connection pools.
+
+    >>> import redis.asyncio, redis_lifecycle as rl
+    >>> client = redis.asyncio.Redis(host="localhost", port=6379)
+    >>> handle = rl.instrument(client)          # attaches these hooks
+    >>> rl.uninstrument(client)
+    True
+
+The same two techniques as the sync hooks (:mod:`redis_lifecycle._sync`):
+
+* **Pools** get a lifecycle subclass of their own class, made per instance
+  (:class:`AsyncPoolHooks` in front of it). ``get_connection`` and
+  ``release`` are plain functions that return redis-py's own coroutine
+  untouched when no per-command event is wanted, so an instrumented pool with
+  only rare-event subscribers adds no coroutine frame per command.
+* **Connections** get class-level ``wrapt`` wrappers (their own
+  :data:`CONNECTION_PATCHER`, independent of the sync one) on ``_connect``,
+  the handshake, ``disconnect``, ``_close``, ``_send_ping`` and
+  ``mark_for_reconnect``. A wrapper decides synchronously whether the
+  connection is instrumented and, if not, returns redis-py's coroutine as is.
+
+Callbacks run inline, on the event loop's thread, inside the task whose
+command caused the event (``async def`` callbacks are scheduled as tasks, see
+:mod:`redis_lifecycle._async_callbacks`), unless an
+:class:`~redis_lifecycle.AsyncCallbackExecutor` is given.
+
+Differences from sync redis-py that the hooks account for: a connection is
+connected when its ``_reader``/``_writer`` are set; async pools have no fork
+detection (``pool_reset`` fires only for an explicit ``reset()``); async
+``BlockingConnectionPool.release`` calls ``super().release``, which resolves
+past the lifecycle override, so one release is one event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine, Iterable
+from time import perf_counter, time
+from typing import Any, ClassVar
+
+import redis.asyncio.connection as aconn
+
+from ._async_callbacks import remember_loop
+from ._attach import PoolKind
+from ._hooks import (
+    ClassPatcher,
+    disconnect_error,
+    emit,
+    emit_quietly,
+    error_in_flight,
+    internal_error,
+    report_disconnect,
+)
+from ._state import CONNECTIONS, ConnState, PoolState, register_connection
+from ._sync import _mark_for_reconnect, is_exhaustion, mark_connected
+from .errors import CallbackError
+from .events import (
+    ConnectionCreatedEvent,
+    ConnectionErrorEvent,
+    ConnectionHealthCheckEvent,
+    PoolConnectionAcquiredEvent,
+    PoolConnectionCreatedEvent,
+    PoolConnectionReleasedEvent,
+    PoolExhaustedEvent,
+    PoolResetEvent,
+)
+
+__all__ = [
+    "ASYNC_BLOCKING_POOL",
+    "ASYNC_POOL",
+    "CONNECTION_PATCHER",
+    "AsyncPoolHooks",
+    "async_kind_for",
+    "async_pool_connections",
+    "async_pool_counts",
+    "async_pool_total",
+]
+
+
+# --- pool counts ---------------------------------------------------------
+
+
+def async_pool_counts(pool: Any) -> tuple[int, int]:
+    """``(active, idle)`` of an asyncio pool (plain or blocking)."""
+    return len(pool._in_use_connections), len(pool._available_connections)
+
+
+def async_pool_total(pool: Any) -> int:
+    """Connections the pool holds now (asyncio pools keep no created counter)."""
+    return len(pool._in_use_connections) + len(pool._available_connections)
+
+
+def async_pool_connections(pool: Any) -> list[Any]:
+    """Every connection object an asyncio pool holds."""
+    return [*pool._available_connections, *pool._in_use_connections]
+
+
+# --- pool overrides ------------------------------------------------------
+
+
+class AsyncPoolHooks:
+    """Overrides mixed in front of an instrumented asyncio pool's own class.
+
+    No ``__slots__`` here: a slotted mixin would change the instance layout
+    and forbid the ``__class__`` assignment that attaches it.
+    """
+
+    _rl_state: ClassVar[PoolState]
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+        state = self._rl_state
+        if not state.delivery.hot:
+            return state.f_get(self, *args, **kwargs)  # type: ignore[no-any-return]
+        return _get_connection(self, state, args, kwargs)
+
+    def release(self, connection: Any) -> Coroutine[Any, Any, None]:
+        state = self._rl_state
+        if not state.delivery.hot:
+            return state.f_release(self, connection)  # type: ignore[no-any-return]
+        return _release(self, state, connection)
+
+    def make_connection(self) -> Any:
+        state = self._rl_state
+        connection = state.f_make(self)
+        try:
+            conn_state = register_connection(connection, state)
+            delivery = state.delivery
+            if PoolConnectionCreatedEvent in delivery.wanted:
+                # Not yet in the pool's sets: get_available_connection adds it next.
+                total = state.total(self) + 1
+                emit_quietly(delivery, PoolConnectionCreatedEvent(time(), conn_state.origin, total))
+        except Exception:
+            internal_error("make_connection")
+        return connection
+
+    def reset(self) -> None:
+        state = self._rl_state
+        try:
+            dropped = len(async_pool_connections(self))
+        except Exception:  # reset() before the pool's lists exist
+            dropped = 0
+        state.resetting = True
+        try:
+            state.f_reset(self)
+        finally:
+            state.resetting = False
+        delivery = state.delivery
+        if PoolResetEvent in delivery.wanted:
+            emit(delivery, PoolResetEvent(time(), state.origin, "explicit", dropped))
+
+
+async def _get_connection(
+    pool: Any, state: PoolState, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    delivery = state.delivery
+    started = perf_counter()
+    try:
+        connection = await state.f_get(pool, *args, **kwargs)
+    except BaseException as error:
+        if PoolExhaustedEvent in delivery.wanted and is_exhaustion(error):
+            emit_quietly(
+                delivery,
+                PoolExhaustedEvent(
+                    time(), state.origin, state.size, state.timeout, perf_counter() - started
+                ),
+            )
+        raise
+    now = perf_counter()
+    conn_state = CONNECTIONS.get(id(connection)) or register_connection(connection, state)
+    conn_state.checked_out_at = now
+    if PoolConnectionAcquiredEvent in delivery.wanted:
+        wait_time = now - started
+        if conn_state.connected_at > started:
+            wait_time = max(wait_time - conn_state.last_connect_time, 0.0)
+        active, idle = state.counts(pool)
+        try:
+            delivery.emit(
+                PoolConnectionAcquiredEvent(time(), conn_state.origin, wait_time, active, idle)
+            )
+        except CallbackError:
+            await pool.release(connection)
+            raise
+    return connection
+
+
+async def _release(pool: Any, state: PoolState, connection: Any) -> None:
+    await state.f_release(pool, connection)
+    conn_state = CONNECTIONS.get(id(connection))
+    if conn_state is None or conn_state.checked_out_at is None:
+        return
+    held_time = perf_counter() - conn_state.checked_out_at
+    conn_state.checked_out_at = None
+    delivery = state.delivery
+    if PoolConnectionReleasedEvent in delivery.wanted:
+        active, idle = state.counts(pool)
+        emit(
+            delivery,
+            PoolConnectionReleasedEvent(time(), conn_state.origin, held_time, active, idle),
+        )
+
+
+# --- connection wrappers -------------------------------------------------
+#
+# Each wrapper is a plain function: it looks the connection up and, when the
+# connection is not instrumented (or the hook has nothing to do), returns
+# redis-py's coroutine unchanged. Only instrumented calls get a coroutine of
+# ours around redis-py's.
+
+
+def _socket_attempt(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Around ``_connect``: one socket attempt (TCP, TLS or unix)."""
+    state = CONNECTIONS.get(id(instance))
+    if state is None or state.in_connect or state.pool_state is None:
+        return wrapped(*args, **kwargs)
+    return _socket_attempt_async(wrapped, state, args, kwargs)
+
+
+async def _socket_attempt_async(wrapped: Any, state: ConnState, args: Any, kwargs: Any) -> Any:
+    pool_state = state.pool_state
+    assert pool_state is not None
+    delivery = pool_state.delivery
+    remember_loop(delivery)
+    state.in_connect = True
+    try:
+        state.connect_started = perf_counter()
+        if ConnectionCreatedEvent in delivery.wanted:
+            emit_quietly(delivery, ConnectionCreatedEvent(time(), state.origin))
+        try:
+            return await wrapped(*args, **kwargs)
+        except BaseException as error:
+            state.connect_started = None
+            if ConnectionErrorEvent in delivery.wanted and isinstance(error, Exception):
+                emit_quietly(delivery, ConnectionErrorEvent(time(), state.origin, error, "connect"))
+            raise
+    finally:
+        state.in_connect = False
+
+
+def _handshake(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Around ``on_connect_check_health`` (6.0+) or ``on_connect`` (5.x): the
+    handshake after a socket attempt; its success means connected."""
+    state = CONNECTIONS.get(id(instance))
+    if state is None or state.pool_state is None or state.connected:
+        return wrapped(*args, **kwargs)
+    return _handshake_async(wrapped, state, args, kwargs)
+
+
+async def _handshake_async(wrapped: Any, state: ConnState, args: Any, kwargs: Any) -> Any:
+    pool_state = state.pool_state
+    assert pool_state is not None
+    delivery = pool_state.delivery
+    try:
+        result = await wrapped(*args, **kwargs)
+    except BaseException as error:
+        state.connect_started = None
+        if ConnectionErrorEvent in delivery.wanted and isinstance(error, Exception):
+            emit_quietly(delivery, ConnectionErrorEvent(time(), state.origin, error, "handshake"))
+        raise
+    mark_connected(state)
+    return result
+
+
+def _disconnect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Around ``disconnect``: a connected connection's streams closing.
+
+    The error is read here, synchronously, because redis-py calls
+    ``disconnect`` from inside its ``except`` blocks: ``sys.exc_info()`` is
+    the failure that made it close the connection.
+    """
+    state = CONNECTIONS.get(id(instance))
+    if state is None or not state.connected:
+        return wrapped(*args, **kwargs)
+    try:
+        error = disconnect_error(args, kwargs)
+    except Exception:
+        error = None
+    return _disconnect_async(wrapped, instance, state, error, args, kwargs)
+
+
+async def _disconnect_async(
+    wrapped: Any,
+    instance: Any,
+    state: ConnState,
+    error: BaseException | None,
+    args: Any,
+    kwargs: Any,
+) -> Any:
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        # Also when closing timed out or was cancelled: redis-py drops the
+        # streams in a ``finally`` of its own.
+        try:
+            if state.connected and getattr(instance, "_writer", None) is None:
+                report_disconnect(
+                    instance,
+                    state,
+                    error,
+                    bool(kwargs.get("health_check_failed")),
+                    perf_counter(),
+                )
+        except Exception:
+            internal_error("disconnect")
+
+
+def _close(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Around ``_close``: the synchronous close used by ``__del__``, by
+    ``Redis.__del__`` and (8.1) by ``disconnect`` outside a task."""
+    state = CONNECTIONS.get(id(instance))
+    if state is None or not state.connected:
+        return wrapped(*args, **kwargs)
+    try:
+        error = error_in_flight()
+    except Exception:
+        error = None
+    result = wrapped(*args, **kwargs)
+    try:
+        if state.connected and getattr(instance, "_writer", None) is None:
+            report_disconnect(instance, state, error, False, perf_counter())
+    except Exception:
+        internal_error("_close")
+    return result
+
+
+def _send_ping(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Around ``_send_ping``: redis-py's own health check."""
+    state = CONNECTIONS.get(id(instance))
+    if (
+        state is None
+        or state.pool_state is None
+        or ConnectionHealthCheckEvent not in state.pool_state.delivery.wanted
+    ):
+        return wrapped(*args, **kwargs)
+    return _send_ping_async(wrapped, state, args, kwargs)
+
+
+async def _send_ping_async(wrapped: Any, state: ConnState, args: Any, kwargs: Any) -> Any:
+    pool_state = state.pool_state
+    assert pool_state is not None
+    delivery = pool_state.delivery
+    started = perf_counter()
+    try:
+        result = await wrapped(*args, **kwargs)
+    except BaseException as error:
+        latency = (perf_counter() - started) * 1000.0
+        emit_quietly(
+            delivery,
+            ConnectionHealthCheckEvent(time(), state.origin, False, latency, "PING", error),
+        )
+        raise
+    latency = (perf_counter() - started) * 1000.0
+    emit(
+        delivery,
+        ConnectionHealthCheckEvent(time(), state.origin, True, latency, "PING", None),
+    )
+    return result
+
+
+def _connection_targets() -> Iterable[tuple[type, str, Any]]:
+    base = aconn.AbstractConnection
+    handshake = (
+        "on_connect_check_health" if "on_connect_check_health" in base.__dict__ else "on_connect"
+    )
+    # SSLConnection inherits Connection._connect (ClassPatcher skips a class
+    # that does not define the method itself).
+    for cls in (aconn.Connection, aconn.SSLConnection, aconn.UnixDomainSocketConnection):
+        yield cls, "_connect", _socket_attempt
+    yield base, handshake, _handshake
+    yield base, "disconnect", _disconnect
+    yield base, "_close", _close
+    yield base, "_send_ping", _send_ping
+    # mark_for_reconnect is a plain method in both flavours: the sync wrapper fits.
+    yield base, "mark_for_reconnect", _mark_for_reconnect
+
+
+#: The class-level asyncio connection wrappers, shared by every instrumented asyncio pool.
+CONNECTION_PATCHER = ClassPatcher(_connection_targets)
+
+ASYNC_POOL = PoolKind(
+    hooks=AsyncPoolHooks,
+    patcher=CONNECTION_PATCHER,
+    counts=async_pool_counts,
+    total=async_pool_total,
+    connections=async_pool_connections,
+    is_async=True,
+)
+#: Blocking pools count the same way; only their class differs (the per-instance
+#: subclass puts the overrides in front of ``BlockingConnectionPool``).
+ASYNC_BLOCKING_POOL = PoolKind(
+    hooks=AsyncPoolHooks,
+    patcher=CONNECTION_PATCHER,
+    counts=async_pool_counts,
+    total=async_pool_total,
+    connections=async_pool_connections,
+    is_async=True,
+)
+
+
+def async_kind_for(pool: Any) -> PoolKind:
+    """The kind of an asyncio ``ConnectionPool`` (blocking or not)."""
+    if isinstance(pool, aconn.BlockingConnectionPool):
+        return ASYNC_BLOCKING_POOL
+    return ASYNC_POOL
