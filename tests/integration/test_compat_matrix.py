@@ -9,7 +9,6 @@ is missing (``mark_for_reconnect`` before 7.0), which is detected with
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import warnings
@@ -24,19 +23,9 @@ from redis.retry import Retry
 
 import redis_lifecycle as rl
 from redis_lifecycle.server import RedisServer
-from tests.helpers import Recorder, wait_until
+from tests.helpers import Recorder, checkout, wait_until
 
 HAS_MARK_FOR_RECONNECT = hasattr(rconn.AbstractConnection, "mark_for_reconnect")
-
-
-def checkout(pool: Any) -> Any:
-    """``pool.get_connection()``: 5.x requires a command name, 6.0+ deprecates it."""
-    parameter = inspect.signature(rconn.ConnectionPool.get_connection).parameters.get(
-        "command_name"
-    )
-    if parameter is not None and parameter.default is inspect.Parameter.empty:
-        return pool.get_connection("PING")
-    return pool.get_connection()
 
 
 def no_retry() -> dict[str, Any]:
