@@ -19,6 +19,7 @@ callbacks run inline in the awaiting task, like every other asyncio event.
 
 from __future__ import annotations
 
+import inspect
 import shlex
 from time import perf_counter, time
 from typing import Any
@@ -33,6 +34,20 @@ from .events import ConnectionHealthCheckEvent
 from .health import HealthCheckResult
 
 __all__ = ["async_health_check"]
+
+
+def _needs_command_name() -> bool:
+    """redis-py 5.x's asyncio ``get_connection`` requires a command name; 6.0+
+    deprecates passing one."""
+    try:
+        signature = inspect.signature(aconn.ConnectionPool.get_connection)
+    except (TypeError, ValueError):
+        return False
+    parameter = signature.parameters.get("command_name")
+    return parameter is not None and parameter.default is inspect.Parameter.empty
+
+
+_NEEDS_COMMAND_NAME = _needs_command_name()
 
 
 def _pool_of(target: Any) -> Any:
@@ -68,7 +83,10 @@ async def async_health_check(target: Any, command: str = "PING") -> HealthCheckR
     connection: Any = None
     error: BaseException | None = None
     try:
-        connection = await pool.get_connection()
+        if _NEEDS_COMMAND_NAME:
+            connection = await pool.get_connection(args[0])
+        else:
+            connection = await pool.get_connection()
         started = perf_counter()
         await connection.send_command(*args, check_health=False)
         await connection.read_response()

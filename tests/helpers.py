@@ -80,3 +80,35 @@ def checkout(pool: Any) -> Any:
     if parameter is not None and parameter.default is inspect.Parameter.empty:
         return pool.get_connection("PING")
     return pool.get_connection()
+
+
+async def async_wait_for(
+    recorder: Recorder,
+    cls: type[E],
+    predicate: Callable[[E], bool] = lambda e: True,
+    timeout: float = 5.0,
+) -> E:
+    """``recorder.wait_for`` for asyncio tests: polls without blocking the loop."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        for event in recorder.exactly(cls):
+            if predicate(event):
+                return event
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {cls.__name__} within {timeout}s; saw {recorder.types()}")
+        await asyncio.sleep(0.005)
+
+
+async def async_checkout(pool: Any) -> Any:
+    """``await pool.get_connection()`` on every redis-py (5.x requires a command name)."""
+    import inspect
+
+    import redis.asyncio.connection
+
+    signature = inspect.signature(redis.asyncio.connection.ConnectionPool.get_connection)
+    parameter = signature.parameters.get("command_name")
+    if parameter is not None and parameter.default is inspect.Parameter.empty:
+        return await pool.get_connection("PING")
+    return await pool.get_connection()
