@@ -1,0 +1,90 @@
+"""What the CLI's commands share: reading a URL without leaking its password,
+and turning a first failed contact into one clear line (exit status 2).
+
+    >>> from redis_lifecycle._cli_common import parse_url
+    >>> parse_url("redis://:hunter2@127.0.0.1:6380/1").address
+    '127.0.0.1:6380/1'
+
+Nothing here runs callbacks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis
+import redis.exceptions as rexc
+
+from .events import describe_error
+
+__all__ = ["CliError", "Target", "first_contact", "parse_url"]
+
+
+class CliError(Exception):
+    """Bad input or an unreachable server: printed as one line, exit status 2."""
+
+
+class Target:
+    """A parsed ``redis://``, ``rediss://`` or ``unix://`` URL."""
+
+    def __init__(self, url: str, address: str, password: str | None) -> None:
+        self.url = url
+        self.address = address
+        self.password = password
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.password,) if self.password else ()
+
+    def mask(self, text: str) -> str:
+        return text.replace(self.password, "***") if self.password else text
+
+
+def parse_url(url: str) -> Target:
+    """Check ``url`` (without connecting); :class:`CliError` saying what is wrong."""
+    parts = urlsplit(url)
+    password = unquote(parts.password) if parts.password else None
+    target = Target(url, url, password)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        shown = f"{parts.scheme}://" if parts.scheme else repr(target.mask(url)[:40])
+        msg = (
+            f"unsupported URL {shown}: expected redis://host:port/db, rediss://... (TLS) "
+            "or unix:///path/to/redis.sock"
+        )
+        raise CliError(msg)
+    try:
+        kwargs: dict[str, Any] = redis.ConnectionPool.from_url(url).connection_kwargs
+    except ValueError as error:
+        msg = f"bad URL: {target.mask(str(error))}; expected e.g. redis://localhost:6379/0"
+        raise CliError(msg) from None
+    db = kwargs.get("db", 0) or 0
+    if kwargs.get("path"):
+        target.address = f"unix:{kwargs['path']}/{db}"
+    else:
+        target.address = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
+    return target
+
+
+def first_contact(client: Any, target: Target) -> None:
+    """PING once; :class:`CliError` if the server cannot be reached or refuses us."""
+    try:
+        client.ping()
+    except Exception as error:
+        raise CliError(describe_failure(error, target)) from None
+
+
+def describe_failure(error: BaseException, target: Target) -> str:
+    """One line for a failed first contact, never holding the password."""
+    text = target.mask(describe_error(error) or "")
+    auth_error = getattr(rexc, "AuthenticationError", ())
+    if isinstance(error, auth_error) or any(
+        marker in text for marker in ("WRONGPASS", "NOAUTH", "invalid password", "invalid username")
+    ):
+        return (
+            f"authentication failed at {target.address}: {text}; "
+            "check the password in the URL (redis://:PASSWORD@host:port/db)"
+        )
+    if isinstance(error, (rexc.ConnectionError, rexc.TimeoutError, OSError)):
+        return f"cannot reach {target.address}: {text}; is the server running?"
+    return f"{target.address} answered PING with an error: {text}"

@@ -1,0 +1,133 @@
+"""How the ``redis-lifecycle`` CLI prints: one line per event, coloured only
+on a terminal, JSON lines on request, and never a password.
+
+    >>> import io
+    >>> from redis_lifecycle._cli_output import Printer
+    >>> out = Printer(io.StringIO(), color=False)
+    >>> out.line("hello")
+
+Callbacks that print run inline on whichever thread emitted the event; the
+printer serialises them with a lock so lines never interleave.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from typing import Any, TextIO
+
+from ._format import is_problem, json_dict, summary
+from .events import EventType, LifecycleEvent
+
+__all__ = ["Printer", "use_color"]
+
+_RESET = "\033[0m"
+_STYLES = {
+    "dim": "\033[2m",
+    "bold": "\033[1m",
+    "red": "\033[31m",
+    "green": "\033[32m",
+    "yellow": "\033[33m",
+    "blue": "\033[34m",
+    "cyan": "\033[36m",
+}
+_EVENT_STYLE = {
+    EventType.CONNECTED: "green",
+    EventType.RECONNECTED: "green",
+    EventType.POOL_CREATED: "cyan",
+    EventType.POOL_RESET: "cyan",
+    EventType.MARKED_FOR_RECONNECT: "yellow",
+    EventType.CONNECTION_ACQUIRED: "dim",
+    EventType.CONNECTION_RELEASED: "dim",
+    EventType.CONNECTION_CREATED: "blue",
+    EventType.POOL_CONNECTION_CREATED: "blue",
+}
+_WIDTH = max(len(t.value) for t in EventType)
+
+
+def use_color(stream: TextIO, choice: str) -> bool:
+    """``choice`` is ``always``, ``never`` or ``auto`` (a terminal, and no
+    ``NO_COLOR`` in the environment)."""
+    if choice == "always":
+        return True
+    if choice == "never" or os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class Printer:
+    """Writes the CLI's lines to ``stream``; ``secrets`` are masked in every line."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        color: bool,
+        as_json: bool = False,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
+        self.stream = stream
+        self.color = color
+        self.as_json = as_json
+        self.secrets = tuple(s for s in secrets if s)
+        self.started = time.time()
+        self._lock = threading.Lock()
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        self.unicode = encoding == "utf8"
+
+    def style(self, text: str, name: str) -> str:
+        if not self.color or name not in _STYLES:
+            return text
+        return f"{_STYLES[name]}{text}{_RESET}"
+
+    def mark(self, ok: bool | None) -> str:
+        """A check, a cross, or a dash for skipped."""
+        if ok is None:
+            return self.style("-", "yellow")
+        symbol = ("\u2713" if ok else "\u2717") if self.unicode else ("ok" if ok else "XX")
+        return self.style(symbol, "green" if ok else "red")
+
+    def _mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def line(self, text: str = "") -> None:
+        """Write one line (masked) and flush."""
+        with self._lock:
+            self.stream.write(self._mask(text) + "\n")
+            self.stream.flush()
+
+    def json_line(self, data: dict[str, Any]) -> None:
+        self.line(json.dumps(data, sort_keys=False, default=str))
+
+    def event(self, event: LifecycleEvent, prefix: str = "") -> None:
+        """One event: a readable line, or a JSON object with ``--json``."""
+        if self.as_json:
+            self.json_line(json_dict(event))
+            return
+        self.line(self.event_text(event.type, event.timestamp, summary(event), event, prefix))
+
+    def event_text(
+        self,
+        event_type: EventType,
+        timestamp: float,
+        text: str,
+        event: LifecycleEvent | None = None,
+        prefix: str = "",
+    ) -> str:
+        """``"  +1.234s  connected  <details>"`` with the name padded and coloured."""
+        offset = self.style(f"+{max(timestamp - self.started, 0.0):7.3f}s", "dim")
+        name = event_type.value
+        details = text[len(name) :].strip() if text.startswith(name) else text
+        problem = event is not None and is_problem(event)
+        style = "red" if problem else _EVENT_STYLE.get(event_type, "")
+        label = self.style(name.ljust(_WIDTH), style)
+        if problem:
+            details = self.style(details, "red")
+        elif style == "dim":
+            details = self.style(details, "dim")
+        return f"    {offset}  {prefix}{label}  {details}"

@@ -1,0 +1,124 @@
+"""The ``redis-lifecycle`` command (also ``python -m redis_lifecycle``).
+
+    $ redis-lifecycle demo                        # starts its own server
+    $ redis-lifecycle demo --url redis://localhost:6379/0
+    $ redis-lifecycle watch redis://localhost:6379/0 --interval 1 --json
+
+``demo`` drives a scripted scenario that makes all 13 lifecycle events fire
+and prints them live (:mod:`redis_lifecycle._demo`); ``watch`` streams one
+server's events with periodic health checks (:mod:`redis_lifecycle._watch`).
+Bad input (a malformed URL, an unreachable server, a wrong password) prints
+one line on stderr and exits with status 2; no traceback, never a password.
+Callbacks run inline, on the thread that caused each event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ._cli_common import CliError, parse_url
+from ._cli_output import Printer, use_color
+from ._version import __version__
+
+__all__ = ["main"]
+
+PROG = "redis-lifecycle"
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        msg = f"expected a positive number of seconds, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        msg = f"expected a whole number of health checks (1 or more), got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Typed lifecycle events for redis-py connections and pools.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    demo = commands.add_parser(
+        "demo",
+        help="run a scripted scenario that fires every lifecycle event",
+        description=(
+            "Start a server (the demo extra's embedded valkey-server, else redis-server on "
+            "PATH) and drive connect, checkout/release, exhaustion, kill/restart, health "
+            "checks, fork and pool reset, printing every event. Exit status 0 only if all "
+            "13 events were seen."
+        ),
+    )
+    demo.add_argument(
+        "--url",
+        help="use this existing server instead (never killed; the kill/restart step is skipped)",
+    )
+    demo.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+
+    watch = commands.add_parser(
+        "watch",
+        help="stream one server's lifecycle events with periodic health checks",
+        description=(
+            "Connect to URL, health-check it every --interval seconds and print every "
+            "lifecycle event as it happens; survives the server going away. Ctrl-C prints "
+            "a summary."
+        ),
+    )
+    watch.add_argument("url", metavar="URL", help="redis://[:password@]host:port/db, or unix://")
+    watch.add_argument(
+        "--interval", type=_positive, default=1.0, help="seconds between health checks (1)"
+    )
+    watch.add_argument("--json", action="store_true", help="one JSON object per line")
+    watch.add_argument("--count", type=_count, help="stop after this many health checks")
+    watch.add_argument("--command", default="PING", help="health-check command (PING)")
+    watch.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    stdout = sys.stdout
+    try:
+        if args.command == "demo":
+            from ._demo import demo
+
+            printer = Printer(stdout, color=use_color(stdout, args.color))
+            return demo(printer, args.url)
+        from ._watch import watch
+
+        target = parse_url(args.url)
+        printer = Printer(
+            stdout,
+            color=not args.json and use_color(stdout, args.color),
+            as_json=args.json,
+            secrets=target.secrets,
+        )
+        return watch(
+            target, printer, interval=args.interval, count=args.count, command=args.command
+        )
+    except CliError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
