@@ -42,7 +42,8 @@ def watch(
     dispatcher = EventDispatcher()
     counts: Counter[str] = Counter()
     outages: list[float] = []
-    state: dict[str, Any] = {"down_since": None, "healthy": 0, "unhealthy": 0}
+    state: dict[str, Any] = {"down_since": None, "healthy": 0, "unhealthy": 0, "live": False}
+    pending: list[LifecycleEvent] = []
 
     def on_event(event: LifecycleEvent) -> None:
         counts[event.type.value] += 1
@@ -56,7 +57,10 @@ def watch(
                 state["unhealthy"] += 1
                 if state["down_since"] is None:
                     state["down_since"] = time.monotonic()
-        printer.event(event)
+        if state["live"]:
+            printer.event(event)
+        else:  # held back until the first PING proves the URL good
+            pending.append(event)
 
     dispatcher.subscribe(LifecycleEvent, on_event)
     timeout = max(min(interval, 5.0), 0.5)
@@ -86,6 +90,10 @@ def watch(
                     "bold",
                 )
             )
+        for event in pending:
+            printer.event(event)
+        pending.clear()
+        state["live"] = True
         checks = 0
         try:
             while not stop.is_set():
@@ -100,6 +108,7 @@ def watch(
         _summary(printer, target, time.monotonic() - started, counts, state, outages)
         return 0
     finally:
+        dispatcher.clear()  # the summary is the last line printed
         pool.disconnect()
 
 
