@@ -227,8 +227,15 @@ async def _socket_attempt_async(wrapped: Any, state: ConnState, args: Any, kwarg
         try:
             return await wrapped(*args, **kwargs)
         except BaseException as error:
+            # redis-py 8.1's unix ``_connect`` runs the handshake itself: a failure
+            # there was reported (phase handshake, which clears connect_started).
+            reported = state.connect_started is None
             state.connect_started = None
-            if ConnectionErrorEvent in delivery.wanted and isinstance(error, Exception):
+            if (
+                not reported
+                and ConnectionErrorEvent in delivery.wanted
+                and isinstance(error, Exception)
+            ):
                 emit_quietly(delivery, ConnectionErrorEvent(time(), state.origin, error, "connect"))
             raise
     finally:

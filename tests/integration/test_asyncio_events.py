@@ -1,0 +1,516 @@
+"""Every event of the catalogue, provoked for real on ``redis.asyncio``.
+
+Connection-level tests run twice: over TCP and over the server's unix
+socket. Each test causes the lifecycle point for real (commands, CLIENT KILL
+of its own connection, a refused address, a wrong password, a small pool,
+``update_active_connections_for_reconnect``) and checks the event's fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aredis
+import redis.asyncio.connection as aconn
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+import redis_lifecycle as rl
+from redis_lifecycle._async_health import async_health_check
+from redis_lifecycle.asyncio import LifecycleBlockingConnectionPool, LifecycleConnectionPool
+from redis_lifecycle.server import RedisServer, free_port
+
+from ..helpers import Recorder, async_checkout
+
+TRANSPORTS = ["tcp", "unix"]
+
+
+def connection_kwargs(server: RedisServer, transport: str) -> dict[str, Any]:
+    if transport == "unix":
+        return {"unix_socket_path": server.unix_path}
+    return {"host": server.host, "port": server.port}
+
+
+def pool_kwargs(server: RedisServer, transport: str) -> dict[str, Any]:
+    if transport == "unix":
+        return {"connection_class": aconn.UnixDomainSocketConnection, "path": server.unix_path}
+    return {"host": server.host, "port": server.port}
+
+
+def assert_address(event: rl.LifecycleEvent, server: RedisServer, transport: str) -> None:
+    if transport == "unix":
+        assert (event.path, event.host, event.port) == (server.unix_path, None, None)
+        assert event.to_dict()["path"] == server.unix_path
+        assert "host" not in event.to_dict()
+    else:
+        assert (event.host, event.port, event.path) == (server.host, server.port, None)
+        assert event.to_dict()["port"] == server.port
+    assert event.db == 0
+
+
+def listen(target: object, recorder: Recorder, **kwargs: Any) -> rl.LifecycleHandle:
+    handle = rl.instrument(target, **kwargs)
+    handle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
+    return handle
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def client(server: RedisServer, transport: str) -> AsyncIterator[aredis.Redis]:
+    c = aredis.Redis(**connection_kwargs(server, transport))
+    yield c
+    await c.aclose()
+
+
+class TestConnectionEvents:
+    async def test_first_command_creates_and_connects(
+        self, client: aredis.Redis, server: RedisServer, transport: str, recorder: Recorder
+    ) -> None:
+        """connection_created then connected, with the address, db and a connect time."""
+        listen(client, recorder)
+        assert await client.ping() is True
+        [created] = recorder.exactly(rl.ConnectionCreatedEvent)
+        [connected] = recorder.exactly(rl.ConnectionConnectedEvent)
+        assert_address(connected, server, transport)
+        assert_address(created, server, transport)
+        assert connected.first_connection is True
+        assert 0 < connected.connect_time < 10
+        assert connected.connection_id == created.connection_id
+        types = recorder.types()
+        assert types.index("connection_created") < types.index("connected")
+        assert types.index("connected") < types.index("connection_acquired")
+
+    async def test_server_closing_the_connection_gives_error_disconnected_reconnected(
+        self,
+        client: aredis.Redis,
+        server: RedisServer,
+        transport: str,
+        admin: redis.Redis,
+        recorder: Recorder,
+    ) -> None:
+        """CLIENT KILL of our connection: error(io) and disconnected(server_closed) with
+        the same exception, then the same connection object reconnects."""
+        listen(client, recorder)
+        own_id = await client.client_id()
+        [connected] = recorder.exactly(rl.ConnectionConnectedEvent)
+        recorder.clear()
+        assert admin.client_kill_filter(_id=own_id) == 1
+        assert await client.ping() is True
+        [error] = recorder.exactly(rl.ConnectionErrorEvent)
+        [disconnected] = recorder.exactly(rl.ConnectionDisconnectedEvent)
+        [reconnected] = recorder.exactly(rl.ConnectionReconnectedEvent)
+        assert error.phase == "io"
+        assert disconnected.reason is rl.CloseReason.SERVER_CLOSED
+        # redis-py's ConnectionError, or (unix socket) the socket error it wraps
+        assert isinstance(disconnected.error, (redis.exceptions.ConnectionError, OSError))
+        assert error.error is disconnected.error
+        assert reconnected.connection_id == connected.connection_id == disconnected.connection_id
+        assert reconnected.first_connection is False
+        assert reconnected.downtime >= 0
+        assert reconnected.connect_time > 0
+        assert_address(reconnected, server, transport)
+        types = recorder.types()
+        # redis-py 8.1 with RESP3 hands the killed idle connection out (no dirty
+        # probe): then acquired comes first. Either way the close precedes the reconnect.
+        assert types.index("error") < types.index("disconnected") < types.index("reconnected")
+        assert types.index("connection_created") < types.index("reconnected")
+
+    async def test_application_close_gives_disconnected_without_error(
+        self, server: RedisServer, transport: str, recorder: Recorder
+    ) -> None:
+        """aclose() of the client closes its connection: disconnected(application), no error."""
+        c = aredis.Redis(**connection_kwargs(server, transport))
+        listen(c, recorder)
+        await c.set("k", "v")
+        await c.aclose()
+        [disconnected] = recorder.exactly(rl.ConnectionDisconnectedEvent)
+        assert disconnected.reason is rl.CloseReason.APPLICATION
+        assert disconnected.error is None
+        assert recorder.exactly(rl.ConnectionErrorEvent) == []
+        assert_address(disconnected, server, transport)
+
+    async def test_refused_connect_gives_error_in_connect_phase(
+        self, tmp_path: Any, transport: str, recorder: Recorder
+    ) -> None:
+        """Nothing listening: connection_created and error(phase=connect) per attempt,
+        never connected; the command still raises redis-py's ConnectionError."""
+        if transport == "unix":
+            kwargs: dict[str, Any] = {"unix_socket_path": str(tmp_path / "nobody.sock")}
+        else:
+            kwargs = {"host": "127.0.0.1", "port": free_port()}
+        c = aredis.Redis(retry=Retry(NoBackoff(), 1), **kwargs)
+        listen(c, recorder)
+        try:
+            with pytest.raises(redis.exceptions.ConnectionError):
+                await c.ping()
+        finally:
+            await c.aclose()
+        errors = recorder.exactly(rl.ConnectionErrorEvent)
+        created = recorder.exactly(rl.ConnectionCreatedEvent)
+        assert errors
+        assert {e.phase for e in errors} == {"connect"}
+        assert len(created) == len(errors)
+        assert all(isinstance(e.error, OSError) for e in errors)
+        assert recorder.of(rl.ConnectionConnectedEvent) == []
+        assert recorder.exactly(rl.ConnectionDisconnectedEvent) == []
+
+    async def test_wrong_password_gives_handshake_error_and_no_password_in_events(
+        self, password_server: RedisServer, transport: str, recorder: Recorder
+    ) -> None:
+        """AUTH fails: error(phase=handshake) only, never connected; the password appears
+        in no event, repr or dict. (Over a unix socket redis-py 8.1 runs the handshake
+        inside ``_connect`` and re-raises it as a plain ConnectionError.)"""
+        c = aredis.Redis(
+            password="wrong-Pa55word",
+            retry=Retry(NoBackoff(), 1),
+            **connection_kwargs(password_server, transport),
+        )
+        listen(c, recorder)
+        try:
+            with pytest.raises(redis.exceptions.ConnectionError):
+                await c.ping()
+        finally:
+            await c.aclose()
+        errors = recorder.exactly(rl.ConnectionErrorEvent)
+        assert errors
+        assert {e.phase for e in errors} == {"handshake"}
+        assert all(isinstance(e.error, redis.exceptions.AuthenticationError) for e in errors)
+        assert recorder.of(rl.ConnectionConnectedEvent) == []
+        for event in recorder.events:
+            text = repr(event) + repr(event.to_dict())
+            assert "wrong-Pa55word" not in text
+            assert password_server.password not in text  # type: ignore[operator]
+
+    async def test_health_check_interval_pings_before_a_command(
+        self, server: RedisServer, transport: str, recorder: Recorder
+    ) -> None:
+        """redis-py's own health check (health_check_interval) gives health_check(healthy),
+        latency in milliseconds, command PING."""
+        c = aredis.Redis(health_check_interval=0.001, **connection_kwargs(server, transport))
+        listen(c, recorder)
+        try:
+            await c.ping()
+            recorder.clear()
+            await asyncio.sleep(0.01)  # let the 1 ms health-check deadline pass
+            await c.ping()
+        finally:
+            await c.aclose()
+        [check] = recorder.exactly(rl.ConnectionHealthCheckEvent)
+        assert check.healthy is True
+        assert check.command == "PING"
+        assert check.error is None
+        assert 0 < check.latency < 10_000
+        assert_address(check, server, transport)
+
+    async def test_explicit_health_check_reports_healthy_then_unhealthy(
+        self, client: aredis.Redis, server: RedisServer, transport: str, recorder: Recorder
+    ) -> None:
+        """await health_check(async client): healthy with a latency, then after the server
+        is killed a result with healthy=False and the error, never an exception."""
+        listen(client, recorder)
+        result = await async_health_check(client)
+        assert result.healthy is True
+        assert result.error is None
+        assert result.latency_ms > 0
+        [event] = recorder.exactly(rl.ConnectionHealthCheckEvent)
+        assert (event.healthy, event.command, event.error) == (True, "PING", None)
+        assert event.latency == result.latency_ms
+        assert_address(event, server, transport)
+        server.kill()
+        recorder.clear()
+        failed = await async_health_check(client)
+        assert failed.healthy is False
+        assert isinstance(failed.error, redis.exceptions.ConnectionError)
+        [bad] = recorder.exactly(rl.ConnectionHealthCheckEvent)
+        assert bad.healthy is False
+        assert bad.error is failed.error
+
+    async def test_public_health_check_dispatches_to_asyncio(
+        self, client: aredis.Redis, recorder: Recorder
+    ) -> None:
+        """rl.health_check(async_client) and handle.health_check() return an awaitable
+        giving the same result type."""
+        handle = listen(client, recorder)
+        result = await rl.health_check(client)  # type: ignore[misc]
+        assert isinstance(result, rl.HealthCheckResult)
+        assert result.healthy is True
+        again = await handle.health_check()  # type: ignore[misc]
+        assert again.healthy is True
+        assert len(recorder.exactly(rl.ConnectionHealthCheckEvent)) == 2
+
+
+class TestPoolEvents:
+    async def test_pool_created_on_instrument_and_on_lifecycle_pool(
+        self, server: RedisServer, transport: str
+    ) -> None:
+        """instrument() reports the pool it first sees; a lifecycle pool reports itself,
+        with size and (blocking) timeout."""
+        dispatcher = rl.EventDispatcher()
+        recorder = Recorder()
+        dispatcher.subscribe(rl.PoolCreatedEvent, recorder)
+        c = aredis.Redis(max_connections=7, **connection_kwargs(server, transport))
+        rl.instrument(c, event_dispatcher=dispatcher)
+        pool = LifecycleBlockingConnectionPool(
+            max_connections=3,
+            timeout=2.5,
+            event_dispatcher=dispatcher,
+            pool_name="blocking",
+            **pool_kwargs(server, transport),
+        )
+        try:
+            first, second = recorder.exactly(rl.PoolCreatedEvent)
+            assert (first.size, first.timeout) == (7, None)
+            assert_address(first, server, transport)
+            assert first.connection_id is None
+            assert (second.size, second.timeout, second.pool_name) == (3, 2.5, "blocking")
+            assert_address(second, server, transport)
+        finally:
+            await c.aclose()
+            await pool.aclose()
+
+    async def test_pool_connection_created_acquired_released(
+        self, client: aredis.Redis, server: RedisServer, transport: str, recorder: Recorder
+    ) -> None:
+        """A command checks out a new connection and returns it, with the pool counts."""
+        listen(client, recorder)
+        await client.set("k", "v")
+        [made] = recorder.exactly(rl.PoolConnectionCreatedEvent)
+        [acquired] = recorder.exactly(rl.PoolConnectionAcquiredEvent)
+        [released] = recorder.exactly(rl.PoolConnectionReleasedEvent)
+        assert made.total_connections == 1
+        assert (acquired.active_connections, acquired.idle_connections) == (1, 0)
+        assert (released.active_connections, released.idle_connections) == (0, 1)
+        assert acquired.wait_time >= 0
+        assert released.held_time >= 0
+        assert made.connection_id == acquired.connection_id == released.connection_id
+        for event in (made, acquired, released):
+            assert_address(event, server, transport)
+        assert recorder.types().index("pool_connection_created") < recorder.types().index(
+            "connection_acquired"
+        )
+
+    async def test_concurrent_commands_grow_the_pool(
+        self, client: aredis.Redis, recorder: Recorder
+    ) -> None:
+        """Concurrent tasks make several connections: one pool_connection_created each,
+        totals counting up, and every acquire matched by a release."""
+        listen(client, recorder)
+        await asyncio.gather(*(client.blpop(["nothing"], timeout=0.05) for _ in range(4)))
+        made = recorder.exactly(rl.PoolConnectionCreatedEvent)
+        assert len(made) == 4
+        assert sorted(e.total_connections for e in made) == [1, 2, 3, 4]
+        acquired = recorder.exactly(rl.PoolConnectionAcquiredEvent)
+        released = recorder.exactly(rl.PoolConnectionReleasedEvent)
+        assert len(acquired) == len(released) == 4
+        assert max(e.active_connections for e in acquired) == 4
+        assert released[-1].active_connections == 0
+        assert released[-1].idle_connections == 4
+
+    async def test_blocking_pool_release_is_one_event(
+        self, server: RedisServer, transport: str, recorder: Recorder
+    ) -> None:
+        """Async BlockingConnectionPool.release calls super().release: still exactly one
+        connection_released per command."""
+        pool = LifecycleBlockingConnectionPool(max_connections=2, **pool_kwargs(server, transport))
+        pool.lifecycle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        c = aredis.Redis(connection_pool=pool)
+        try:
+            await c.set("a", 1)
+            await c.get("a")
+        finally:
+            await c.aclose()
+            await pool.aclose()
+        assert len(recorder.exactly(rl.PoolConnectionAcquiredEvent)) == 2
+        assert len(recorder.exactly(rl.PoolConnectionReleasedEvent)) == 2
+
+    async def test_pool_exhausted_on_a_full_pool(
+        self, server: RedisServer, transport: str, recorder: Recorder
+    ) -> None:
+        """max_connections=1 with the one connection held: the next checkout fails with
+        redis-py's error and pool_exhausted(size=1) fires."""
+        pool = LifecycleConnectionPool(max_connections=1, **pool_kwargs(server, transport))
+        pool.lifecycle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        held = await async_checkout(pool)
+        try:
+            with pytest.raises(redis.exceptions.ConnectionError):
+                await async_checkout(pool)
+        finally:
+            await pool.release(held)
+            await pool.aclose()
+        [exhausted] = recorder.exactly(rl.PoolExhaustedEvent)
+        assert (exhausted.size, exhausted.timeout) == (1, None)
+        assert exhausted.waited >= 0
+        assert_address(exhausted, server, transport)
+        assert len(recorder.exactly(rl.PoolConnectionAcquiredEvent)) == 1
+
+    async def test_pool_exhausted_on_a_blocking_pool_timeout(
+        self, server: RedisServer, transport: str, recorder: Recorder
+    ) -> None:
+        """A blocking pool waits its timeout, then raises: pool_exhausted with the
+        timeout and the time waited."""
+        pool = LifecycleBlockingConnectionPool(
+            max_connections=1, timeout=0.05, **pool_kwargs(server, transport)
+        )
+        pool.lifecycle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        held = await async_checkout(pool)
+        try:
+            with pytest.raises(redis.exceptions.ConnectionError, match="No connection"):
+                await async_checkout(pool)
+        finally:
+            await pool.release(held)
+            await pool.aclose()
+        [exhausted] = recorder.exactly(rl.PoolExhaustedEvent)
+        assert (exhausted.size, exhausted.timeout) == (1, 0.05)
+        assert exhausted.waited >= 0.05
+
+    async def test_explicit_reset_gives_pool_reset(
+        self, client: aredis.Redis, recorder: Recorder
+    ) -> None:
+        """pool.reset() (async pools never reset themselves): pool_reset(explicit) with the
+        number of connections dropped."""
+        listen(client, recorder)
+        await asyncio.gather(*(client.blpop(["nothing"], timeout=0.05) for _ in range(2)))
+        pool = client.connection_pool
+        await pool.disconnect()  # close them first: reset() drops without closing
+        pool.reset()
+        [reset] = recorder.exactly(rl.PoolResetEvent)
+        assert reset.reason == "explicit"
+        assert reset.connections_dropped == 2
+        assert await client.ping() is True
+
+    @pytest.mark.skipif(
+        not hasattr(aconn.AbstractConnection, "mark_for_reconnect"),
+        reason="redis-py < 7.0 has no mark_for_reconnect",
+    )
+    async def test_marked_for_reconnect_then_closed_on_release(
+        self, client: aredis.Redis, recorder: Recorder
+    ) -> None:
+        """update_active_connections_for_reconnect marks the checked-out connection; its
+        release closes it (disconnected, application) and the next command reconnects."""
+        listen(client, recorder)
+        pool = client.connection_pool
+        connection = await async_checkout(pool)
+        await pool.update_active_connections_for_reconnect()
+        [marked] = recorder.exactly(rl.ConnectionMarkedForReconnectEvent)
+        assert isinstance(marked.reason, str)
+        assert marked.reason
+        await pool.release(connection)
+        [disconnected] = recorder.exactly(rl.ConnectionDisconnectedEvent)
+        assert disconnected.connection_id == marked.connection_id
+        assert disconnected.error is None
+        assert await client.ping() is True
+        [reconnected] = recorder.exactly(rl.ConnectionReconnectedEvent)
+        assert reconnected.connection_id == marked.connection_id
+
+
+class TestClientsAndPools:
+    async def test_pipeline_is_one_checkout(self, client: aredis.Redis, recorder: Recorder) -> None:
+        """A pipeline of three commands is one acquired and one released."""
+        listen(client, recorder)
+        async with client.pipeline() as pipe:
+            pipe.set("a", 1).incr("a").get("a")
+            assert await pipe.execute() == [True, 2, b"2"]
+        assert len(recorder.exactly(rl.PoolConnectionAcquiredEvent)) == 1
+        assert len(recorder.exactly(rl.PoolConnectionReleasedEvent)) == 1
+
+    async def test_pubsub_holds_its_connection_until_closed(
+        self, client: aredis.Redis, recorder: Recorder
+    ) -> None:
+        """PubSub checks out on subscribe and, on aclose, disconnects then releases."""
+        listen(client, recorder)
+        pubsub = client.pubsub()
+        await pubsub.subscribe("news")
+        assert len(recorder.exactly(rl.PoolConnectionAcquiredEvent)) == 1
+        assert recorder.exactly(rl.PoolConnectionReleasedEvent) == []
+        await pubsub.aclose()
+        types = recorder.types()
+        assert types.index("disconnected") < types.index("connection_released")
+        [disconnected] = recorder.exactly(rl.ConnectionDisconnectedEvent)
+        assert disconnected.reason is rl.CloseReason.APPLICATION
+
+    async def test_from_url_lifecycle_pool(self, server: RedisServer, transport: str) -> None:
+        """LifecycleConnectionPool.from_url builds the lifecycle class (TCP and unix URLs)
+        and keeps the lifecycle arguments out of the connections."""
+        recorder = Recorder()
+        dispatcher = rl.EventDispatcher()
+        dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        url = server.unix_url if transport == "unix" else server.url
+        pool = LifecycleConnectionPool.from_url(url, event_dispatcher=dispatcher, pool_name="u")
+        assert isinstance(pool, LifecycleConnectionPool)
+        assert isinstance(pool, aconn.ConnectionPool)
+        assert "pool_name" not in pool.connection_kwargs
+        c = aredis.Redis(connection_pool=pool)
+        try:
+            assert await c.ping() is True
+        finally:
+            await c.aclose()
+            await pool.aclose()
+        [connected] = recorder.exactly(rl.ConnectionConnectedEvent)
+        assert connected.pool_name == "u"
+        assert_address(connected, server, transport)
+
+    async def test_pooled_returns_an_asyncio_client_on_a_blocking_pool(
+        self, server: RedisServer
+    ) -> None:
+        """redis_lifecycle.asyncio.pooled(): an asyncio Redis on a lifecycle blocking pool
+        of the given size; closing the client closes the pool."""
+        from redis_lifecycle.asyncio import pooled
+
+        dispatcher = rl.EventDispatcher()
+        recorder = Recorder()
+        dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        c = pooled(
+            server.host, server.port, pool={"size": 4, "timeout": 1, "event_dispatcher": dispatcher}
+        )
+        assert isinstance(c, aredis.Redis)
+        assert isinstance(c.connection_pool, LifecycleBlockingConnectionPool)
+        assert await c.ping() is True
+        await c.aclose()
+        [created] = recorder.exactly(rl.PoolCreatedEvent)
+        assert (created.size, created.timeout) == (4, 1)
+        [disconnected] = recorder.exactly(rl.ConnectionDisconnectedEvent)
+        assert disconnected.reason is rl.CloseReason.APPLICATION
+
+    async def test_pooled_rejects_unknown_pool_options(self) -> None:
+        """pool= with an unknown key raises TypeError naming it."""
+        from redis_lifecycle.asyncio import pooled
+
+        with pytest.raises(TypeError, match="maxsize"):
+            pooled(pool={"maxsize": 3})
+
+    async def test_uninstrument_stops_events_and_restores_the_pool_class(
+        self, client: aredis.Redis, recorder: Recorder
+    ) -> None:
+        """After uninstrument the client works, its pool has its own class again, and
+        no event arrives; instrumenting again works."""
+        pool = client.connection_pool
+        original = type(pool)
+        listen(client, recorder)
+        assert type(pool) is not original
+        await client.ping()
+        assert rl.uninstrument(client) is True
+        assert type(pool) is original
+        recorder.clear()
+        await client.ping()
+        await client.connection_pool.disconnect()
+        await client.ping()
+        assert recorder.events == []
+        listen(client, recorder)
+        await client.connection_pool.disconnect()
+        assert await client.ping() is True
+        assert recorder.exactly(rl.ConnectionReconnectedEvent) or recorder.exactly(
+            rl.ConnectionConnectedEvent
+        )
+
+    async def test_instrument_is_idempotent(self, client: aredis.Redis) -> None:
+        """A second instrument() of the same asyncio client returns the same handle."""
+        assert rl.instrument(client) is rl.instrument(client)
