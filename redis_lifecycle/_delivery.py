@@ -131,6 +131,35 @@ class Delivery:
                 self._schedule(result, event, callback)
         return first_error
 
+    def run_counted(
+        self, event: LifecycleEvent, subscriptions: tuple[Subscription, ...]
+    ) -> tuple[int, CallbackError | None]:
+        """:meth:`run`, also returning how many callbacks raised (for the
+        executor's ``failed`` count, whatever the strategy). Kept apart from
+        :meth:`run` so the inline path builds no tuple."""
+        instrumentation = self.instrumentation
+        handle = self.error_handler.handle
+        failures = 0
+        first_error: CallbackError | None = None
+        for subscription in subscriptions:
+            callback = subscription.callback
+            started = perf_counter() if instrumentation is not None else 0.0
+            try:
+                result = callback(event)
+            except Exception as exc:
+                if instrumentation is not None:
+                    instrumentation._record_callback(event.type, perf_counter() - started, True)
+                failures += 1
+                error = handle(exc, event, callback)
+                if error is not None and first_error is None:
+                    first_error = error
+                continue
+            if instrumentation is not None:
+                instrumentation._record_callback(event.type, perf_counter() - started, False)
+            if result is not None and hasattr(result, "__await__"):
+                self._schedule(result, event, callback)
+        return failures, first_error
+
     def _schedule(self, awaitable: Any, event: LifecycleEvent, callback: Any) -> None:
         """Run an ``async def`` callback's coroutine on the running event loop."""
         from ._async_callbacks import schedule  # type: ignore[import-not-found, unused-ignore]

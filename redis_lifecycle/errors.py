@@ -40,13 +40,24 @@ class CallbackError(Exception):
     """A lifecycle callback raised (strategy ``"raise"``).
 
     ``event`` is the event being delivered, ``callback`` the callback that
-    failed; the original exception is ``__cause__``.
+    failed; the original exception is ``__cause__``. When
+    :meth:`AsyncCallbackExecutor.shutdown
+    <redis_lifecycle.AsyncCallbackExecutor.shutdown>` raises for several
+    failures at once, ``errors`` holds each of them (the first is also this
+    error's ``event``, ``callback`` and ``__cause__``); otherwise it is empty.
     """
 
-    def __init__(self, message: str, event: LifecycleEvent | None, callback: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        event: LifecycleEvent | None,
+        callback: Any = None,
+        errors: tuple[CallbackError, ...] = (),
+    ) -> None:
         super().__init__(message)
         self.event = event
         self.callback = callback
+        self.errors = errors
 
 
 def _callback_name(callback: Any) -> str:
@@ -59,8 +70,11 @@ class CallbackErrorHandler:
     __slots__ = ("strategy",)
 
     def __init__(self, strategy: ErrorStrategy = "log") -> None:
-        if strategy not in _STRATEGIES:
-            msg = f"strategy must be one of {', '.join(map(repr, _STRATEGIES))}, got {strategy!r}"
+        if not isinstance(strategy, str) or strategy not in _STRATEGIES:
+            msg = (
+                f"strategy must be one of {', '.join(map(repr, _STRATEGIES))}, got {strategy!r}; "
+                'e.g. CallbackErrorHandler("raise")'
+            )
             raise ValueError(msg)
         self.strategy: ErrorStrategy = strategy
 

@@ -1,17 +1,526 @@
-"""Off-thread callbacks (placeholder: completed by the delivery work)."""
+"""Run callbacks on worker threads, off the thread of the Redis command.
+
+    >>> import redis, redis_lifecycle as rl
+    >>> with rl.AsyncCallbackExecutor(pool_size=2, queue_size=1000) as executor:
+    ...     pool = rl.LifecycleConnectionPool(host="localhost", async_callbacks=executor)
+    ...     client = redis.Redis(connection_pool=pool)
+    ...     _ = pool.register_connection_callback("connection_acquired", print)
+    >>> executor.stats()["dropped"]
+    0
+
+Callbacks given an :class:`AsyncCallbackExecutor` (``async_callbacks=``) run
+on its worker threads; without one they run inline. Pool metrics
+(:class:`~redis_lifecycle.Instrumentation`) are still recorded on the
+emitting thread; callback timings on the thread that runs the callback.
+
+**Order.** Events are sharded by connection (pool-wide events by pool name)
+onto one queue per worker, so the callbacks of one connection's events run
+one at a time, in the order the events happened. The exception is an event
+that overflows under ``caller_runs``: it runs at once on the emitting thread
+and may overtake that connection's events still queued.
+
+**Overflow.** ``queue_size`` bounds the events waiting in all queues
+together (events being run do not count). When it is full:
+``"caller_runs"`` (the default) runs the callbacks on the emitting thread,
+so nothing is lost; ``"block"`` waits for room, at most ``block_timeout``
+seconds (``None``: no limit), then drops the event and counts it; ``"drop"``
+drops it at once and counts it. A callback that itself emits while the
+queue is full runs that event inline rather than wait on its own workers.
+
+**Errors** go to the pool's :class:`~redis_lifecycle.CallbackErrorHandler`.
+With strategy ``"raise"`` they cannot reach the Redis command (it has moved
+on), so they are collected and :meth:`~AsyncCallbackExecutor.shutdown`
+raises them, also for events that overflowed under ``caller_runs``.
+
+**Shutdown.** :meth:`~AsyncCallbackExecutor.shutdown` stops intake, runs
+what is queued and reports whether everything ran in time; events emitted
+afterwards run inline on the emitting thread (counted, never lost; under
+``"raise"`` their failures raise there, as without an executor). Leaving a
+``with`` block shuts down; so does interpreter exit (up to 5 s).
+
+**Fork.** In a child process the executor starts fresh workers with empty
+queues and zeroed stats: events queued at the fork belong to the parent,
+which runs them.
+
+The hot path takes no lock: a bounded queue is a ``SimpleQueue`` per worker
+plus a shared pool of free slots (a ``deque`` popped and appended, both
+atomic), and counters live in per-thread shards merged by :meth:`stats`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import atexit
+import logging
+import os
+import threading
+import weakref
+from collections import deque
+from queue import Empty, SimpleQueue
+from time import monotonic
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
 
-__all__ = ["AsyncCallbackExecutor"]
+from .errors import CallbackError
+
+if TYPE_CHECKING:
+    from ._delivery import Delivery
+    from .dispatcher import Subscription
+    from .events import LifecycleEvent
+
+__all__ = ["AsyncCallbackExecutor", "ExecutorStats", "OverflowPolicy"]
+
+logger = logging.getLogger("redis_lifecycle")
+
+OverflowPolicy = Literal["caller_runs", "block", "drop"]
+_POLICIES: tuple[str, ...] = ("caller_runs", "block", "drop")
+#: Failures kept for :meth:`AsyncCallbackExecutor.shutdown` to raise; more are
+#: counted but not kept, so memory stays bounded.
+_MAX_KEPT_ERRORS = 100
+_STOP: Any = object()
+# Outcomes of an overflow.
+_DROPPED = object()
+_SLOT_TAKEN = object()
+_RUN_HERE = object()
+_SHUT_DOWN = object()
+
+_Item = tuple["Delivery", "LifecycleEvent", "tuple[Subscription, ...]"]
+
+
+class ExecutorStats(dict[str, int]):
+    """What :meth:`AsyncCallbackExecutor.stats` returns (a ``dict``).
+
+    Keys: ``submitted`` (events handed to the executor), ``completed``
+    (events whose callbacks all ran, on a worker or inline), ``failed`` (of
+    those, events where at least one callback raised), ``dropped``
+    (overflow under ``"drop"`` or a timed-out ``"block"``), ``queued``
+    (waiting now), ``running`` (being run by a worker now), ``ran_inline``
+    (of ``completed``, run on the emitting thread: overflow under
+    ``"caller_runs"`` or after shutdown). Once the executor is idle,
+    ``completed + dropped == submitted``.
+    """
+
+
+class _Counts:
+    """One emitting thread's counters (only that thread writes them)."""
+
+    __slots__ = ("dropped", "failed", "inline", "submitted", "thread", "worker")
+
+    def __init__(self, thread: threading.Thread | None, worker: bool = False) -> None:
+        self.thread = thread
+        self.worker = worker
+        self.submitted = 0
+        self.dropped = 0
+        self.inline = 0
+        self.failed = 0
+
+    def add(self, other: _Counts) -> None:
+        self.submitted += other.submitted
+        self.dropped += other.dropped
+        self.inline += other.inline
+        self.failed += other.failed
+
+
+class _Worker:
+    """One worker thread and its queue (only the worker writes its counters)."""
+
+    __slots__ = ("completed", "exited", "failed", "queue", "running", "thread")
+
+    def __init__(self) -> None:
+        self.queue: SimpleQueue[Any] = SimpleQueue()
+        self.thread: threading.Thread | None = None
+        self.completed = 0
+        self.failed = 0
+        self.running = False
+        #: Set once the worker took its stop marker; a submitter that queued
+        #: behind it runs the leftovers itself.
+        self.exited = False
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = f"{name} must be an int >= 1, got {value!r}"
+        raise ValueError(msg)
+    return value
 
 
 class AsyncCallbackExecutor:
-    """Runs callbacks on worker threads."""
+    """Worker threads and a bounded queue for callbacks; see the module docstring.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError
+    ``pool_size`` worker threads (>= 1); ``queue_size`` events may wait
+    (>= 1); ``overflow`` is ``"caller_runs"``, ``"block"`` or ``"drop"``;
+    ``block_timeout`` (seconds, ``"block"`` only) bounds the wait for room.
+    Invalid values raise :class:`ValueError`.
+    """
 
-    def _submit(self, delivery: Any, event: Any, subscriptions: Any) -> bool:
-        raise NotImplementedError
+    def __init__(
+        self,
+        pool_size: int = 4,
+        queue_size: int = 100,
+        overflow: OverflowPolicy = "caller_runs",
+        block_timeout: float | None = None,
+    ) -> None:
+        self.pool_size = _positive_int("pool_size", pool_size)
+        self.queue_size = _positive_int("queue_size", queue_size)
+        if not isinstance(overflow, str) or overflow not in _POLICIES:
+            msg = (
+                f"overflow must be one of {', '.join(map(repr, _POLICIES))}, got {overflow!r}; "
+                'e.g. AsyncCallbackExecutor(overflow="drop")'
+            )
+            raise ValueError(msg)
+        self.overflow: OverflowPolicy = overflow
+        if block_timeout is not None:
+            if (
+                isinstance(block_timeout, bool)
+                or not isinstance(block_timeout, (int, float))
+                or not block_timeout >= 0
+            ):
+                msg = (
+                    f"block_timeout must be None or a number of seconds >= 0, got {block_timeout!r}"
+                )
+                raise ValueError(msg)
+            if overflow != "block":
+                msg = (
+                    f"block_timeout applies to overflow='block' only, got overflow={overflow!r}; "
+                    "drop block_timeout or use overflow='block'"
+                )
+                raise ValueError(msg)
+        self.block_timeout: float | None = block_timeout
+        self._start()
+        _EXECUTORS.add(self)
+
+    def _start(self, start_workers: bool = True) -> None:
+        """(Re)build every piece of state and start the workers."""
+        self._room = threading.Condition(threading.Lock())
+        self._blocked = 0
+        #: One item per free slot: popped to queue an event, appended back
+        #: when a worker takes it.
+        self._slots: deque[None] = deque([None] * self.queue_size)
+        self._local = threading.local()
+        self._counts: list[_Counts] = []
+        self._retired = _Counts(None)
+        self._counts_lock = threading.Lock()
+        self._errors: list[CallbackError] = []
+        self._errors_omitted = 0
+        self._accepting = start_workers
+        self._workers = [_Worker() for _ in range(self.pool_size)]
+        self._shards = len(self._workers)
+        if not start_workers:
+            return
+        for index, worker in enumerate(self._workers):
+            thread = threading.Thread(
+                target=self._work,
+                args=(worker,),
+                name=f"redis_lifecycle-callbacks-{index}",
+                daemon=True,
+            )
+            worker.thread = thread
+            thread.start()
+
+    # --- submitting (the emitting thread) ----------------------------------
+
+    def _thread_counts(self, worker: bool = False) -> _Counts:
+        counts = _Counts(threading.current_thread(), worker)
+        with self._counts_lock:
+            self._fold_dead()
+            self._counts.append(counts)
+        self._local.counts = counts
+        return counts
+
+    def _submit(
+        self,
+        delivery: Delivery,
+        event: LifecycleEvent,
+        subscriptions: tuple[Subscription, ...],
+    ) -> bool:
+        """Take ``event`` for delivery. Returns ``True`` when it is dealt with:
+        queued, dropped (counted), or run here (overflow under
+        ``caller_runs``, or after shutdown: then a :class:`CallbackError`
+        under strategy ``"raise"`` propagates as it would inline)."""
+        try:
+            counts: _Counts = self._local.counts
+        except AttributeError:
+            counts = self._thread_counts()
+        counts.submitted += 1
+        if not self._accepting:
+            self._run_here(counts, delivery, event, subscriptions, collect=False)
+            return True
+        try:
+            self._slots.pop()
+        except IndexError:
+            outcome = self._overflow(counts)
+            if outcome is _DROPPED:
+                return True
+            if outcome is not _SLOT_TAKEN:
+                self._run_here(counts, delivery, event, subscriptions, collect=outcome is _RUN_HERE)
+                return True
+        origin: Any = event._origin
+        key = origin.connection_id
+        if key is None:
+            key = hash(origin.pool_name)
+        worker = self._workers[key % self._shards]
+        worker.queue.put((delivery, event, subscriptions))
+        if worker.exited:  # raced with shutdown: its worker is gone
+            self._drain(worker, counts)
+        return True
+
+    def _overflow(self, counts: _Counts) -> object:
+        """No free slot: returns ``_DROPPED`` (counted), ``_SLOT_TAKEN``
+        (``block`` found room), ``_RUN_HERE`` (``caller_runs``, or a worker
+        that must not wait on its own pool) or ``_SHUT_DOWN`` (shut down while
+        blocked: run inline as after shutdown)."""
+        policy = self.overflow
+        if policy == "caller_runs" or counts.worker:
+            return _RUN_HERE
+        if policy == "drop":
+            counts.dropped += 1
+            return _DROPPED
+        timeout = self.block_timeout
+        deadline = None if timeout is None else monotonic() + timeout
+        with self._room:
+            self._blocked += 1
+            try:
+                while True:
+                    if not self._accepting:
+                        return _SHUT_DOWN
+                    try:
+                        self._slots.pop()
+                        return _SLOT_TAKEN
+                    except IndexError:
+                        pass
+                    if deadline is None:
+                        self._room.wait()
+                    else:
+                        remaining = deadline - monotonic()
+                        if remaining <= 0:
+                            counts.dropped += 1
+                            return _DROPPED
+                        self._room.wait(remaining)
+            finally:
+                self._blocked -= 1
+
+    def _run_here(
+        self,
+        counts: _Counts,
+        delivery: Delivery,
+        event: LifecycleEvent,
+        subscriptions: tuple[Subscription, ...],
+        *,
+        collect: bool,
+    ) -> None:
+        """Run on the emitting thread; counted in ``ran_inline``."""
+        try:
+            failures, error = delivery.run_counted(event, subscriptions)
+        finally:
+            counts.inline += 1
+        if failures:
+            counts.failed += 1
+        if error is not None:
+            if not collect:
+                raise error
+            self._collect(error)
+
+    # --- the workers -------------------------------------------------------
+
+    def _work(self, worker: _Worker) -> None:
+        try:
+            self._thread_counts(worker=True)
+            get = worker.queue.get
+            while True:
+                item = get()
+                if item is _STOP:
+                    break
+                self._run_item(worker, item)
+        finally:
+            worker.exited = True
+            self._drain(worker)
+
+    def _drain(self, worker: _Worker, counts: _Counts | None = None) -> None:
+        """Run what is left in a stopped worker's queue: by the worker itself,
+        or (``counts`` given) by a submitter that queued behind the stop
+        marker, counted as inline."""
+        while True:
+            try:
+                item = worker.queue.get_nowait()
+            except Empty:
+                return
+            if item is _STOP:
+                continue
+            if counts is None:
+                self._run_item(worker, item)
+            else:
+                self._slots.append(None)
+                self._run_here(counts, *item, collect=True)
+
+    def _run_item(self, worker: _Worker, item: _Item) -> None:
+        self._slots.append(None)
+        if self._blocked:
+            with self._room:
+                self._room.notify()
+        delivery, event, subscriptions = item
+        worker.running = True
+        try:
+            failures, error = delivery.run_counted(event, subscriptions)
+        except BaseException:  # a callback raised SystemExit & co: keep the worker
+            logger.exception("redis_lifecycle: callback for %r escaped its handler", event)
+            failures, error = 1, None
+        finally:
+            worker.running = False
+        worker.completed += 1
+        if failures:
+            worker.failed += 1
+        if error is not None:
+            self._collect(error)
+
+    def _collect(self, error: CallbackError) -> None:
+        if len(self._errors) < _MAX_KEPT_ERRORS:
+            self._errors.append(error)
+        else:
+            self._errors_omitted += 1
+
+    # --- stats and shutdown --------------------------------------------------
+
+    def _fold_dead(self) -> None:
+        """Fold the counters of ended threads into one (``_counts_lock`` held)."""
+        alive = []
+        for counts in self._counts:
+            if counts.thread is not None and not counts.thread.is_alive():
+                self._retired.add(counts)
+            else:
+                alive.append(counts)
+        if len(alive) != len(self._counts):
+            self._counts = alive
+
+    def stats(self) -> ExecutorStats:
+        """Counters as of now; see :class:`ExecutorStats`. Exact once idle."""
+        total = _Counts(None)
+        with self._counts_lock:
+            self._fold_dead()
+            total.add(self._retired)
+            for counts in list(self._counts):
+                total.add(counts)
+        workers = list(self._workers)
+        completed = sum(w.completed for w in workers)
+        return ExecutorStats(
+            submitted=total.submitted,
+            completed=completed + total.inline,
+            failed=sum(w.failed for w in workers) + total.failed,
+            dropped=total.dropped,
+            queued=self.queue_size - len(self._slots),
+            running=sum(1 for w in workers if w.running),
+            ran_inline=total.inline,
+        )
+
+    @property
+    def accepting(self) -> bool:
+        """Whether events still go to the workers (``False`` after :meth:`shutdown`)."""
+        return self._accepting
+
+    def shutdown(self, timeout: float | None = 5.0) -> bool:
+        """Stop intake, run what is queued, stop the workers.
+
+        Waits up to ``timeout`` seconds (``None``: no limit) and returns
+        ``True`` only if every queued event ran; on ``False`` the workers go
+        on draining in the background. Events emitted afterwards run inline.
+        Raises the :class:`CallbackError` collected from callbacks under
+        strategy ``"raise"`` (one that lists all of them in ``errors`` when
+        there were several). Calling it again waits again.
+        """
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0
+        ):
+            msg = f"timeout must be None or a number of seconds >= 0, got {timeout!r}"
+            raise ValueError(msg)
+        with self._room:
+            first = self._accepting
+            self._accepting = False
+            self._room.notify_all()
+        workers = list(self._workers)
+        if first:
+            for worker in workers:
+                worker.queue.put(_STOP)
+        deadline = None if timeout is None else monotonic() + timeout
+        current = threading.current_thread()
+        for worker in workers:
+            thread = worker.thread
+            if thread is None or thread is current:
+                continue
+            thread.join(None if deadline is None else max(deadline - monotonic(), 0.0))
+        done = all(
+            w.thread is None or w.thread is current or not w.thread.is_alive() for w in workers
+        )
+        self._raise_collected()
+        return done
+
+    def _raise_collected(self) -> None:
+        errors, self._errors = self._errors, []
+        omitted, self._errors_omitted = self._errors_omitted, 0
+        if not errors:
+            return
+        if len(errors) == 1 and not omitted:
+            raise errors[0]
+        first = errors[0]
+        more = f" (and {omitted} more not kept)" if omitted else ""
+        combined = CallbackError(
+            f"{len(errors) + omitted} callbacks raised on the AsyncCallbackExecutor{more}; "
+            f"the first: {first}",
+            first.event,
+            first.callback,
+            tuple(errors),
+        )
+        raise combined from first.__cause__
+
+    def __enter__(self) -> AsyncCallbackExecutor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.shutdown()
+            return
+        try:  # do not hide the exception leaving the block
+            self.shutdown()
+        except CallbackError:
+            logger.warning(
+                "redis_lifecycle: callback errors at executor shutdown (not raised: "
+                "the with block is raising its own)",
+                exc_info=True,
+            )
+
+    def _after_fork_in_child(self) -> None:
+        self._start(start_workers=self._accepting)
+
+    def __repr__(self) -> str:
+        state = "running" if self._accepting else "shut down"
+        return (
+            f"<AsyncCallbackExecutor pool_size={self.pool_size} queue_size={self.queue_size}"
+            f" overflow={self.overflow!r} {state}>"
+        )
+
+
+_EXECUTORS: weakref.WeakSet[AsyncCallbackExecutor] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for executor in list(_EXECUTORS):
+        try:
+            executor._after_fork_in_child()
+        except Exception:
+            logger.exception("redis_lifecycle: could not restart %r after fork", executor)
+
+
+def _at_exit() -> None:
+    for executor in list(_EXECUTORS):
+        if executor.accepting:
+            try:
+                executor.shutdown(timeout=5.0)
+            except CallbackError:
+                logger.warning("redis_lifecycle: callback errors at exit", exc_info=True)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_at_exit)
