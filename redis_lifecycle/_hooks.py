@@ -76,18 +76,37 @@ def _passes_through_redis(error: BaseException) -> bool:
     return False
 
 
-def error_in_flight() -> BaseException | None:
+def _passes_through(error: BaseException, connection: Any) -> bool:
+    """Whether ``error`` was raised in or through a method of ``connection``."""
+    traceback = error.__traceback__
+    while traceback is not None:
+        if traceback.tb_frame.f_locals.get("self") is connection:
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
+def error_in_flight(connection: Any = None) -> BaseException | None:
     """The exception redis-py is handling right now, if it comes from redis-py
-    or the socket layer below it (``sys.exc_info()`` inside a hook)."""
+    or the socket layer below it (``sys.exc_info()`` inside a hook).
+
+    With ``connection``, only an exception that went through one of its
+    methods: a cluster client disconnecting *other* nodes' connections while
+    it handles one node's error must not pin that error on them.
+    """
     error = sys.exc_info()[1]
     if error is None or not isinstance(error, Exception):
+        return None
+    if connection is not None and not _passes_through(error, connection):
         return None
     if isinstance(error, (OSError, EOFError)) or _passes_through_redis(error):
         return error
     return None
 
 
-def disconnect_error(args: tuple[Any, ...], kwargs: dict[str, Any]) -> BaseException | None:
+def disconnect_error(
+    args: tuple[Any, ...], kwargs: dict[str, Any], connection: Any = None
+) -> BaseException | None:
     """The error a ``disconnect(...)`` call carries: ``error=`` (7.2+), a
     positional exception (8.1's connect retry), or the one in flight."""
     error = kwargs.get("error")
@@ -95,7 +114,7 @@ def disconnect_error(args: tuple[Any, ...], kwargs: dict[str, Any]) -> BaseExcep
         return error
     if args and isinstance(args[0], BaseException):
         return args[0]
-    return error_in_flight()
+    return error_in_flight(connection)
 
 
 def is_server_closed(error: BaseException) -> bool:

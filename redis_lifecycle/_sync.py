@@ -307,7 +307,7 @@ def _disconnect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     if state is None or not state.connected:
         return wrapped(*args, **kwargs)
     try:
-        error = disconnect_error(args, kwargs)
+        error = disconnect_error(args, kwargs, instance)
     except Exception:
         error = None
     result = wrapped(*args, **kwargs)
