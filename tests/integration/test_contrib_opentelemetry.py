@@ -1,0 +1,191 @@
+"""redis_lifecycle.contrib.opentelemetry, read back through the SDK's InMemoryMetricReader."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+import redis_lifecycle as rl
+from redis_lifecycle.server import RedisServer
+
+from ..helpers import checkout
+
+pytest.importorskip("opentelemetry.sdk.metrics")
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from redis_lifecycle.contrib.opentelemetry import OpenTelemetryMetrics
+
+POOL = "db.client.connection.pool.name"
+
+
+@pytest.fixture
+def reader() -> InMemoryMetricReader:
+    return InMemoryMetricReader()
+
+
+@pytest.fixture
+def provider(reader: InMemoryMetricReader) -> Iterator[MeterProvider]:
+    provider = MeterProvider(metric_readers=[reader])
+    yield provider
+    provider.shutdown()
+
+
+@pytest.fixture
+def pool(server: RedisServer) -> Iterator[rl.LifecycleBlockingConnectionPool]:
+    pool = rl.LifecycleBlockingConnectionPool(
+        host=server.host, port=server.port, max_connections=2, timeout=0.05, pool_name="otel"
+    )
+    yield pool
+    pool.disconnect()
+
+
+def points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
+    data = reader.get_metrics_data()
+    found: dict[str, list[Any]] = {}
+    if data is None:
+        return found
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                found.setdefault(metric.name, []).extend(metric.data.data_points)
+    return found
+
+
+class TestOpenTelemetryMetrics:
+    def test_records_semantic_convention_metrics_from_real_traffic(
+        self,
+        pool: rl.LifecycleBlockingConnectionPool,
+        admin: redis.Redis,
+        provider: MeterProvider,
+        reader: InMemoryMetricReader,
+    ) -> None:
+        """Checkouts, connects, exhaustion, server closes and health checks become the
+        db.client.connection.* and redis.client.connection.closed figures, by pool name."""
+        OpenTelemetryMetrics(provider).attach(pool)
+        client = redis.Redis(connection_pool=pool)
+        client.ping()
+        held = [checkout(pool), checkout(pool)]
+        with pytest.raises(redis.ConnectionError):
+            checkout(pool)
+        rl.health_check(pool)  # needs a free connection: fails as unhealthy
+        for connection in held:
+            pool.release(connection)
+        admin.client_kill_filter(_id=client.client_id())
+        client.ping()
+        rl.health_check(client)
+
+        found = points(reader)
+        (wait,) = found["db.client.connection.wait_time"]
+        assert wait.attributes == {POOL: "otel"}
+        assert wait.count == 6  # 2 pings, 2 held, CLIENT ID, 1 healthy check (the other failed)
+        create = found["db.client.connection.create_time"]
+        assert sum(p.count for p in create) == 3  # two connects and one reconnect
+        (timeouts,) = found["db.client.connection.timeouts"]
+        assert timeouts.value == 2  # the explicit checkout and the health check's
+        (closed,) = found["redis.client.connection.closed"]
+        assert closed.value == 1
+        assert closed.attributes == {
+            POOL: "otel",
+            "redis.client.connection.close.reason": "server_closed",
+        }
+        health = {
+            p.attributes["redis_lifecycle.health_check.healthy"]: p
+            for p in found["redis_lifecycle.health_check.duration"]
+        }
+        assert health[True].count == 1
+        assert health[False].count == 1
+        counts = {
+            p.attributes["db.client.connection.state"]: p.value
+            for p in found["db.client.connection.count"]
+        }
+        assert counts == {"idle": 2, "used": 0}
+        (maximum,) = found["db.client.connection.max"]
+        assert maximum.value == 2
+
+    def test_connection_count_is_read_at_collection(
+        self,
+        pool: rl.LifecycleBlockingConnectionPool,
+        provider: MeterProvider,
+        reader: InMemoryMetricReader,
+    ) -> None:
+        """db.client.connection.count reflects the connections checked out at collection time."""
+        OpenTelemetryMetrics(provider, wait_time=False).attach(pool)
+        held = checkout(pool)
+        try:
+            counts = {
+                p.attributes["db.client.connection.state"]: p.value
+                for p in points(reader)["db.client.connection.count"]
+            }
+        finally:
+            pool.release(held)
+        assert counts == {"idle": 0, "used": 1}
+        assert "db.client.connection.wait_time" not in points(reader)
+
+    def test_metrics_redis_py_records_itself_are_not_recorded_twice(
+        self,
+        pool: rl.LifecycleBlockingConnectionPool,
+        provider: MeterProvider,
+        reader: InMemoryMetricReader,
+    ) -> None:
+        """With redis-py's own observability on (basic + advanced groups), count, create
+        time, wait time and closed are left to redis-py; timeouts and max stay ours."""
+        providers = pytest.importorskip("redis.observability.providers")
+        config = pytest.importorskip("redis.observability.config")
+        instance = providers.get_observability_instance()
+        instance.init(
+            config.OTelConfig(
+                metric_groups=[
+                    config.MetricGroup.CONNECTION_BASIC,
+                    config.MetricGroup.CONNECTION_ADVANCED,
+                ]
+            )
+        )
+        try:
+            exporter = OpenTelemetryMetrics(provider).attach(pool)
+            redis.Redis(connection_pool=pool).ping()
+            held = [checkout(pool), checkout(pool)]
+            with pytest.raises(redis.ConnectionError):
+                checkout(pool)
+            for connection in held:
+                pool.release(connection)
+            found = points(reader)
+        finally:
+            instance.shutdown()
+        assert exporter.skipped == {
+            "db.client.connection.count",
+            "db.client.connection.create_time",
+            "db.client.connection.wait_time",
+            "redis.client.connection.closed",
+        }
+        for name in exporter.skipped:
+            assert (
+                sum(getattr(p, "count", getattr(p, "value", 0)) for p in found.get(name, [])) == 0
+            )
+        assert found["db.client.connection.timeouts"][0].value == 1
+        assert found["db.client.connection.max"][0].value == 2
+
+    def test_detach_stops_recording(
+        self,
+        pool: rl.LifecycleBlockingConnectionPool,
+        provider: MeterProvider,
+        reader: InMemoryMetricReader,
+    ) -> None:
+        """After detach(), new events are not recorded."""
+        exporter = OpenTelemetryMetrics(provider).attach(pool)
+        exporter.detach()
+        redis.Redis(connection_pool=pool).ping()
+        assert "db.client.connection.create_time" not in points(reader)
+
+
+def test_missing_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Importing the module without opentelemetry-api says to install the otel extra."""
+    monkeypatch.setitem(sys.modules, "opentelemetry.metrics", None)
+    monkeypatch.delitem(sys.modules, "redis_lifecycle.contrib.opentelemetry")
+    with pytest.raises(ImportError, match=r"pip install 'redis-lifecycle\[otel\]'"):
+        importlib.import_module("redis_lifecycle.contrib.opentelemetry")
