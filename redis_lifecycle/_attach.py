@@ -1,9 +1,19 @@
 """Attach lifecycle hooks to one pool, and take them off again.
 
-Attaching gives the pool a lifecycle subclass of its own class (made for this
-one instance, carrying its :class:`PoolState`), registers the connections it
-already holds, installs the class-level connection wrappers while any pool
-needs them, and emits ``pool_created``. Detaching undoes each step.
+Attaching builds the pool's :class:`PoolState` and hooks the pool in one of
+three ways, cheapest first:
+
+* a lifecycle pool (an instance of the kind's ``hooks`` mixin, built that
+  way) gets the state in its ``_rl_state`` attribute, reserved by its
+  ``__init__``;
+* a kind with ``pool_patcher`` (sync pools) registers the pool in ``POOLS``
+  and keeps the class-level pool patches installed while it is attached;
+* otherwise the pool gets a lifecycle subclass of its own class made for this
+  one instance (``pool.__class__ = ...``), which costs more per call.
+
+It also registers the connections the pool already holds, installs the
+class-level connection wrappers while any pool needs them, and emits
+``pool_created``. Detaching undoes each step.
 """
 
 from __future__ import annotations
@@ -14,8 +24,8 @@ from time import perf_counter, time
 from typing import Any
 
 from ._delivery import Delivery
-from ._hooks import ClassPatcher, emit
-from ._state import PoolState, forget_pool, register_connection
+from ._hooks import ClassPatcher, MethodPatcher, emit
+from ._state import POOLS, PoolState, forget_pool, register_connection
 from .events import EventOrigin, PoolCreatedEvent
 
 __all__ = ["attach_pool", "detach_pool", "pool_state_of", "PoolKind"]
@@ -36,8 +46,12 @@ class PoolKind:
         connections: Any,
         in_use: Any = None,
         is_async: bool = False,
+        pool_patcher: MethodPatcher | None = None,
     ) -> None:
         self.hooks = hooks
+        #: Class-level pool patches filtered by ``POOLS`` (``None``: attach
+        #: existing pools by per-instance subclass instead).
+        self.pool_patcher = pool_patcher
         self.patcher = patcher
         self.counts = counts
         self.total = total
@@ -50,8 +64,10 @@ class PoolKind:
 
 def pool_state_of(pool: Any) -> PoolState | None:
     """The state of an instrumented pool, else ``None``."""
-    state = type(pool).__dict__.get("_rl_state")
-    return state if isinstance(state, PoolState) else None
+    state = POOLS.get(id(pool))
+    if state is None:
+        state = getattr(pool, "_rl_state", None)
+    return state if isinstance(state, PoolState) and state.pool_ref() is pool else None
 
 
 def default_pool_name(kwargs: dict[str, Any]) -> str:
@@ -107,6 +123,13 @@ def attach_pool(
             origin = pool_origin(kwargs, name)
         size = int(getattr(pool, "max_connections", 0) or 0)
         timeout = getattr(pool, "timeout", None)
+        if isinstance(pool, kind.hooks):
+            strategy = "subclass"
+            mro = base.__mro__
+            originals = mro[mro.index(kind.hooks) + 1]
+        else:
+            strategy = "registry" if kind.pool_patcher is not None else "swap"
+            originals = base
         state = PoolState(
             pool,
             name=name,
@@ -118,21 +141,29 @@ def attach_pool(
             size=size,
             timeout=timeout,
             is_async=kind.is_async,
+            originals=originals,
+            strategy=strategy,
         )
-        lifecycle_class = _lifecycle_class(base, kind.hooks, state)
         kind.patcher.acquire()
+        if strategy == "registry":
+            assert kind.pool_patcher is not None
+            kind.pool_patcher.acquire()
         try:
             for connection in kind.connections(pool):
                 register_connection(connection, state).checked_out_at = None
             now = perf_counter()
             for connection in kind.in_use(pool) if kind.in_use is not None else ():
                 register_connection(connection, state).checked_out_at = now
-            pool.__class__ = lifecycle_class
+            if strategy == "subclass":
+                pool._rl_state = state
+            elif strategy == "registry":
+                POOLS[id(pool)] = state
+            else:
+                pool.__class__ = _lifecycle_class(base, kind.hooks, state)
         except BaseException:
-            forget_pool(state)
-            kind.patcher.release()
+            _release(kind, state)
             raise
-        weakref.finalize(pool, _pool_gone, kind.patcher, state)
+        weakref.finalize(pool, _pool_gone, state)
         _attached[id(state)] = kind
     if PoolCreatedEvent in delivery.wanted:
         emit(delivery, PoolCreatedEvent(time(), origin, size, timeout))
@@ -142,11 +173,26 @@ def attach_pool(
 _attached: dict[int, PoolKind] = {}
 
 
-def _pool_gone(patcher: ClassPatcher, state: PoolState) -> None:
+def _release(kind: PoolKind, state: PoolState) -> None:
+    """Forget ``state`` and give back the patches it held."""
+    forget_pool(state)
+    if POOLS.get(id(state.pool_ref())) is state:
+        del POOLS[id(state.pool_ref())]
+    kind.patcher.release()
+    if state.strategy == "registry" and kind.pool_patcher is not None:
+        kind.pool_patcher.release()
+
+
+def _pool_gone(state: PoolState) -> None:
     with _lock:
-        if _attached.pop(id(state), None) is not None:
+        kind = _attached.pop(id(state), None)
+        if kind is not None:
             forget_pool(state)
-            patcher.release()
+            for key in [k for k, s in POOLS.items() if s is state]:
+                del POOLS[key]
+            kind.patcher.release()
+            if state.strategy == "registry" and kind.pool_patcher is not None:
+                kind.pool_patcher.release()
 
 
 def detach_pool(pool: Any) -> bool:
@@ -155,9 +201,14 @@ def detach_pool(pool: Any) -> bool:
         state = pool_state_of(pool)
         if state is None:
             return False
-        pool.__class__ = state.base_class
+        if state.strategy == "subclass":
+            pool._rl_state = None
+        elif state.strategy == "swap":
+            pool.__class__ = state.base_class
         kind = _attached.pop(id(state), None)
-        forget_pool(state)
         if kind is not None:
-            kind.patcher.release()
+            _release(kind, state)
+        else:
+            forget_pool(state)
+            POOLS.pop(id(pool), None)
         return True

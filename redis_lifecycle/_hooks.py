@@ -25,11 +25,13 @@ from .events import (
 
 __all__ = [
     "ClassPatcher",
+    "MethodPatcher",
     "classify_close",
     "emit",
     "emit_quietly",
     "error_in_flight",
     "internal_error",
+    "unpatched",
 ]
 
 logger = logging.getLogger("redis_lifecycle")
@@ -138,7 +140,7 @@ def classify_close(
     pool_state = state.pool_state
     if pool_state is not None and pool_state.resetting:
         return CloseReason.POOL_RESET
-    if health_check_failed:
+    if health_check_failed or state.in_health_check:
         return CloseReason.HEALTH_CHECK_FAILED
     if error is not None:
         return CloseReason.SERVER_CLOSED if is_server_closed(error) else CloseReason.ERROR
@@ -167,7 +169,7 @@ def report_disconnect(
     delivery = pool_state.delivery
     wanted = delivery.wanted
     if error is not None and reason is not CloseReason.FORK and ConnectionErrorEvent in wanted:
-        phase = "health_check" if health_check_failed else "io"
+        phase = "health_check" if reason is CloseReason.HEALTH_CHECK_FAILED else "io"
         emit_quietly(delivery, ConnectionErrorEvent(time(), state.origin, error, phase))
     if state.health_pings:  # PubSub health pings this close leaves unanswered
         from ._pubsub_health import fail_pending_pings
@@ -231,3 +233,68 @@ class ClassPatcher:
                     name,
                 )
         self._installed.clear()
+
+
+def unpatched(cls: type, name: str) -> Any:
+    """``cls.name`` as redis-py defines it, looking through our patches."""
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            function = klass.__dict__[name]
+            return getattr(function, "__rl_original__", function)
+    return None
+
+
+class MethodPatcher:
+    """Replaces methods of redis-py classes with plain functions (cheaper to
+    call than ``wrapt`` wrappers: this is for the per-command pool methods)
+    while at least one pool uses them, and restores each original exactly.
+
+    ``targets`` lists ``(class, method name, factory)``; ``factory(original)``
+    returns the replacement. Methods a class does not define itself are
+    skipped (feature detection).
+    """
+
+    def __init__(self, targets: Callable[[], Iterable[tuple[type, str, Any]]]) -> None:
+        self._targets = targets
+        self._lock = threading.Lock()
+        self._users = 0
+        self._installed: list[tuple[type, str, Any, Any]] = []
+
+    @property
+    def installed(self) -> bool:
+        return bool(self._installed)
+
+    def acquire(self) -> None:
+        with self._lock:
+            self._users += 1
+            if self._users == 1:
+                for cls, name, factory in self._targets():
+                    original = cls.__dict__.get(name)
+                    if original is None:
+                        continue
+                    replacement = factory(original)
+                    replacement.__rl_original__ = original
+                    replacement.__wrapped__ = original
+                    replacement.__doc__ = getattr(original, "__doc__", None)
+                    replacement.__qualname__ = f"{cls.__qualname__}.{name}"
+                    setattr(cls, name, replacement)
+                    self._installed.append((cls, name, original, replacement))
+
+    def release(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                return
+            self._users -= 1
+            if self._users:
+                return
+            for cls, name, original, replacement in reversed(self._installed):
+                if cls.__dict__.get(name) is replacement:
+                    setattr(cls, name, original)
+                else:
+                    logger.warning(
+                        "redis_lifecycle: %s.%s was replaced again by another library; "
+                        "leaving it in place (our part of it is inert now)",
+                        cls.__qualname__,
+                        name,
+                    )
+            self._installed.clear()

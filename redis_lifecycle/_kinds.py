@@ -9,6 +9,7 @@ import redis.connection as rconn
 from ._attach import PoolKind
 from ._sync import (
     CONNECTION_PATCHER,
+    SYNC_POOL_PATCHER,
     SyncPoolHooks,
     blocking_counts,
     blocking_total,
@@ -27,6 +28,7 @@ SYNC_POOL = PoolKind(
     total=pool_total,
     connections=pool_connections,
     in_use=pool_in_use,
+    pool_patcher=SYNC_POOL_PATCHER,
 )
 SYNC_BLOCKING_POOL = PoolKind(
     hooks=SyncPoolHooks,
@@ -35,6 +37,7 @@ SYNC_BLOCKING_POOL = PoolKind(
     total=blocking_total,
     connections=pool_connections,
     in_use=pool_in_use,
+    pool_patcher=SYNC_POOL_PATCHER,
 )
 
 

@@ -33,6 +33,10 @@ __all__ = [
 _connection_ids = itertools.count(1)
 _lock = threading.Lock()
 
+#: Pool state by ``id(pool)``, for pools attached by class-level patches
+#: (instrument() on an existing pool); an entry goes with its pool.
+POOLS: dict[int, PoolState] = {}
+
 #: Connection state by ``id(connection)``; read without a lock (a dict lookup
 #: is atomic), written under ``_lock``.
 CONNECTIONS: dict[int, ConnState] = {}
@@ -57,6 +61,7 @@ class PoolState:
         "pool_ref",
         "resetting",
         "size",
+        "strategy",
         "timeout",
         "total",
     )
@@ -74,6 +79,8 @@ class PoolState:
         size: int,
         timeout: float | None,
         is_async: bool = False,
+        originals: type | None = None,
+        strategy: str = "swap",
     ) -> None:
         self.pool_ref = weakref.ref(pool)
         self.name = name
@@ -83,11 +90,17 @@ class PoolState:
         #: ``counts(pool) -> (active, idle)`` and ``total(pool) -> created``.
         self.counts = counts
         self.total = total
-        #: redis-py's own methods, called by the lifecycle overrides.
-        self.f_get: Any = getattr(base_class, "get_connection", None)
-        self.f_release: Any = getattr(base_class, "release", None)
-        self.f_make: Any = getattr(base_class, "make_connection", None)
-        self.f_reset: Any = getattr(base_class, "reset", None)
+        #: redis-py's own methods (never our patches of them), called by the
+        #: lifecycle overrides.
+        from ._hooks import unpatched
+
+        originals = originals or base_class
+        self.f_get: Any = unpatched(originals, "get_connection")
+        self.f_release: Any = unpatched(originals, "release")
+        self.f_make: Any = unpatched(originals, "make_connection")
+        self.f_reset: Any = unpatched(originals, "reset")
+        #: How the pool is hooked: "subclass", "registry" or "swap" (_attach.py).
+        self.strategy = strategy
         self.size = size
         self.timeout = timeout
         self.is_async = is_async
@@ -110,6 +123,7 @@ class ConnState:
         "ever_connected",
         "health_pings",
         "in_connect",
+        "in_health_check",
         "last_connect_time",
         "mark_reason",
         "origin",
@@ -127,6 +141,8 @@ class ConnState:
         #: perf_counter of the first socket attempt of the connect in progress.
         self.connect_started: float | None = None
         self.in_connect = False
+        #: Set while redis-py's own health PING (``_send_ping``) runs on it.
+        self.in_health_check = False
         self.connected_at = 0.0
         self.last_connect_time = 0.0
         self.disconnected_at: float | None = None

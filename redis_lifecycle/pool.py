@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 import redis.connection as rconn
 
+from ._sync import SyncPoolHooks
 from .dispatcher import EventDispatcher
 from .errors import CallbackErrorHandler
 from .instrument import (
@@ -99,7 +100,7 @@ class _LifecyclePoolMixin:
         return self.lifecycle.deregister_connection_callback(name, callback)
 
 
-class LifecycleConnectionPool(_LifecyclePoolMixin, rconn.ConnectionPool):
+class LifecycleConnectionPool(_LifecyclePoolMixin, SyncPoolHooks, rconn.ConnectionPool):
     """A ``redis.ConnectionPool`` that emits lifecycle events.
 
     Lifecycle arguments: ``event_dispatcher`` (a
@@ -110,11 +111,14 @@ class LifecycleConnectionPool(_LifecyclePoolMixin, rconn.ConnectionPool):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         lifecycle = split_lifecycle_kwargs(kwargs)
+        self._rl_state = None  # first: part of the instance layout from the start
         super().__init__(*args, **kwargs)
         self._rl_setup(lifecycle)
 
 
-class LifecycleBlockingConnectionPool(_LifecyclePoolMixin, rconn.BlockingConnectionPool):
+class LifecycleBlockingConnectionPool(
+    _LifecyclePoolMixin, SyncPoolHooks, rconn.BlockingConnectionPool
+):
     """A ``redis.BlockingConnectionPool`` that emits lifecycle events.
 
     Takes the same lifecycle arguments as :class:`LifecycleConnectionPool`.
@@ -122,6 +126,7 @@ class LifecycleBlockingConnectionPool(_LifecyclePoolMixin, rconn.BlockingConnect
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         lifecycle = split_lifecycle_kwargs(kwargs)
+        self._rl_state = None  # first: part of the instance layout from the start
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call, unused-ignore]
         self._rl_setup(lifecycle)
 

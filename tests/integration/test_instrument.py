@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 import redis
 import redis.connection
+import wrapt
 
 import redis_lifecycle as rl
 from redis_lifecycle._attach import pool_state_of
-from redis_lifecycle._sync import CONNECTION_PATCHER
+from redis_lifecycle._sync import CONNECTION_PATCHER, SYNC_POOL_PATCHER
 from redis_lifecycle.server import RedisServer
 
 from ..helpers import Recorder
@@ -39,8 +40,13 @@ def no_class_wrappers() -> bool:
         (redis.connection.Connection, "_connect"),
         (redis.connection.UnixDomainSocketConnection, "_connect"),
     ]
-    return not CONNECTION_PATCHER.installed and all(
-        not hasattr(cls.__dict__[name], "__wrapped__") for cls, name in methods
+    pools = redis.connection.ConnectionPool, redis.connection.BlockingConnectionPool
+    methods += [(cls, name) for cls in pools for name in ("get_connection", "release", "reset")]
+    return (
+        not CONNECTION_PATCHER.installed
+        and not SYNC_POOL_PATCHER.installed
+        and all(not hasattr(cls.__dict__[name], "__rl_original__") for cls, name in methods)
+        and all(not isinstance(cls.__dict__[name], wrapt.FunctionWrapper) for cls, name in methods)
     )
 
 
@@ -60,7 +66,8 @@ class TestInstrument:
         handle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
         client.ping()
         assert recorder.events
-        assert type(client.connection_pool) is not original_class
+        assert type(client.connection_pool) is original_class  # never swapped
+        assert SYNC_POOL_PATCHER.installed
         assert rl.uninstrument(client) is True
         assert type(client.connection_pool) is original_class
         assert pool_state_of(client.connection_pool) is None
