@@ -28,10 +28,10 @@ and ``_total`` are suffixed), labelled ``pool_name``:
 Events are counted by a subscriber callback, inline on the thread that caused
 the event unless the pool uses an
 :class:`~redis_lifecycle.AsyncCallbackExecutor`; each one takes a short lock.
-``per_command=False`` leaves the per-command events (checkout, release,
-exhaustion of a blocking wait) unsubscribed: no wait-time histogram, and
-``connection_acquired``/``connection_released`` are not counted, but the
-command path stays untouched.
+``per_command=False`` leaves the events built on the checkout path
+(``connection_acquired``, ``connection_released``, ``pool_exhausted``)
+unsubscribed: no wait-time histogram and no timeout count, but the command
+path stays untouched.
 """
 
 from __future__ import annotations
@@ -93,7 +93,6 @@ _RARE_EVENTS: tuple[type[LifecycleEvent], ...] = (
     PoolCreatedEvent,
     PoolConnectionCreatedEvent,
     PoolResetEvent,
-    PoolExhaustedEvent,
 )
 
 
