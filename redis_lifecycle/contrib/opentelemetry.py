@@ -42,9 +42,10 @@ when the exporter is built and again at every collection.
 
 Recording runs in a subscriber callback: inline on the thread that caused
 the event, unless the pool delivers through an
-:class:`~redis_lifecycle.AsyncCallbackExecutor`. Wait time needs the
-per-command ``connection_acquired`` event; pass ``wait_time=False`` to keep
-the command path free of it.
+:class:`~redis_lifecycle.AsyncCallbackExecutor`. Wait time and timeouts need
+events built on the checkout path (``connection_acquired``,
+``pool_exhausted``); pass ``per_command=False`` to leave that path untouched
+and do without those two.
 """
 
 from __future__ import annotations
@@ -127,12 +128,12 @@ class OpenTelemetryMetrics:
         self,
         meter_provider: Any = None,
         *,
-        wait_time: bool = True,
+        per_command: bool = True,
         skip_native: bool = True,
     ) -> None:
         provider = meter_provider if meter_provider is not None else _metrics.get_meter_provider()
         meter = provider.get_meter("redis_lifecycle", __version__)
-        self._record_wait_time = wait_time
+        self._per_command = per_command
         self._skip_native = skip_native
         self._lock = threading.Lock()
         self._dispatchers: weakref.WeakKeyDictionary[EventDispatcher, list[Subscription]] = (
@@ -180,13 +181,13 @@ class OpenTelemetryMetrics:
             subscriptions = [
                 dispatcher.subscribe(ConnectionConnectedEvent, self._on_connected),
                 dispatcher.subscribe(ConnectionDisconnectedEvent, self._on_disconnected),
-                dispatcher.subscribe(PoolExhaustedEvent, self._on_exhausted),
                 dispatcher.subscribe(ConnectionHealthCheckEvent, self._on_health_check),
             ]
-            if self._record_wait_time:
+            if self._per_command:
                 subscriptions.append(
                     dispatcher.subscribe(PoolConnectionAcquiredEvent, self._on_acquired)
                 )
+                subscriptions.append(dispatcher.subscribe(PoolExhaustedEvent, self._on_exhausted))
             self._dispatchers[dispatcher] = subscriptions
         return self
 

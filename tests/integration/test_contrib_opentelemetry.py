@@ -114,8 +114,10 @@ class TestOpenTelemetryMetrics:
         provider: MeterProvider,
         reader: InMemoryMetricReader,
     ) -> None:
-        """db.client.connection.count reflects the connections checked out at collection time."""
-        OpenTelemetryMetrics(provider, wait_time=False).attach(pool)
+        """db.client.connection.count reflects checkouts at collection time, even with
+        per_command=False, which leaves the checkout path cold."""
+        OpenTelemetryMetrics(provider, per_command=False).attach(pool)
+        assert not pool.lifecycle.delivery.hot
         held = checkout(pool)
         try:
             counts = {
