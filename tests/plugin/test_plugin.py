@@ -127,6 +127,34 @@ class TestPassingUse:
         result = inner.runpytest("-p", "no:cacheprovider")
         result.assert_outcomes(passed=1)
 
+    def test_asyncio_client_and_wait_for_async(self, inner: pytest.Pytester) -> None:
+        """An asyncio client can be attached, its connections killed by
+        kill_clients(client), and the reconnect awaited with wait_for_async."""
+        inner.makepyfile(
+            """
+            import pytest
+            import redis.asyncio
+            import redis_lifecycle as rl
+
+            @pytest.mark.asyncio
+            async def test_async(lifecycle_redis, lifecycle_events):
+                client = redis.asyncio.Redis.from_url(lifecycle_redis.url)
+                events = lifecycle_events.attach(client)
+                await client.ping()
+                assert lifecycle_redis.kill_clients(client) == 1
+                try:  # whether the async client retries by itself depends on redis-py
+                    await client.ping()
+                except redis.ConnectionError:
+                    await client.ping()
+                events.assert_emitted(rl.ConnectionDisconnectedEvent, reason="server_closed")
+                event = await events.wait_for_async(rl.ConnectionReconnectedEvent, timeout=5)
+                assert event.port == lifecycle_redis.port
+                await client.aclose()
+            """
+        )
+        result = inner.runpytest("-p", "no:cacheprovider")
+        result.assert_outcomes(passed=1)
+
 
 @needs_binary
 class TestFailureOutput:
