@@ -1,0 +1,175 @@
+"""instrument_all()/uninstrument_all(): pools built afterwards, by anyone, emit events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+import redis.connection as rconn
+
+import redis_lifecycle as rl
+from redis_lifecycle._auto import is_instrumenting_all
+from redis_lifecycle.server import RedisServer
+
+from ..helpers import Recorder
+
+
+@pytest.fixture
+def everything(recorder: Recorder) -> Iterator[rl.EventDispatcher]:
+    dispatcher = rl.instrument_all()
+    dispatcher.subscribe(rl.LifecycleEvent, recorder)
+    try:
+        yield dispatcher
+    finally:
+        rl.uninstrument_all()
+
+
+def django_cache(url: str) -> object:
+    """A Django Redis cache backend for ``url``; Django builds its own pool and client."""
+    pytest.importorskip("django")
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure()
+    from django.core.cache.backends.redis import RedisCache
+
+    return RedisCache(url, {})
+
+
+class TestFrameworkClients:
+    def test_django_cache_backend_emits_events(
+        self, server: RedisServer, everything: rl.EventDispatcher, recorder: Recorder
+    ) -> None:
+        """A Django cache backend's own pool is instrumented: its commands emit events."""
+        cache = django_cache(server.url)
+        cache.set("greeting", "hello")  # type: ignore[attr-defined]
+        assert cache.get("greeting") == "hello"  # type: ignore[attr-defined]
+        created = recorder.wait_for(rl.PoolCreatedEvent)
+        assert created.port == server.port
+        connected = recorder.wait_for(rl.ConnectionConnectedEvent)
+        assert connected.port == server.port
+        assert len(recorder.exactly(rl.PoolConnectionAcquiredEvent)) >= 2
+
+    def test_django_cache_backend_reports_a_server_restart(
+        self, server: RedisServer, everything: rl.EventDispatcher, recorder: Recorder
+    ) -> None:
+        """Killing and restarting the server shows up as disconnected then reconnected."""
+        cache = django_cache(server.url)
+        cache.set("k", 1)  # type: ignore[attr-defined]
+        server.restart()
+        cache.set("k", 2)  # type: ignore[attr-defined]
+        disconnected = recorder.wait_for(rl.ConnectionDisconnectedEvent)
+        assert disconnected.reason in (rl.CloseReason.SERVER_CLOSED, rl.CloseReason.ERROR)
+        reconnected = recorder.wait_for(rl.ConnectionReconnectedEvent)
+        assert reconnected.connection_id == disconnected.connection_id
+
+    def test_from_url_client_is_instrumented(
+        self, server: RedisServer, everything: rl.EventDispatcher, recorder: Recorder
+    ) -> None:
+        """redis.Redis.from_url() builds a pool, which gets a handle of its own."""
+        client = redis.Redis.from_url(server.url)
+        client.ping()
+        handle = rl.instrument(client.connection_pool)
+        assert handle.dispatcher is everything
+        assert recorder.exactly(rl.ConnectionConnectedEvent)
+        client.close()
+
+
+class TestScope:
+    def test_blocking_pool_is_attached_after_its_init(
+        self, server: RedisServer, everything: rl.EventDispatcher, recorder: Recorder
+    ) -> None:
+        """A BlockingConnectionPool is instrumented once, with its own size and timeout."""
+        pool = redis.BlockingConnectionPool(
+            host=server.host, port=server.port, max_connections=3, timeout=0.5
+        )
+        (created,) = recorder.exactly(rl.PoolCreatedEvent)
+        assert created.size == 3
+        assert created.timeout == 0.5
+        pool.disconnect()
+
+    def test_pools_created_before_are_left_alone(
+        self, server: RedisServer, recorder: Recorder
+    ) -> None:
+        """instrument_all() does not touch a pool that already existed."""
+        before = redis.Redis(host=server.host, port=server.port)
+        dispatcher = rl.instrument_all()
+        try:
+            dispatcher.subscribe(rl.LifecycleEvent, recorder)
+            before.ping()
+            assert recorder.events == []
+        finally:
+            rl.uninstrument_all()
+        before.close()
+
+    def test_lifecycle_pools_keep_their_own_dispatcher(
+        self, server: RedisServer, everything: rl.EventDispatcher, recorder: Recorder
+    ) -> None:
+        """A LifecycleConnectionPool built while instrument_all() is active reports to its own
+        dispatcher only."""
+        own = Recorder()
+        dispatcher = rl.EventDispatcher()
+        dispatcher.subscribe(rl.LifecycleEvent, own)
+        pool = rl.LifecycleConnectionPool(
+            host=server.host, port=server.port, event_dispatcher=dispatcher
+        )
+        redis.Redis(connection_pool=pool).ping()
+        assert own.exactly(rl.ConnectionConnectedEvent)
+        assert recorder.events == []
+        pool.disconnect()
+
+    def test_second_call_returns_the_same_dispatcher(self, everything: rl.EventDispatcher) -> None:
+        """Calling instrument_all() again while active returns the active dispatcher."""
+        assert rl.instrument_all() is everything
+        assert rl.instrument_all(event_dispatcher=rl.EventDispatcher()) is everything
+
+    def test_bad_argument_changes_nothing(self) -> None:
+        """A dispatcher of the wrong type raises TypeError and wraps nothing."""
+        original = rconn.ConnectionPool.__dict__["__init__"]
+        with pytest.raises(TypeError, match=r"expects a redis_lifecycle\.EventDispatcher"):
+            rl.instrument_all(event_dispatcher=object())  # type: ignore[arg-type]
+        assert rconn.ConnectionPool.__dict__["__init__"] is original
+        assert not is_instrumenting_all()
+
+
+class TestSymmetry:
+    def test_uninstrument_all_unwraps_and_silences(
+        self, server: RedisServer, recorder: Recorder
+    ) -> None:
+        """uninstrument_all() restores every __init__, silences the pools it instrumented
+        (which keep working) and leaves new pools uninstrumented."""
+        originals = {
+            cls: cls.__dict__["__init__"]
+            for cls in (rconn.ConnectionPool, rconn.BlockingConnectionPool)
+        }
+        dispatcher = rl.instrument_all()
+        dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        assert all(cls.__dict__["__init__"] is not f for cls, f in originals.items())
+        client = redis.Redis(host=server.host, port=server.port)
+        client.ping()
+        assert recorder.events
+        assert rl.uninstrument_all() is True
+        assert all(cls.__dict__["__init__"] is f for cls, f in originals.items())
+        recorder.clear()
+        client.ping()
+        redis.Redis(host=server.host, port=server.port).ping()
+        assert recorder.events == []
+        assert rl.uninstrument_all() is False
+        client.close()
+
+    def test_instrument_uninstrument_instrument(
+        self, server: RedisServer, recorder: Recorder
+    ) -> None:
+        """instrument_all → uninstrument_all → instrument_all works like the first time."""
+        for _ in range(2):
+            dispatcher = rl.instrument_all()
+            try:
+                seen = Recorder()
+                dispatcher.subscribe(rl.ConnectionConnectedEvent, seen)
+                client = redis.Redis(host=server.host, port=server.port)
+                client.ping()
+                assert len(seen.events) == 1
+                client.close()
+            finally:
+                rl.uninstrument_all()
