@@ -33,9 +33,7 @@ __all__ = ["Delivery", "default_delivery"]
 
 #: Events built on every command: their hooks are skipped entirely when none
 #: of them is wanted.
-PER_COMMAND_EVENTS = frozenset(
-    {PoolConnectionAcquiredEvent, PoolConnectionReleasedEvent, PoolExhaustedEvent}
-)
+PER_COMMAND_EVENTS = frozenset({PoolConnectionAcquiredEvent, PoolConnectionReleasedEvent})
 
 
 class Delivery:
@@ -49,6 +47,7 @@ class Delivery:
         "hot",
         "instrumentation",
         "wanted",
+        "watch_exhaustion",
     )
 
     def __init__(
@@ -66,6 +65,8 @@ class Delivery:
         self.wanted: frozenset[type[LifecycleEvent]] = frozenset()
         #: Whether any per-command event (acquired, released, exhausted) is wanted.
         self.hot = False
+        #: Whether a failed checkout must be examined (pool_exhausted wanted).
+        self.watch_exhaustion = False
         dispatcher._attach(self)
         if instrumentation is not None:
             instrumentation._attach(self)
@@ -78,6 +79,7 @@ class Delivery:
             wanted |= self.instrumentation._wanted
         self.wanted = frozenset(wanted)
         self.hot = not PER_COMMAND_EVENTS.isdisjoint(wanted)
+        self.watch_exhaustion = PoolExhaustedEvent in wanted
 
     def emit(self, event: LifecycleEvent) -> None:
         """Deliver ``event``.

@@ -157,6 +157,25 @@ def hooked_get_connection(
     return connection
 
 
+def guarded_get_connection(
+    pool: Any, state: PoolState, original: Any, args: Any, kwargs: Any
+) -> Any:
+    """Checkout when only ``pool_exhausted`` is wanted: no per-command work
+    beyond one clock read."""
+    started = perf_counter()
+    try:
+        return original(pool, *args, **kwargs)
+    except BaseException as error:
+        if is_exhaustion(error):
+            emit_quietly(
+                state.delivery,
+                PoolExhaustedEvent(
+                    time(), state.origin, state.size, state.timeout, perf_counter() - started
+                ),
+            )
+        raise
+
+
 def hooked_release(pool: Any, state: PoolState, original: Any, connection: Any) -> Any:
     result = original(pool, connection)
     conn_state = CONNECTIONS.get(id(connection))
@@ -230,9 +249,12 @@ class SyncPoolHooks:
         state = self._rl_state
         if state is None:
             return super().get_connection(*args, **kwargs)  # type: ignore[misc]
-        if not state.delivery.hot:
-            return state.f_get(self, *args, **kwargs)
-        return hooked_get_connection(self, state, state.f_get, args, kwargs)
+        delivery = state.delivery
+        if delivery.hot:
+            return hooked_get_connection(self, state, state.f_get, args, kwargs)
+        if delivery.watch_exhaustion:
+            return guarded_get_connection(self, state, state.f_get, args, kwargs)
+        return state.f_get(self, *args, **kwargs)
 
     def release(self, connection: Any) -> Any:
         state = self._rl_state
@@ -258,9 +280,14 @@ class SyncPoolHooks:
 def _patch_get_connection(original: Any) -> Any:
     def get_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
         state = POOLS.get(id(self))
-        if state is None or not state.delivery.hot:
+        if state is None:
             return original(self, *args, **kwargs)
-        return hooked_get_connection(self, state, original, args, kwargs)
+        delivery = state.delivery
+        if delivery.hot:
+            return hooked_get_connection(self, state, original, args, kwargs)
+        if delivery.watch_exhaustion:
+            return guarded_get_connection(self, state, original, args, kwargs)
+        return original(self, *args, **kwargs)
 
     return get_connection
 
