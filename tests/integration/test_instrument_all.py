@@ -173,3 +173,19 @@ class TestSymmetry:
                 client.close()
             finally:
                 rl.uninstrument_all()
+
+
+class TestAsyncio:
+    async def test_asyncio_client_is_instrumented(
+        self, server: RedisServer, everything: rl.EventDispatcher, recorder: Recorder
+    ) -> None:
+        """A redis.asyncio client built after instrument_all() emits events from its pool."""
+        import redis.asyncio as aredis
+
+        client = aredis.Redis(host=server.host, port=server.port)
+        await client.ping()
+        connected = recorder.wait_for(rl.ConnectionConnectedEvent)
+        assert connected.port == server.port
+        assert rl.instrument(client.connection_pool).dispatcher is everything
+        close = getattr(client, "aclose", None) or client.close
+        await close()
