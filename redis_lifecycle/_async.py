@@ -33,9 +33,10 @@ past the lifecycle override, so one release is one event.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Coroutine, Iterable
 from time import perf_counter, time
-from typing import Any, ClassVar
+from typing import Any
 
 import redis.asyncio.connection as aconn
 
@@ -72,6 +73,7 @@ __all__ = [
     "async_kind_for",
     "async_pool_connections",
     "async_pool_counts",
+    "async_pool_in_use",
     "async_pool_total",
 ]
 
@@ -94,32 +96,52 @@ def async_pool_connections(pool: Any) -> list[Any]:
     return [*pool._available_connections, *pool._in_use_connections]
 
 
+def async_pool_in_use(pool: Any) -> list[Any]:
+    """The connections an asyncio pool has checked out now."""
+    return list(pool._in_use_connections)
+
+
 # --- pool overrides ------------------------------------------------------
 
 
 class AsyncPoolHooks:
-    """Overrides mixed in front of an instrumented asyncio pool's own class.
+    """The pool hooks as methods, in front of an asyncio pool's own class.
 
-    No ``__slots__`` here: a slotted mixin would change the instance layout
-    and forbid the ``__class__`` assignment that attaches it.
+    Used two ways: the lifecycle pools of :mod:`redis_lifecycle.asyncio` are
+    real subclasses built with it (``_rl_state`` set first in ``__init__``,
+    ``None`` while redis-py's ``__init__`` runs and after ``uninstrument``:
+    the methods then only pass through); ``instrument()`` of an existing
+    asyncio pool gives it a per-instance subclass with the state as a class
+    attribute. Per command an asyncio client spends tens of microseconds in
+    coroutines, so that subclass' cost (a few hundred ns) is noise here.
+
+    ``get_connection`` and ``release`` are plain functions returning a
+    coroutine: redis-py's own, untouched, when no per-command event is wanted.
+    No ``__slots__``: a slotted mixin would change the instance layout.
     """
 
-    _rl_state: ClassVar[PoolState]
+    _rl_state: PoolState | None
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
         state = self._rl_state
+        if state is None:
+            return super().get_connection(*args, **kwargs)  # type: ignore[misc, no-any-return]
         if not state.delivery.hot:
             return state.f_get(self, *args, **kwargs)  # type: ignore[no-any-return]
         return _get_connection(self, state, args, kwargs)
 
     def release(self, connection: Any) -> Coroutine[Any, Any, None]:
         state = self._rl_state
+        if state is None:
+            return super().release(connection)  # type: ignore[misc, no-any-return]
         if not state.delivery.hot:
             return state.f_release(self, connection)  # type: ignore[no-any-return]
         return _release(self, state, connection)
 
     def make_connection(self) -> Any:
         state = self._rl_state
+        if state is None:
+            return super().make_connection()  # type: ignore[misc]
         connection = state.f_make(self)
         try:
             conn_state = register_connection(connection, state)
@@ -134,6 +156,8 @@ class AsyncPoolHooks:
 
     def reset(self) -> None:
         state = self._rl_state
+        if state is None:
+            return super().reset()  # type: ignore[misc, no-any-return]
         try:
             dropped = len(async_pool_connections(self))
         except Exception:  # reset() before the pool's lists exist
@@ -146,6 +170,7 @@ class AsyncPoolHooks:
         delivery = state.delivery
         if PoolResetEvent in delivery.wanted:
             emit(delivery, PoolResetEvent(time(), state.origin, "explicit", dropped))
+        return None
 
 
 async def _get_connection(
@@ -277,10 +302,36 @@ def _disconnect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     if state is None or not state.connected:
         return wrapped(*args, **kwargs)
     try:
-        error = disconnect_error(args, kwargs)
+        error = disconnect_error(args, kwargs, instance) or _probe_error(instance)
     except Exception:
         error = None
     return _disconnect_async(wrapped, instance, state, error, args, kwargs)
+
+
+def _probe_error(connection: Any) -> BaseException | None:
+    """The checkout probe's verdict on ``connection``: the pool's
+    ``ensure_connection`` raises ``ConnectionError("Connection has data")``
+    itself (a killed unix socket reads as data), then disconnects it. The
+    error went through no method of the connection, so
+    :func:`disconnect_error` cannot tell it is about this one; the probe's own
+    frame (its ``connection`` argument) can."""
+    error = sys.exc_info()[1]
+    if not isinstance(error, Exception):
+        return None
+    traceback = error.__traceback__
+    while traceback is not None:
+        frame = traceback.tb_frame
+        if (
+            frame.f_code.co_name in _PROBES
+            and frame.f_globals.get("__name__") == aconn.__name__
+            and frame.f_locals.get("connection") is connection
+        ):
+            return error
+        traceback = traceback.tb_next
+    return None
+
+
+_PROBES = frozenset({"ensure_connection", "get_connection"})
 
 
 async def _disconnect_async(
@@ -316,7 +367,7 @@ def _close(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     if state is None or not state.connected:
         return wrapped(*args, **kwargs)
     try:
-        error = error_in_flight()
+        error = error_in_flight(instance)
     except Exception:
         error = None
     result = wrapped(*args, **kwargs)
@@ -329,13 +380,11 @@ def _close(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 
 def _send_ping(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """Around ``_send_ping``: redis-py's own health check."""
+    """Around ``_send_ping``: redis-py's own health check. A close while it
+    runs (redis-py closes on the failed read before ``_ping_failed`` does) is
+    labelled ``health_check_failed``, as for sync connections."""
     state = CONNECTIONS.get(id(instance))
-    if (
-        state is None
-        or state.pool_state is None
-        or ConnectionHealthCheckEvent not in state.pool_state.delivery.wanted
-    ):
+    if state is None or state.pool_state is None:
         return wrapped(*args, **kwargs)
     return _send_ping_async(wrapped, state, args, kwargs)
 
@@ -345,15 +394,21 @@ async def _send_ping_async(wrapped: Any, state: ConnState, args: Any, kwargs: An
     assert pool_state is not None
     delivery = pool_state.delivery
     started = perf_counter()
+    state.in_health_check = True
     try:
         result = await wrapped(*args, **kwargs)
     except BaseException as error:
         latency = (perf_counter() - started) * 1000.0
-        emit_quietly(
-            delivery,
-            ConnectionHealthCheckEvent(time(), state.origin, False, latency, "PING", error),
-        )
+        if ConnectionHealthCheckEvent in delivery.wanted:
+            emit_quietly(
+                delivery,
+                ConnectionHealthCheckEvent(time(), state.origin, False, latency, "PING", error),
+            )
         raise
+    finally:
+        state.in_health_check = False
+    if ConnectionHealthCheckEvent not in delivery.wanted:
+        return result
     latency = (perf_counter() - started) * 1000.0
     emit(
         delivery,
@@ -388,6 +443,7 @@ ASYNC_POOL = PoolKind(
     counts=async_pool_counts,
     total=async_pool_total,
     connections=async_pool_connections,
+    in_use=async_pool_in_use,
     is_async=True,
 )
 #: Blocking pools count the same way; only their class differs (the per-instance
@@ -398,6 +454,7 @@ ASYNC_BLOCKING_POOL = PoolKind(
     counts=async_pool_counts,
     total=async_pool_total,
     connections=async_pool_connections,
+    in_use=async_pool_in_use,
     is_async=True,
 )
 

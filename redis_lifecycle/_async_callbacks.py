@@ -35,7 +35,10 @@ Where callbacks run:
   nothing is left pending.
 
 Pending tasks are tracked per delivery (one per pool or handle), weakly, so a
-forgotten handle leaks nothing; :func:`drain` waits for them.
+forgotten handle leaks nothing; :func:`drain` waits for them. A task whose
+loop was closed before it finished (``loop.close()`` without cancelling its
+tasks) can never run: it is forgotten, and asyncio itself logs it as
+destroyed while pending. ``asyncio.run`` cancels such tasks instead.
 """
 
 from __future__ import annotations
@@ -94,7 +97,7 @@ def schedule(delivery: Delivery, awaitable: Any, event: LifecycleEvent, callback
         running = None
     if running is not None:
         task = running.create_task(
-            _run(delivery, awaitable, event, callback),
+            _run(weakref.ref(delivery), awaitable, event, callback),
             name=f"redis_lifecycle callback {_callback_name(callback)} on {event.type.value}",
         )
         _track(delivery, task)
@@ -104,7 +107,7 @@ def schedule(delivery: Delivery, awaitable: Any, event: LifecycleEvent, callback
     if loop is not None and loop.is_running() and not loop.is_closed():
         try:
             future = asyncio.run_coroutine_threadsafe(
-                _run(delivery, awaitable, event, callback), loop
+                _run(weakref.ref(delivery), awaitable, event, callback), loop
             )
         except RuntimeError:  # the loop closed in between
             pass
@@ -154,16 +157,30 @@ def _report(
         )
 
 
-async def _run(delivery: Delivery, awaitable: Any, event: LifecycleEvent, callback: Any) -> None:
+async def _run(
+    delivery_ref: weakref.ref[Delivery], awaitable: Any, event: LifecycleEvent, callback: Any
+) -> None:
+    # The delivery is held weakly: a pending task must not keep its pool's
+    # delivery (the key of ``_pending``) alive, or nothing would ever free them.
     try:
         await awaitable
     except Exception as error:
-        _report(delivery, error, event, callback, raise_later=True)
+        delivery = delivery_ref()
+        if delivery is not None:
+            _report(delivery, error, event, callback, raise_later=True)
+        else:
+            logger.warning(
+                "redis_lifecycle async callback %s raised after its pool was gone",
+                _callback_name(callback),
+                exc_info=(type(error), error, error.__traceback__),
+            )
 
 
 def _track(delivery: Delivery, future: Any) -> None:
     with _lock:
-        _pending.setdefault(delivery, set()).add(future)
+        futures = _pending.setdefault(delivery, set())
+        _prune(futures)
+        futures.add(future)
     delivery_ref = weakref.ref(delivery)
 
     def done(finished: Any) -> None:
@@ -178,10 +195,22 @@ def _track(delivery: Delivery, future: Any) -> None:
     future.add_done_callback(done)
 
 
+def _prune(futures: set[Any]) -> None:
+    """Forget tasks of closed event loops: they can never finish (asyncio reports
+    such a task as 'destroyed but pending' when it is collected)."""
+    for future in [f for f in futures if isinstance(f, asyncio.Future)]:
+        if future.get_loop().is_closed():
+            futures.discard(future)
+
+
 def pending(delivery: Delivery) -> int:
-    """How many ``async def`` callbacks of ``delivery`` have not finished."""
+    """How many ``async def`` callbacks of ``delivery`` can still finish."""
     with _lock:
-        return len(_pending.get(delivery, ()))
+        futures = _pending.get(delivery)
+        if not futures:
+            return 0
+        _prune(futures)
+        return len(futures)
 
 
 async def drain(delivery: Delivery) -> None:
@@ -197,6 +226,7 @@ async def drain(delivery: Delivery) -> None:
     seen: set[Any] = set()
     while True:
         with _lock:
+            _prune(_pending.get(delivery, set()))
             futures = set(_pending.get(delivery, ())) - seen
         waitables: list[asyncio.Future[Any]] = []
         for future in futures:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aredis
 import redis.asyncio.connection as aconn
 
+from ._async import AsyncPoolHooks
 from ._async_callbacks import drain
 from .instrument import (
     CallbackRegistry,
@@ -74,7 +75,7 @@ class _AsyncLifecyclePoolMixin(_LifecyclePoolMixin):
                 await drain(handle.delivery)
 
 
-class LifecycleConnectionPool(_AsyncLifecyclePoolMixin, aconn.ConnectionPool):
+class LifecycleConnectionPool(_AsyncLifecyclePoolMixin, AsyncPoolHooks, aconn.ConnectionPool):
     """A ``redis.asyncio.ConnectionPool`` that emits lifecycle events.
 
     Lifecycle arguments: ``event_dispatcher`` (a
@@ -85,11 +86,14 @@ class LifecycleConnectionPool(_AsyncLifecyclePoolMixin, aconn.ConnectionPool):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         lifecycle = split_lifecycle_kwargs(kwargs)
+        self._rl_state = None  # first: part of the instance layout from the start
         super().__init__(*args, **kwargs)
         self._rl_setup(lifecycle)
 
 
-class LifecycleBlockingConnectionPool(_AsyncLifecyclePoolMixin, aconn.BlockingConnectionPool):
+class LifecycleBlockingConnectionPool(
+    _AsyncLifecyclePoolMixin, AsyncPoolHooks, aconn.BlockingConnectionPool
+):
     """A ``redis.asyncio.BlockingConnectionPool`` that emits lifecycle events.
 
     Takes the same lifecycle arguments as :class:`LifecycleConnectionPool`.
@@ -97,6 +101,7 @@ class LifecycleBlockingConnectionPool(_AsyncLifecyclePoolMixin, aconn.BlockingCo
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         lifecycle = split_lifecycle_kwargs(kwargs)
+        self._rl_state = None  # first: part of the instance layout from the start
         super().__init__(*args, **kwargs)
         self._rl_setup(lifecycle)
 
