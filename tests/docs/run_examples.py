@@ -1,0 +1,94 @@
+"""Run the Python code blocks of one Markdown page, in order, in one namespace.
+
+    python tests/docs/run_examples.py docs/quickstart.md redis://127.0.0.1:6399/0
+
+Used by ``tests/docs/test_examples.py`` (one subprocess per page, so that
+pages cannot leak logging setup, registered collectors or threads into each
+other). The blocks see ``redis_url``, the URL of a real server the test owns.
+
+Which blocks run: every fenced block whose info string starts with
+``python`` or ``py``, including blocks indented inside lists or
+admonitions. A block directly preceded by the line
+``<!-- docs-test: skip -->`` is not run (for fragments that cannot run on
+their own; say why in the prose). Exit status 1 and the failing block's page
+line and traceback if any block raises.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import sys
+import textwrap
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+FENCE = re.compile(
+    r"^(?P<indent>[ \t]*)(?P<fence>```+|~~~+)[ \t]*(?P<info>[^\n`]*)\n"
+    r"(?P<body>.*?)"
+    r"^(?P=indent)(?P=fence)[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
+SKIP_MARK = "<!-- docs-test: skip -->"
+LANGUAGES = ("python", "py")
+
+
+@dataclass
+class Block:
+    line: int
+    code: str
+    skipped: bool
+
+
+def blocks(text: str) -> list[Block]:
+    """The Python blocks of a page, with their 1-based starting line."""
+    found = []
+    for match in FENCE.finditer(text):
+        info = match.group("info").strip().split()
+        language = info[0].lower().lstrip(".{") if info else ""
+        if language not in LANGUAGES:
+            continue
+        line = text.count("\n", 0, match.start()) + 1
+        before = text[: match.start()].rstrip().splitlines()
+        skipped = bool(before) and before[-1].strip() == SKIP_MARK
+        body = textwrap.dedent(match.group("body"))
+        found.append(Block(line, body, skipped))
+    return found
+
+
+def guard_default_port() -> None:
+    """Refuse connections to port 6379: examples must use ``redis_url``, never a
+    server that happens to run on this machine."""
+    original = socket.socket.connect
+
+    def connect(self: socket.socket, address: object) -> None:
+        if isinstance(address, tuple) and len(address) >= 2 and address[1] == 6379:
+            msg = f"docs examples must use redis_url, not {address[0]}:6379"
+            raise ConnectionRefusedError(msg)
+        original(self, address)  # type: ignore[arg-type]
+
+    socket.socket.connect = connect  # type: ignore[method-assign, assignment]
+
+
+def run_page(path: Path, redis_url: str) -> int:
+    guard_default_port()
+    text = path.read_text(encoding="utf-8")
+    namespace: dict[str, object] = {"__name__": "__docs_example__", "redis_url": redis_url}
+    for block in blocks(text):
+        if block.skipped:
+            print(f"{path}:{block.line}: skipped", flush=True)
+            continue
+        try:
+            code = compile(block.code, f"{path}:{block.line}", "exec")
+            exec(code, namespace)
+        except BaseException:
+            print(f"{path}:{block.line}: example failed", file=sys.stderr, flush=True)
+            traceback.print_exc()
+            return 1
+        print(f"{path}:{block.line}: ok", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_page(Path(sys.argv[1]), sys.argv[2]))

@@ -1,0 +1,98 @@
+"""Every Python example in ``docs/`` runs, against a real server this test owns.
+
+Each page runs in its own interpreter (``tests/docs/run_examples.py``), its
+blocks in order in one namespace, with ``redis_url`` pointing at a fresh
+``redis-server``. An example proves its point with ``assert`` statements, so a
+page whose behaviour drifted from the code fails here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from redis_lifecycle.server import RedisServer
+
+from .run_examples import SKIP_MARK, blocks
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+RUNNER = Path(__file__).with_name("run_examples.py")
+
+
+def pages_with_examples() -> list[Path]:
+    return sorted(
+        page
+        for page in DOCS.rglob("*.md")
+        if any(not b.skipped for b in blocks(page.read_text(encoding="utf-8")))
+    )
+
+
+class TestHarness:
+    def test_finds_python_blocks_including_indented_ones_and_honours_skip(self) -> None:
+        """Python and indented blocks are found with their line; other languages are not;
+        the skip mark skips only the next block."""
+        page = "\n".join(
+            [
+                "# Page",
+                "```python",
+                "a = 1",
+                "```",
+                "```bash",
+                "echo no",
+                "```",
+                "- item",
+                "",
+                "    ```py",
+                "    b = a + 1",
+                "    ```",
+                SKIP_MARK,
+                "```python",
+                "fragment(",
+                "```",
+            ]
+        )
+        found = blocks(page)
+        assert [(b.line, b.code, b.skipped) for b in found] == [
+            (2, "a = 1\n", False),
+            (10, "b = a + 1\n", False),
+            (14, "fragment(\n", True),
+        ]
+
+    def test_a_failing_example_fails_with_its_page_line(self, tmp_path: Path) -> None:
+        """A raising block makes the runner exit 1 and name the page and line."""
+        page = tmp_path / "bad.md"
+        page.write_text("text\n\n```python\nassert redis_url == 'x', 'nope'\n```\n")
+        result = subprocess.run(
+            [sys.executable, str(RUNNER), str(page), "redis://127.0.0.1:1/0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 1
+        assert f"{page}:3: example failed" in result.stderr
+        assert "AssertionError: nope" in result.stderr
+
+
+@pytest.mark.parametrize("page", pages_with_examples(), ids=lambda p: str(p.relative_to(DOCS)))
+def test_page_examples_run(page: Path, server: RedisServer) -> None:
+    """The page's Python blocks run in order without error against a real server."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.pop("REDIS_URL", None)  # the examples get the test's own server as redis_url
+    result = subprocess.run(
+        [sys.executable, str(RUNNER), str(page), server.url],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        env=env,
+    )
+    assert result.returncode == 0, (
+        f"examples in {page.relative_to(ROOT)} failed:\n{result.stdout}\n{result.stderr}"
+    )
+    assert ": ok" in result.stdout
