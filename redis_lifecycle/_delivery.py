@@ -82,11 +82,14 @@ class Delivery:
         self.watch_exhaustion = PoolExhaustedEvent in wanted
 
     def emit(self, event: LifecycleEvent) -> None:
-        """Deliver ``event``.
+        """Deliver ``event``: record its pool metrics here, then run its
+        callbacks inline or hand them to the executor.
 
         Raises :class:`CallbackError` only under strategy ``"raise"`` with
-        inline callbacks, after every callback ran; the hooks decide when the
-        pool is consistent enough to let it through.
+        inline callbacks (no executor, or one already shut down), after every
+        callback ran; the hooks decide when the pool is consistent enough to
+        let it through. With a running executor, failures are collected and
+        raised by its ``shutdown()``.
         """
         instrumentation = self.instrumentation
         if instrumentation is not None:

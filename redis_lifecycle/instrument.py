@@ -262,6 +262,21 @@ def _make_delivery(
             f"got {callback_error_handler!r}; e.g. CallbackErrorHandler('raise')"
         )
         raise TypeError(msg)
+    from .executor import AsyncCallbackExecutor
+    from .metrics import Instrumentation
+
+    if async_callbacks is not None and not isinstance(async_callbacks, AsyncCallbackExecutor):
+        msg = (
+            "async_callbacks must be a redis_lifecycle.AsyncCallbackExecutor, "
+            f"got {async_callbacks!r}; e.g. AsyncCallbackExecutor(pool_size=4)"
+        )
+        raise TypeError(msg)
+    if instrumentation is not None and not isinstance(instrumentation, Instrumentation):
+        msg = (
+            "instrumentation must be a redis_lifecycle.Instrumentation, "
+            f"got {instrumentation!r}; e.g. Instrumentation()"
+        )
+        raise TypeError(msg)
     return Delivery(
         event_dispatcher or EventDispatcher(),
         executor=async_callbacks,

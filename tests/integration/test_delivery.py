@@ -403,3 +403,53 @@ def test_executor_delivers_in_a_forked_child(
     assert os.waitstatus_to_exitcode(status) == 0
     client.get("rl:delivery")
     wait_until(lambda: len(threads) == 2, what="parent still delivers after the fork")
+
+
+class TestArguments:
+    @pytest.mark.parametrize(
+        ("argument", "value", "expected"),
+        [
+            ("async_callbacks", True, "AsyncCallbackExecutor"),
+            ("instrumentation", {}, "Instrumentation"),
+            ("callback_error_handler", "raise", "CallbackErrorHandler"),
+        ],
+    )
+    def test_wrong_delivery_objects_are_rejected_up_front(
+        self, argument: str, value: object, expected: str, redis_url: str
+    ) -> None:
+        """A delivery argument of the wrong type raises TypeError naming the expected class."""
+        with pytest.raises(TypeError, match=expected):
+            rl.LifecycleConnectionPool.from_url(redis_url, **{argument: value})
+
+    def test_pooled_wires_executor_handler_and_metrics(
+        self, redis_url: str, executors: list[rl.AsyncCallbackExecutor]
+    ) -> None:
+        """pooled() passes async_callbacks, callback_error_handler and instrumentation on."""
+        executor = rl.AsyncCallbackExecutor(pool_size=1)
+        executors.append(executor)
+        metrics = rl.Instrumentation()
+        dispatcher = rl.EventDispatcher()
+        threads: list[str] = []
+        dispatcher.subscribe(
+            rl.PoolConnectionReleasedEvent,
+            lambda e: threads.append(threading.current_thread().name),
+        )
+        info = redis.connection.parse_url(redis_url)
+        client = rl.pooled(
+            info.get("host", "localhost"),
+            info.get("port", 6379),
+            pool={"size": 2, "event_dispatcher": dispatcher, "pool_name": "pooled"},
+            async_callbacks=executor,
+            callback_error_handler=rl.CallbackErrorHandler("ignore"),
+            instrumentation=metrics,
+        )
+        try:
+            for _ in range(3):
+                client.get("rl:delivery")
+            assert executor.shutdown(timeout=10)
+            assert threads == ["redis_lifecycle-callbacks-0"] * 3
+            assert metrics.pool_metrics()["pooled"]["releases"] == 3
+            assert metrics.callback_metrics("connection_released")["count"] == 3
+            assert client.connection_pool.lifecycle.delivery.error_handler.strategy == "ignore"
+        finally:
+            client.connection_pool.disconnect()
