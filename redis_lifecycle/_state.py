@@ -11,6 +11,7 @@ the connection dies (so an id is never reused while its entry exists).
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import weakref
 from collections import deque
@@ -32,6 +33,16 @@ __all__ = [
 
 _connection_ids = itertools.count(1)
 _lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    """A fork while another thread held ``_lock`` would leave the child's copy
+    locked forever: its first new connection would hang. Start it afresh."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 
 #: Pool state by ``id(pool)``, for pools attached by class-level patches
 #: (instrument() on an existing pool); an entry goes with its pool.

@@ -221,18 +221,33 @@ def hooked_reset(pool: Any, state: PoolState, original: Any) -> Any:
         state.resetting = False
     delivery = state.delivery
     reason = "fork" if forked else "explicit"
-    if forked and ConnectionMarkedForReconnectEvent in delivery.wanted:
-        for connection in inherited:
-            conn_state = CONNECTIONS.get(id(connection))
-            if conn_state is not None:
-                conn_state.mark_reason = "fork"
-                emit_quietly(
-                    delivery,
-                    ConnectionMarkedForReconnectEvent(time(), conn_state.origin, "fork"),
-                )
+    if forked:
+        _drop_inherited(inherited, delivery)
     if PoolResetEvent in delivery.wanted:
         emit(delivery, PoolResetEvent(time(), state.origin, reason, len(inherited)))
     return result
+
+
+def _drop_inherited(inherited: list[Any], delivery: Any) -> None:
+    """After a fork, the child's pool let go of the parent's connections:
+    ``marked_for_reconnect`` (fork) for each, then ``disconnected`` (fork) for
+    each that was connected. redis-py discards them without closing; their
+    sockets close whenever they are garbage-collected (after the weakref that
+    tracks them has gone, if they sit in a cycle), so the close is reported
+    here, once, and never as an outage."""
+    now = perf_counter()
+    for connection in inherited:
+        conn_state = CONNECTIONS.get(id(connection))
+        if conn_state is None:
+            continue
+        conn_state.mark_reason = "fork"
+        if ConnectionMarkedForReconnectEvent in delivery.wanted:
+            emit_quietly(
+                delivery,
+                ConnectionMarkedForReconnectEvent(time(), conn_state.origin, "fork"),
+            )
+        if conn_state.connected:
+            report_disconnect(connection, conn_state, None, False, now)
 
 
 class SyncPoolHooks:
