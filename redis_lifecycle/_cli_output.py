@@ -12,6 +12,7 @@ printer serialises them with a lock so lines never interleave.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -75,6 +76,8 @@ class Printer:
         self.secrets = tuple(s for s in secrets if s)
         self.started = time.time()
         self._lock = threading.Lock()
+        #: Set once the output's reader has gone away.
+        self.closed = False
         encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
         self.unicode = encoding == "utf8"
 
@@ -96,10 +99,19 @@ class Printer:
         return text
 
     def line(self, text: str = "") -> None:
-        """Write one line (masked) and flush."""
+        """Write one line (masked) and flush; after the reader went away (a
+        broken pipe, as with ``| head``), write nothing more."""
         with self._lock:
-            self.stream.write(self._mask(text) + "\n")
-            self.stream.flush()
+            if self.closed:
+                return
+            try:
+                self.stream.write(self._mask(text) + "\n")
+                self.stream.flush()
+            except BrokenPipeError:
+                self.closed = True
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    devnull = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(devnull, self.stream.fileno())
 
     def json_line(self, data: dict[str, Any]) -> None:
         self.line(json.dumps(data, sort_keys=False, default=str))
