@@ -136,7 +136,8 @@ def matching(event_cls: type[LifecycleEvent], **fields: Any) -> EventMatcher:
     return EventMatcher(event_cls, fields)
 
 
-Expectation = type[LifecycleEvent] | EventMatcher
+#: An item of :meth:`EventRecorder.assert_sequence`.
+Expectation = type[LifecycleEvent] | EventMatcher | tuple[type[LifecycleEvent], dict[str, Any]]
 
 
 def _as_matcher(item: Any) -> EventMatcher:
