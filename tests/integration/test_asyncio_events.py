@@ -59,6 +59,18 @@ def listen(target: object, recorder: Recorder, **kwargs: Any) -> rl.LifecycleHan
     return handle
 
 
+async def ping_through_a_dropped_connection(client: aredis.Redis) -> None:
+    """PING after the connection was dropped: redis-py 6.0+ retries on a fresh
+    socket by default; 5.x has no default retry on asyncio clients, so the
+    first PING fails with the close and the next one reconnects."""
+    try:
+        assert await client.ping() is True
+    except redis.exceptions.ConnectionError:
+        if client.get_retry() is not None and client.get_retry()._retries > 0:
+            raise
+        assert await client.ping() is True
+
+
 @pytest.fixture(params=TRANSPORTS)
 def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -104,7 +116,7 @@ class TestConnectionEvents:
         [connected] = recorder.exactly(rl.ConnectionConnectedEvent)
         recorder.clear()
         assert admin.client_kill_filter(_id=own_id) == 1
-        assert await client.ping() is True
+        await ping_through_a_dropped_connection(client)
         [error] = recorder.exactly(rl.ConnectionErrorEvent)
         [disconnected] = recorder.exactly(rl.ConnectionDisconnectedEvent)
         [reconnected] = recorder.exactly(rl.ConnectionReconnectedEvent)
