@@ -149,6 +149,49 @@ class TestKillAndRestart:
         await handle.aclose()
 
 
+class TestHealthCheckAfterKill:
+    async def test_health_check_interval_after_a_kill(
+        self, server: RedisServer, admin: Any, recorder: Recorder
+    ) -> None:
+        """health_check_interval on a single-connection client whose connection was
+        killed: the health PING fails
+        (health_check healthy=False), the close is labelled health_check_failed, the
+        connection reconnects and the retried PING is healthy."""
+        client = aredis.Redis(
+            host=server.host,
+            port=server.port,
+            health_check_interval=0.001,
+            # no pool checkout, so no dirty-connection probe gets there first
+            single_connection_client=True,
+            retry=Retry(NoBackoff(), 1),
+        )
+        handle = rl.instrument(client)
+        handle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        try:
+            own_id = await client.client_id()
+            recorder.clear()
+            assert admin.client_kill_filter(_id=own_id) == 1
+            await asyncio.sleep(0.01)  # let the 1 ms health-check deadline pass
+            assert await client.get("missing") is None
+        finally:
+            await client.aclose()
+        checks = recorder.exactly(rl.ConnectionHealthCheckEvent)
+        # 5.x also pings during the reconnect's handshake: one or two healthy after
+        assert checks[0].healthy is False
+        assert len(checks) >= 2
+        assert all(c.healthy for c in checks[1:])
+        assert checks[0].error is not None
+        [disconnected] = [
+            e for e in recorder.exactly(rl.ConnectionDisconnectedEvent) if e.error is not None
+        ]
+        assert disconnected.reason is rl.CloseReason.HEALTH_CHECK_FAILED
+        [error] = recorder.exactly(rl.ConnectionErrorEvent)
+        assert error.phase == "health_check"
+        types = recorder.types()
+        assert types.index("health_check") < types.index("reconnected")
+        assert types.index("disconnected") < types.index("reconnected")
+
+
 def _run_and_abandon(
     server: RedisServer, instrumented: bool, ending: str
 ) -> tuple[Any, Recorder, Any]:
