@@ -130,14 +130,18 @@ def attach_cluster(cluster: Any, handle: LifecycleHandle, pool_name: str | None)
     NODE_PATCHER.acquire()
     with _lock:
         _MANAGERS[manager] = binding
+    manager_ref = weakref.ref(manager)
 
     def undo() -> None:
         with _lock:
-            if _MANAGERS.get(manager) is binding:
+            manager = manager_ref()
+            if manager is not None and _MANAGERS.get(manager) is binding:
                 del _MANAGERS[manager]
         NODE_PATCHER.release()
 
-    handle._closers.append(undo)
+    # on uninstrument(), or when the cluster is garbage-collected without it
+    finalizer = weakref.finalize(cluster, undo)
+    handle._closers.append(finalizer)
     for node in _current_nodes(manager):
         client = node.redis_connection
         if client is not None:

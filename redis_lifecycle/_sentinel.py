@@ -32,6 +32,7 @@ so that they can be filtered out with :func:`is_discovery`.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -191,12 +192,14 @@ def attach_sentinel_pool(
     pool: Any,
     pool_name: str | None,
     attach: Callable[..., None] | None = None,
+    owner: Any = None,
 ) -> None:
     """Attach a ``SentinelConnectionPool`` (and the sentinels' own clients,
     named ``sentinel:<host>:<port>``) to ``handle``.
 
     ``attach(handle, pool, name, origin=...)`` attaches the pool itself: the
-    sync one by default, the asyncio one for asyncio pools.
+    sync one by default, the asyncio one for asyncio pools. ``owner`` is what
+    was instrumented (the client, else the pool).
     """
     if attach is None:
         from .instrument import attach_sync_pool
@@ -204,7 +207,8 @@ def attach_sentinel_pool(
         attach = attach_sync_pool
     name = pool_name or managed_pool_name(pool)
     SENTINEL_PATCHER.acquire()
-    handle._closers.append(SENTINEL_PATCHER.release)
+    # released on uninstrument(), or when the client is garbage-collected without it
+    handle._closers.append(weakref.finalize(owner or pool, SENTINEL_PATCHER.release))
     attach(handle, pool, name, origin=_pool_origin(pool, name))
     state = pool_state_of(pool)
     if state is not None:
@@ -229,7 +233,7 @@ def _attach_discovery(handle: LifecycleHandle, manager: Any) -> None:
 
 def attach_sentinel_client(client: Any, handle: LifecycleHandle, pool_name: str | None) -> None:
     """``instrument()`` for a client from ``Sentinel.master_for``/``slave_for``."""
-    attach_sentinel_pool(handle, client.connection_pool, pool_name)
+    attach_sentinel_pool(handle, client.connection_pool, pool_name, owner=client)
 
 
 def attach_sentinel_pool_target(pool: Any, handle: LifecycleHandle, pool_name: str | None) -> None:

@@ -1,0 +1,132 @@
+"""Sync Sentinel: managed clients report the discovered address, discovery
+connections are told apart, and a failover shows up with the new address."""
+
+from __future__ import annotations
+
+import gc
+import redis
+from redis.sentinel import Sentinel
+
+import redis_lifecycle as rl
+from redis_lifecycle._sentinel import SENTINEL_PATCHER, is_discovery
+
+from ..helpers import Recorder, wait_until
+from .conftest import SERVICE, SentinelSetup
+
+
+def managed(recorder: Recorder) -> list[rl.LifecycleEvent]:
+    return [e for e in recorder.events if not is_discovery(e)]
+
+
+class TestManagedClients:
+    def test_master_client_events_carry_the_discovered_master(
+        self, sentinel_setup: SentinelSetup, recorder: Recorder
+    ) -> None:
+        """A ``master_for`` client's events name the master sentinel gave it,
+        never redis-py's placeholder ``localhost:6379``."""
+        sentinel = Sentinel(sentinel_setup.sentinels)
+        client = sentinel.master_for(SERVICE)
+        handle = rl.instrument(client)
+        handle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        assert client.set("k", "v")
+        connected = recorder.wait_for(rl.ConnectionConnectedEvent, lambda e: not is_discovery(e))
+        assert (connected.host, connected.port) == ("127.0.0.1", sentinel_setup.master.port)
+        assert connected.pool_name == f"{SERVICE}/master"
+        for event in managed(recorder):
+            assert event.port != 6379 and event.host != "localhost", event
+        created = [e for e in managed(recorder) if isinstance(e, rl.ConnectionCreatedEvent)]
+        assert created and all(e.port == sentinel_setup.master.port for e in created)
+
+    def test_replica_client_events_carry_the_replica(
+        self, sentinel_setup: SentinelSetup, recorder: Recorder
+    ) -> None:
+        """A ``slave_for`` client's events name the replica and its pool is
+        ``<service>/replica``."""
+        sentinel = Sentinel(sentinel_setup.sentinels)
+        client = sentinel.slave_for(SERVICE)
+        rl.instrument(client).dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        client.get("k")
+        connected = recorder.wait_for(rl.ConnectionConnectedEvent, lambda e: not is_discovery(e))
+        assert connected.port == sentinel_setup.replica.port
+        assert connected.pool_name == f"{SERVICE}/replica"
+
+    def test_discovery_connections_are_distinguishable(
+        self, sentinel_setup: SentinelSetup, recorder: Recorder
+    ) -> None:
+        """The sentinel queries emit under ``sentinel:<host>:<port>`` with the
+        sentinel's address, and ``is_discovery`` tells them apart."""
+        sentinel = Sentinel(sentinel_setup.sentinels)
+        client = sentinel.master_for(SERVICE)
+        handle = rl.instrument(client)
+        handle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        client.ping()
+        discovery = [e for e in recorder.events if is_discovery(e)]
+        assert discovery, f"no discovery events; saw {recorder.types()}"
+        name = f"sentinel:127.0.0.1:{sentinel_setup.sentinel.port}"
+        assert {e.pool_name for e in discovery} == {name}
+        assert {e.port for e in discovery} == {sentinel_setup.sentinel.port}
+        assert managed(recorder), "the managed pool emitted nothing"
+        assert sorted(s["pool_name"] for s in handle.pool_stats()) == [f"{SERVICE}/master", name]
+
+    def test_uninstrument_removes_everything(
+        self, sentinel_setup: SentinelSetup, recorder: Recorder
+    ) -> None:
+        """After ``uninstrument`` neither pool emits, the Sentinel wrappers are
+        gone, and the client still works."""
+        gc.collect()  # clients of earlier tests release the wrappers when collected
+        assert not SENTINEL_PATCHER.installed
+        sentinel = Sentinel(sentinel_setup.sentinels)
+        client = sentinel.master_for(SERVICE)
+        rl.instrument(client).dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        assert SENTINEL_PATCHER.installed
+        assert rl.uninstrument(client)
+        assert not SENTINEL_PATCHER.installed
+        recorder.clear()
+        client.connection_pool.disconnect()
+        assert client.set("k", "v")
+        assert recorder.events == []
+
+
+class TestFailover:
+    def test_sentinel_failover_is_seen_with_the_new_address(
+        self, sentinel_setup: SentinelSetup, recorder: Recorder
+    ) -> None:
+        """``SENTINEL FAILOVER``: the old master's connection is closed and the
+        same client reconnects, with events naming the promoted replica."""
+        old, new = sentinel_setup.master, sentinel_setup.replica
+        sentinel = Sentinel(sentinel_setup.sentinels)
+        client = sentinel.master_for(SERVICE)
+        rl.instrument(client).dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        assert client.set("before", "1")
+        first = recorder.wait_for(rl.ConnectionConnectedEvent, lambda e: not is_discovery(e))
+        assert first.port == old.port
+        sentinel_setup.admin.execute_command("SENTINEL", "FAILOVER", SERVICE)
+        sentinel_setup.wait(
+            lambda: sentinel_setup.master_address()[1] == new.port, "the sentinel to promote"
+        )
+
+        def writes_to_new_master() -> bool:
+            try:
+                client.set("after", "1")
+            except redis.RedisError:
+                return False
+            return any(
+                e.port == new.port
+                for e in recorder.of(rl.ConnectionConnectedEvent)
+                if not is_discovery(e)
+            )
+
+        wait_until(writes_to_new_master, timeout=30, what="a write through the new master")
+        closed = [
+            e
+            for e in recorder.of(rl.ConnectionDisconnectedEvent)
+            if not is_discovery(e) and e.port == old.port
+        ]
+        assert closed, f"no disconnect from the old master; saw {recorder.types()}"
+        moved = [
+            e
+            for e in recorder.of(rl.ConnectionReconnectedEvent)
+            if not is_discovery(e) and e.port == new.port
+        ]
+        assert moved, "the same connection object should reconnect, to the new address"
+        assert moved[0].connection_id == first.connection_id
