@@ -4,6 +4,7 @@ connections are told apart, and a failover shows up with the new address."""
 from __future__ import annotations
 
 import gc
+
 import redis
 from redis.sentinel import Sentinel
 
@@ -33,9 +34,11 @@ class TestManagedClients:
         assert (connected.host, connected.port) == ("127.0.0.1", sentinel_setup.master.port)
         assert connected.pool_name == f"{SERVICE}/master"
         for event in managed(recorder):
-            assert event.port != 6379 and event.host != "localhost", event
+            assert event.port != 6379, event
+            assert event.host != "localhost", event
         created = [e for e in managed(recorder) if isinstance(e, rl.ConnectionCreatedEvent)]
-        assert created and all(e.port == sentinel_setup.master.port for e in created)
+        assert created
+        assert all(e.port == sentinel_setup.master.port for e in created)
 
     def test_replica_client_events_carry_the_replica(
         self, sentinel_setup: SentinelSetup, recorder: Recorder
