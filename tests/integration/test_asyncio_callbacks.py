@@ -318,3 +318,34 @@ class TestNoRunningLoop:
         await async_wait_for(recorder, rl.PoolResetEvent)
         await handle.drain()
         assert ran_on == [(asyncio.get_running_loop(), threading.get_ident())]
+
+
+class TestExecutor:
+    async def test_async_callbacks_through_an_executor_run_on_the_clients_loop(
+        self, client: aredis.Redis
+    ) -> None:
+        """With an AsyncCallbackExecutor, plain callbacks run on its worker threads and
+        async def callbacks are handed back to the client's loop; drain() waits for
+        them."""
+        loop_thread = threading.get_ident()
+        plain_threads: set[int] = set()
+        async_runs: list[tuple[Any, int]] = []
+        with rl.AsyncCallbackExecutor(pool_size=2) as executor:
+            handle = rl.instrument(client, async_callbacks=executor)
+            handle.dispatcher.subscribe(
+                rl.ConnectionConnectedEvent, lambda e: plain_threads.add(threading.get_ident())
+            )
+
+            async def on_connected(event: rl.LifecycleEvent) -> None:
+                async_runs.append((asyncio.get_running_loop(), threading.get_ident()))
+
+            handle.dispatcher.subscribe(rl.ConnectionConnectedEvent, on_connected)
+            assert await client.ping() is True
+            deadline = asyncio.get_running_loop().time() + 5
+            while not async_runs and asyncio.get_running_loop().time() < deadline:
+                await handle.drain()
+                await asyncio.sleep(0.005)  # the worker thread hands it over
+            await handle.drain()
+        assert plain_threads
+        assert loop_thread not in plain_threads
+        assert async_runs == [(asyncio.get_running_loop(), loop_thread)]

@@ -527,3 +527,42 @@ class TestClientsAndPools:
     async def test_instrument_is_idempotent(self, client: aredis.Redis) -> None:
         """A second instrument() of the same asyncio client returns the same handle."""
         assert rl.instrument(client) is rl.instrument(client)
+
+    async def test_instrumented_existing_blocking_pool_reports_one_release(
+        self, server: RedisServer, recorder: Recorder
+    ) -> None:
+        """instrument() of an existing asyncio BlockingConnectionPool (whose release
+        calls super().release): one acquired and one released per command."""
+        pool = aredis.BlockingConnectionPool(host=server.host, port=server.port, max_connections=2)
+        c = aredis.Redis(connection_pool=pool)
+        listen(pool, recorder)
+        try:
+            await c.set("a", 1)
+            await c.get("a")
+        finally:
+            await c.aclose()
+            await pool.aclose()
+        assert len(recorder.exactly(rl.PoolConnectionAcquiredEvent)) == 2
+        assert len(recorder.exactly(rl.PoolConnectionReleasedEvent)) == 2
+
+    async def test_lifecycle_pool_handle_aclose_leaves_a_working_pool(
+        self, server: RedisServer, recorder: Recorder
+    ) -> None:
+        """await pool.lifecycle.aclose() stops the lifecycle pool's events; the pool (a
+        real subclass) keeps serving commands."""
+        pool = LifecycleConnectionPool(host=server.host, port=server.port)
+        handle = pool.lifecycle
+        handle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        c = aredis.Redis(connection_pool=pool)
+        try:
+            await c.ping()
+            await handle.aclose()
+            count = len(recorder.events)
+            await pool.disconnect()
+            assert await c.ping() is True
+            assert len(recorder.events) == count
+            with pytest.raises(RuntimeError, match="uninstrumented"):
+                pool.lifecycle  # noqa: B018
+        finally:
+            await c.aclose()
+            await pool.aclose()
