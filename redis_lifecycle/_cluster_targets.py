@@ -12,7 +12,7 @@ from typing import Any
 import redis.cluster as rcluster
 
 from ._cluster import attach_cluster
-from ._sentinel import attach_sentinel_client, attach_sentinel_pool_target, is_sentinel_pool
+from ._sentinel import attach_sentinel_client, attach_sentinel_pool, attach_sentinel_pool_target
 from ._targets import register_target_kind
 
 __all__: list[str] = []
@@ -31,4 +31,34 @@ register_target_kind(
     attach_sentinel_client,
 )
 
-_ = is_sentinel_pool  # asyncio kinds below use it once the asyncio hooks exist
+
+def _register_asyncio_kinds() -> None:
+    """The asyncio cluster and Sentinel clients (if the asyncio hooks exist)."""
+    try:
+        import redis.asyncio.cluster as acluster
+        import redis.asyncio.sentinel as asentinel
+
+        from ._async_cluster import attach_async_cluster
+        from ._async_targets import attach_async_pool
+    except ImportError:  # pragma: no cover - redis-py without asyncio support
+        return
+
+    def is_async_sentinel_pool(obj: Any) -> bool:
+        return isinstance(obj, asentinel.SentinelConnectionPool)
+
+    def attach_pool(pool: Any, handle: Any, pool_name: str | None) -> None:
+        attach_sentinel_pool(handle, pool, pool_name, attach=attach_async_pool)
+
+    def attach_client(client: Any, handle: Any, pool_name: str | None) -> None:
+        attach_sentinel_pool(
+            handle, client.connection_pool, pool_name, attach=attach_async_pool, owner=client
+        )
+
+    register_target_kind(lambda obj: isinstance(obj, acluster.RedisCluster), attach_async_cluster)
+    register_target_kind(is_async_sentinel_pool, attach_pool)
+    register_target_kind(
+        lambda obj: is_async_sentinel_pool(getattr(obj, "connection_pool", None)), attach_client
+    )
+
+
+_register_asyncio_kinds()

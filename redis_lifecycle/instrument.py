@@ -126,6 +126,9 @@ class LifecycleHandle:
         self._callbacks = callbacks or CallbackRegistry(delivery.dispatcher)
         self._pools: list[weakref.ref[Any]] = []
         self._closers: list[Callable[[], None]] = []
+        #: Extra ``pool_stats()`` rows for pools that are not pool objects
+        #: (asyncio cluster nodes).
+        self._stats_sources: list[Callable[[], list[dict[str, Any]]]] = []
 
     @property
     def dispatcher(self) -> EventDispatcher:
@@ -181,7 +184,7 @@ class LifecycleHandle:
     def pool_stats(self) -> list[dict[str, Any]]:
         """Per pool: ``pool_name``, ``max_connections``, ``timeout``, ``active``,
         ``idle`` and ``total`` connections, read now."""
-        stats = []
+        stats = [row for source in self._stats_sources for row in source()]
         for pool in self.pools():
             state = pool_state_of(pool)
             if state is None:
@@ -232,6 +235,7 @@ class LifecycleHandle:
         for closer in self._closers:
             closer()
         self._closers.clear()
+        self._stats_sources.clear()
 
     def __repr__(self) -> str:
         names = [s["pool_name"] for s in self.pool_stats()]

@@ -1,0 +1,152 @@
+"""``redis.asyncio.cluster.RedisCluster``: events from every node (which are
+not pool objects), nodes found later, a killed master, uninstrument."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+
+import redis_lifecycle as rl
+from redis_lifecycle._async_cluster import NODE_PATCHER, NODES
+
+from ..helpers import Recorder
+from .conftest import Cluster
+from .test_cluster_sync import keys_on_every_node
+
+
+@pytest.fixture
+async def client(cluster: Cluster) -> AsyncIterator[RedisCluster]:
+    client = RedisCluster(host=cluster.host, port=cluster.port)
+    yield client
+    await client.aclose()
+
+
+class TestEveryNode:
+    async def test_nodes_found_by_the_first_initialize_emit(
+        self, cluster: Cluster, client: RedisCluster, recorder: Recorder
+    ) -> None:
+        """Instrumented before it connects, the client's first topology
+        discovery attaches every master: each emits pool_created, connects,
+        and reports acquire/release with its own address and name."""
+        handle = rl.instrument(client)
+        handle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        for key in keys_on_every_node(cluster):
+            await client.set(key, "v")
+            assert await client.get(key) == b"v"
+        created = {e.port for e in recorder.of(rl.PoolCreatedEvent)}
+        assert cluster.ports() <= created
+        for cls in (
+            rl.ConnectionConnectedEvent,
+            rl.PoolConnectionCreatedEvent,
+            rl.PoolConnectionAcquiredEvent,
+            rl.PoolConnectionReleasedEvent,
+        ):
+            ports = {e.port for e in recorder.of(cls)}
+            assert ports == cluster.ports(), f"{cls.__name__} only from {ports}"
+        for event in recorder.events:
+            assert event.pool_name == f"127.0.0.1:{event.port}"
+        rows = {s["pool_name"]: s for s in handle.pool_stats()}
+        for port in cluster.ports():
+            row = rows[f"127.0.0.1:{port}"]
+            assert row["active"] == 0
+            assert row["idle"] == row["total"] >= 1
+
+    async def test_pool_name_prefixes_the_node_name(
+        self, cluster: Cluster, client: RedisCluster
+    ) -> None:
+        """``instrument(cluster, pool_name=P)`` names nodes ``P/host:port``."""
+        await client.initialize()
+        handle = rl.instrument(client, pool_name="orders")
+        names = {s["pool_name"] for s in handle.pool_stats()}
+        assert names == {f"orders/127.0.0.1:{p}" for p in cluster.ports()}
+
+
+class TestTopologyChanges:
+    async def test_node_discovered_by_a_moved_redirect_emits(
+        self, cluster: Cluster, client: RedisCluster, recorder: Recorder
+    ) -> None:
+        """A slot moved to a node the client never knew: the MOVED redirect
+        builds that node, which is attached and emits with its address."""
+        await client.initialize()
+        handle = rl.instrument(client)
+        handle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        spare = cluster.spare
+        key = f"rl:moved:{uuid.uuid4().hex}"
+        slot = key_slot(key.encode())
+        owner = cluster.owner_of(slot)
+        cluster.move_slot(slot, owner, spare)
+        try:
+            await client.set(key, "on-the-spare")
+            assert await client.get(key) == b"on-the-spare"
+            created = recorder.wait_for(rl.PoolCreatedEvent, lambda e: e.port == spare.port)
+            assert created.pool_name == f"127.0.0.1:{spare.port}"
+            recorder.wait_for(rl.ConnectionConnectedEvent, lambda e: e.port == spare.port)
+            recorder.wait_for(rl.PoolConnectionAcquiredEvent, lambda e: e.port == spare.port)
+        finally:
+            await client.delete(key)
+            cluster.move_slot(slot, spare, owner)
+
+    async def test_killed_master_reports_its_node_and_client_recovers(
+        self, cluster: Cluster, client: RedisCluster, recorder: Recorder
+    ) -> None:
+        """SIGKILL of a master: ``error`` and ``disconnected`` carry that node's
+        address, no healthy node is blamed; after a restart the client
+        connects to it again."""
+        handle = rl.instrument(client)
+        handle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        keys = keys_on_every_node(cluster)
+        for key in keys:
+            await client.set(key, "v")
+        key = keys[0]
+        victim = cluster.owner_of(key_slot(key.encode()))
+        recorder.clear()
+        victim.kill()
+        try:
+            with pytest.raises((redis.ConnectionError, redis.exceptions.ClusterDownError)):
+                await client.get(key)
+            errors = [e for e in recorder.of(rl.ConnectionErrorEvent) if e.port == victim.port]
+            assert errors, f"no error event for the killed node; saw {recorder.types()}"
+            down = [e for e in recorder.of(rl.ConnectionDisconnectedEvent) if e.port == victim.port]
+            assert down, f"no disconnect for the killed node; saw {recorder.types()}"
+            others = cluster.ports() - {victim.port}
+            assert not [e for e in recorder.of(rl.ConnectionErrorEvent) if e.port in others]
+        finally:
+            victim.start()
+        cluster.wait_ok()
+        recorder.clear()
+        for _ in range(300):  # until the restarted master accepts the write again
+            try:
+                await client.set(key, "again")
+                break
+            except redis.RedisError:
+                await asyncio.sleep(0.1)
+        assert await client.get(key) == b"again"
+        back = [e for e in recorder.of(rl.ConnectionConnectedEvent) if e.port == victim.port]
+        assert back, f"no (re)connect to the restarted node; saw {recorder.types()}"
+
+
+class TestUninstrument:
+    async def test_uninstrument_silences_every_node(
+        self, cluster: Cluster, client: RedisCluster, recorder: Recorder
+    ) -> None:
+        """After ``uninstrument`` no node emits, the node wrappers are gone and
+        no node stays registered; the client keeps working."""
+        await client.initialize()
+        gc.collect()  # clusters of earlier tests release the wrappers when collected
+        handle = rl.instrument(client)
+        handle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        assert NODE_PATCHER.installed
+        assert rl.uninstrument(client)
+        assert not NODE_PATCHER.installed
+        assert not NODES
+        assert handle.pool_stats() == []
+        for key in keys_on_every_node(cluster):
+            await client.set(key, "v")
+        assert recorder.events == []
