@@ -10,34 +10,39 @@ True
 
 from __future__ import annotations
 
-from ._auto import instrument_all, uninstrument_all
-from ._version import __version__
-from .dispatcher import EventDispatcher, Subscription
-from .errors import CallbackError, CallbackErrorHandler
-from .events import (
-    CloseReason,
-    ConnectionConnectedEvent,
-    ConnectionCreatedEvent,
-    ConnectionDisconnectedEvent,
-    ConnectionErrorEvent,
-    ConnectionHealthCheckEvent,
-    ConnectionMarkedForReconnectEvent,
-    ConnectionReconnectedEvent,
-    EventOrigin,
-    EventType,
-    LifecycleEvent,
-    PoolConnectionAcquiredEvent,
-    PoolConnectionCreatedEvent,
-    PoolConnectionReleasedEvent,
-    PoolCreatedEvent,
-    PoolExhaustedEvent,
-    PoolResetEvent,
-)
-from .executor import AsyncCallbackExecutor
-from .health import HealthCheckResult, health_check
-from .instrument import LifecycleHandle, instrument, uninstrument
-from .metrics import Instrumentation
-from .pool import LifecycleBlockingConnectionPool, LifecycleConnectionPool, pooled
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._auto import instrument_all, uninstrument_all
+    from ._version import __version__
+    from .dispatcher import EventDispatcher, Subscription
+    from .errors import CallbackError, CallbackErrorHandler
+    from .events import (
+        CloseReason,
+        ConnectionConnectedEvent,
+        ConnectionCreatedEvent,
+        ConnectionDisconnectedEvent,
+        ConnectionErrorEvent,
+        ConnectionHealthCheckEvent,
+        ConnectionMarkedForReconnectEvent,
+        ConnectionReconnectedEvent,
+        EventOrigin,
+        EventType,
+        LifecycleEvent,
+        PoolConnectionAcquiredEvent,
+        PoolConnectionCreatedEvent,
+        PoolConnectionReleasedEvent,
+        PoolCreatedEvent,
+        PoolExhaustedEvent,
+        PoolResetEvent,
+    )
+    from .executor import AsyncCallbackExecutor
+    from .health import HealthCheckResult, health_check
+    from .instrument import LifecycleHandle, instrument, uninstrument
+    from .metrics import Instrumentation
+    from .pool import LifecycleBlockingConnectionPool, LifecycleConnectionPool, pooled
+
 
 __all__ = [
     "AsyncCallbackExecutor",
@@ -75,3 +80,57 @@ __all__ = [
     "uninstrument",
     "uninstrument_all",
 ]
+
+# Submodules load on first use: `import redis_lifecycle` (done by the pytest
+# plugin in every test run of every project that installs us) costs ~1 ms
+# instead of importing redis and the whole package.
+_EXPORTS: dict[str, str] = {
+    "__version__": "._version",
+    "AsyncCallbackExecutor": ".executor",
+    "CallbackError": ".errors",
+    "CallbackErrorHandler": ".errors",
+    "CloseReason": ".events",
+    "ConnectionConnectedEvent": ".events",
+    "ConnectionCreatedEvent": ".events",
+    "ConnectionDisconnectedEvent": ".events",
+    "ConnectionErrorEvent": ".events",
+    "ConnectionHealthCheckEvent": ".events",
+    "ConnectionMarkedForReconnectEvent": ".events",
+    "ConnectionReconnectedEvent": ".events",
+    "EventDispatcher": ".dispatcher",
+    "EventOrigin": ".events",
+    "EventType": ".events",
+    "health_check": ".health",
+    "HealthCheckResult": ".health",
+    "instrument": ".instrument",
+    "instrument_all": "._auto",
+    "Instrumentation": ".metrics",
+    "LifecycleBlockingConnectionPool": ".pool",
+    "LifecycleConnectionPool": ".pool",
+    "LifecycleEvent": ".events",
+    "LifecycleHandle": ".instrument",
+    "PoolConnectionAcquiredEvent": ".events",
+    "PoolConnectionCreatedEvent": ".events",
+    "PoolConnectionReleasedEvent": ".events",
+    "PoolCreatedEvent": ".events",
+    "pooled": ".pool",
+    "PoolExhaustedEvent": ".events",
+    "PoolResetEvent": ".events",
+    "Subscription": ".dispatcher",
+    "uninstrument": ".instrument",
+    "uninstrument_all": "._auto",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        msg = f"module 'redis_lifecycle' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
