@@ -42,7 +42,7 @@ def test_importing_the_package_does_not_import_redis() -> None:
         "import sys, redis_lifecycle.pytest_plugin\n"
         "assert 'redis' not in sys.modules, 'redis imported'\n"
         "assert 'redis_lifecycle._sync' not in sys.modules\n"
-        "import redis_lifecycle as rl; rl.instrument\n"
+        "import redis_lifecycle as rl; rl.LifecycleConnectionPool\n"
         "assert 'redis' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
