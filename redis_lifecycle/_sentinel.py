@@ -131,6 +131,23 @@ def _connect_to(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     return wrapped(*args, **kwargs)
 
 
+def _state_behind(reference: Any) -> PoolState | None:
+    """The state of the pool a Sentinel-managed connection points at: sync
+    gives it a ``SentinelConnectionPoolProxy`` (holding a weak reference to
+    the pool), asyncio a ``weakref.proxy`` of the pool."""
+    if reference is None:
+        return None
+    if isinstance(reference, weakref.ProxyTypes):
+        state = getattr(reference, "_rl_state", None)  # forwarded to the pool
+        pool = state.pool_ref() if isinstance(state, PoolState) else None
+        if pool is not None and pool.connection_kwargs is reference.connection_kwargs:
+            return state
+        return None
+    ref = getattr(reference, "connection_pool_ref", None)
+    pool = ref() if ref is not None else reference
+    return pool_state_of(pool) if pool is not None else None
+
+
 def _init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """After ``SentinelManagedConnection.__init__``: a connection of an
     instrumented pool is registered at once with the pool's current address
@@ -138,10 +155,7 @@ def _init(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     ``localhost:6379``, which it has until it connects."""
     result = wrapped(*args, **kwargs)
     try:
-        proxy = getattr(instance, "connection_pool", None)
-        ref = getattr(proxy, "connection_pool_ref", None)
-        pool = ref() if ref is not None else proxy
-        state = pool_state_of(pool) if pool is not None else None
+        state = _state_behind(getattr(instance, "connection_pool", None))
         if state is not None:
             conn_state = register_connection(instance, state)
             if not conn_state.connected:
