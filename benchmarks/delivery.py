@@ -1,7 +1,7 @@
 """Delivery costs: executor throughput and Instrumentation cost per event.
 
-    python benchmarks/delivery.py            # both, a few seconds
-    python benchmarks/delivery.py --events 500000
+    python benchmarks/delivery.py            # 1 and 2, a few seconds
+    python benchmarks/delivery.py --redis    # also 3 (starts its own redis-server)
 
 1. ``AsyncCallbackExecutor`` throughput: events per second emitted through a
    ``Delivery`` onto the workers and run there (one no-op callback), from
@@ -11,6 +11,11 @@
 2. ``Instrumentation``: nanoseconds per ``_observe`` of an acquired and a
    released event and per ``_record_callback``: what one command adds when
    every per-command event is subscribed (2 observes + 2 records).
+
+3. ``--redis``: GET ops/s on loopback, bare redis-py against a pool with every
+   event subscribed (one no-op callback each) plus ``Instrumentation``, inline
+   and through an ``AsyncCallbackExecutor``; rounds interleaved, best round of
+   each reported as a ratio to bare (DESIGN.md's budgets: 0.93 and 0.90).
 
 Not a test: numbers depend on the machine and its load; compare runs made
 side by side.
@@ -95,10 +100,60 @@ def instrumentation_cost(number: int) -> dict[str, float]:
     }
 
 
+def get_ratios(rounds: int, ops: int) -> dict[str, float]:
+    import redis
+
+    from redis_lifecycle.events import EVENT_CLASSES
+    from redis_lifecycle.server import RedisServer, find_server_binary
+
+    binary, reasons = find_server_binary()
+    if binary is None:
+        raise SystemExit("no redis-server: " + "; ".join(reasons))
+    with RedisServer(binary) as server:
+        kwargs = server.connection_kwargs()
+
+        def everything(executor: rl.AsyncCallbackExecutor | None) -> redis.Redis:
+            dispatcher = rl.EventDispatcher()
+            for cls in EVENT_CLASSES:
+                dispatcher.subscribe(cls, lambda event: None)
+            pool = rl.LifecycleConnectionPool(
+                **kwargs,
+                event_dispatcher=dispatcher,
+                instrumentation=rl.Instrumentation(),
+                async_callbacks=executor,
+            )
+            return redis.Redis(connection_pool=pool)
+
+        executor = rl.AsyncCallbackExecutor(pool_size=1, queue_size=10_000)
+        clients = {
+            "bare": redis.Redis(**kwargs),
+            "all events + Instrumentation, inline": everything(None),
+            "all events + Instrumentation, executor": everything(executor),
+        }
+        clients["bare"].set("bench", "x")
+        best = dict.fromkeys(clients, 0.0)
+        for _ in range(rounds):
+            for name, client in clients.items():
+                get = client.get
+                started = time.perf_counter()
+                for _ in range(ops):
+                    get("bench")
+                best[name] = max(best[name], ops / (time.perf_counter() - started))
+        executor.shutdown()
+        for client in clients.values():
+            client.close()
+    bare = best["bare"]
+    print(f"GET bare: {bare:,.0f} ops/s (best of {rounds} rounds of {ops})")
+    return {name: rate / bare for name, rate in best.items() if name != "bare"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--queue-size", type=int, default=1000)
+    parser.add_argument("--redis", action="store_true", help="also GET ratios vs bare")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--ops", type=int, default=10_000)
     args = parser.parse_args()
     for pool_size in (1, 4):
         rate, stats = executor_throughput(args.events, pool_size, args.queue_size)
@@ -114,6 +169,9 @@ def main() -> None:
         2 * costs["record_callback"] + costs["observe(acquired)"] + costs["observe(released)"]
     )
     print(f"Instrumentation per command (2 observes + 2 callback records): {per_command:.0f} ns")
+    if args.redis:
+        for name, ratio in get_ratios(args.rounds, args.ops).items():
+            print(f"GET {name}: {ratio:.3f} of bare")
 
 
 if __name__ == "__main__":

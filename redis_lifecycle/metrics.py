@@ -132,8 +132,6 @@ class _PoolShard:
     """One thread's view of one pool."""
 
     __slots__ = (
-        "acquisitions",
-        "active",
         "connections_created",
         "connects",
         "disconnects",
@@ -143,18 +141,14 @@ class _PoolShard:
         "health_latency",
         "health_passed",
         "held",
-        "idle",
+        "last",
         "marked",
         "reconnects",
-        "releases",
         "resets",
-        "seen_at",
         "wait",
     )
 
     def __init__(self) -> None:
-        self.acquisitions = 0
-        self.releases = 0
         self.wait = LogHistogram()
         self.held = LogHistogram()
         self.exhaustions = 0
@@ -168,14 +162,10 @@ class _PoolShard:
         self.health_latency = LogHistogram()
         self.marked = 0
         self.resets = 0
-        #: active/idle from the latest acquired/released event, and its timestamp.
-        self.active: int | None = None
-        self.idle: int | None = None
-        self.seen_at = -1.0
+        #: The latest acquired/released event (for active/idle).
+        self.last: Any = None
 
     def merge(self, other: _PoolShard) -> None:
-        self.acquisitions += other.acquisitions
-        self.releases += other.releases
         self.wait.merge(other.wait)
         self.held.merge(other.held)
         self.exhaustions += other.exhaustions
@@ -191,10 +181,9 @@ class _PoolShard:
         self.health_latency.merge(other.health_latency)
         self.marked += other.marked
         self.resets += other.resets
-        if other.seen_at > self.seen_at:
-            self.seen_at = other.seen_at
-            self.active = other.active
-            self.idle = other.idle
+        last = other.last
+        if last is not None and (self.last is None or last._timestamp > self.last._timestamp):
+            self.last = last
 
 
 class _Shard:
@@ -262,11 +251,14 @@ def _callback_metrics(stats: _CallbackShard) -> CallbackMetrics:
 
 
 def _pool_metrics(pool: _PoolShard) -> PoolMetrics:
+    wait = pool.wait.summary()
+    held = pool.held.summary()
+    last = pool.last
     return {
-        "acquisitions": pool.acquisitions,
-        "releases": pool.releases,
-        "wait_time": pool.wait.summary(),
-        "held_time": pool.held.summary(),
+        "acquisitions": wait["count"],
+        "releases": held["count"],
+        "wait_time": wait,
+        "held_time": held,
         "exhaustions": pool.exhaustions,
         "connections_created": pool.connections_created,
         "connects": pool.connects,
@@ -281,8 +273,8 @@ def _pool_metrics(pool: _PoolShard) -> PoolMetrics:
         },
         "marked_for_reconnect": pool.marked,
         "resets": pool.resets,
-        "active": pool.active,
-        "idle": pool.idle,
+        "active": None if last is None else last._active_connections,
+        "idle": None if last is None else last._idle_connections,
     }
 
 
@@ -338,24 +330,20 @@ class Instrumentation:
             pool = shard.pools[name] = _PoolShard()
         cls = type(ev)
         # LogHistogram.add, inlined: these two run on every command.
+        # Acquisitions and releases are the counts of the wait and held
+        # histograms; the latest event is kept whole for active/idle.
         if cls is PoolConnectionAcquiredEvent:
-            pool.acquisitions += 1
             pending = pool.wait.pending
             pending.append(ev._wait_time)
             if len(pending) >= FLUSH_AT:
                 pool.wait.flush()
-            pool.active = ev._active_connections
-            pool.idle = ev._idle_connections
-            pool.seen_at = ev._timestamp
+            pool.last = ev
         elif cls is PoolConnectionReleasedEvent:
-            pool.releases += 1
             pending = pool.held.pending
             pending.append(ev._held_time)
             if len(pending) >= FLUSH_AT:
                 pool.held.flush()
-            pool.active = ev._active_connections
-            pool.idle = ev._idle_connections
-            pool.seen_at = ev._timestamp
+            pool.last = ev
         else:
             _observe_rare(pool, ev)
 
