@@ -42,13 +42,14 @@ def run_outages(
     wiring = Wiring(mode)
     client = make_client(server, wiring, kind, **connection_kwargs)
     bystander = redis.Redis(host=server.host, port=server.port)
-    windows: list[tuple[float, float]] = []
+    windows: list[tuple[float, float, float]] = []
     try:
         with Load(client, threads) as load, Load(bystander, 1, name="bystander") as other:
             load.progress()
             for _ in range(outages):
                 fault = time.time()
                 server.kill()
+                injected = time.time()
                 wait_until(
                     lambda since=fault: any(
                         e.timestamp >= since
@@ -61,7 +62,7 @@ def run_outages(
                 load.progress()
                 load.pause()
                 touch_all(client.connection_pool)
-                windows.append((fault, time.time()))
+                windows.append((fault, injected, time.time()))
                 load.resume()
                 load.progress()
             load.pause()
