@@ -67,9 +67,8 @@ class Wiring:
         self.executor: rl.AsyncCallbackExecutor | None = None
         if mode.executor is not None:
             # A small queue, so that overflow actually happens under load.
-            self.executor = rl.AsyncCallbackExecutor(
-                pool_size=2, queue_size=16, overflow=mode.executor
-            )
+            policy: Any = mode.executor
+            self.executor = rl.AsyncCallbackExecutor(pool_size=2, queue_size=16, overflow=policy)
         self.raised = 0
         self._lock = threading.Lock()
 

@@ -42,7 +42,7 @@ def run_kills(server: RedisServer, admin: redis.Redis, mode: Mode, rounds: int) 
             load.progress()
             for number in range(1, rounds + 1):
                 start = time.time()
-                killed = sum(admin.client_kill_filter(_id=i) for i in own_ids(admin))
+                killed = sum(int(admin.client_kill_filter(_id=str(i))) for i in own_ids(admin))
                 assert killed > 0
                 load.progress()
                 load.pause()

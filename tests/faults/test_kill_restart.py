@@ -5,6 +5,7 @@ when used again, and the application sees only redis-py's own errors."""
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -31,6 +32,11 @@ from .harness import (
 )
 
 
+def noticed(wiring: Wiring, since: float) -> bool:
+    """Whether a disconnect stamped at or after ``since`` was recorded."""
+    return any(e.timestamp >= since for e in wiring.recorder.of(rl.ConnectionDisconnectedEvent))
+
+
 def run_outages(
     server: RedisServer,
     mode: Mode,
@@ -51,10 +57,7 @@ def run_outages(
                 server.kill()
                 injected = time.time()
                 wait_until(
-                    lambda since=fault: any(
-                        e.timestamp >= since
-                        for e in wiring.recorder.of(rl.ConnectionDisconnectedEvent)
-                    ),
+                    functools.partial(noticed, wiring, fault),
                     timeout=30,
                     what="the outage to be noticed",
                 )

@@ -130,9 +130,9 @@ class TestExplicitHealthCheck:
         listen(client, recorder)
         connection = client.connection_pool.get_connection()
         try:
-            connection.send_command("CLIENT", "ID")
+            connection.send_command("CLIENT", "ID")  # type: ignore[no-untyped-call]
             client_id = int(connection.read_response())
-            assert admin.client_kill_filter(_id=client_id) == 1
+            assert admin.client_kill_filter(_id=str(client_id)) == 1
             failed = rl.health_check(connection)
             assert failed.healthy is False
             assert isinstance(failed.error, redis.exceptions.ConnectionError)
@@ -285,7 +285,7 @@ class TestAutomaticHealthChecks:
             client_id = own_client_id(client)
             connection = client.connection
             assert connection is not None
-            assert admin.client_kill_filter(_id=client_id) == 1
+            assert admin.client_kill_filter(_id=str(client_id)) == 1
             recorder.clear()
             wait_until(
                 lambda: time.monotonic() > connection.next_health_check,
@@ -309,7 +309,7 @@ class TestPubSubHealthPing:
     @pytest.fixture
     def subscriber(self, server: RedisServer) -> Iterator[tuple[redis.Redis, Any]]:
         client = redis.Redis(host=server.host, port=server.port, health_check_interval=1)
-        pubsub = client.pubsub()
+        pubsub = client.pubsub()  # type: ignore[no-untyped-call]
         yield client, pubsub
         pubsub.close()
         client.close()
@@ -358,7 +358,7 @@ class TestPubSubHealthPing:
         pubsub.check_health()  # sends the ping; its reply is read later
         assert pubsub.health_check_response_counter == 1
         recorder.clear()
-        assert admin.client_kill_filter(_id=kill_id) == 1
+        assert admin.client_kill_filter(_id=str(kill_id)) == 1
         wait_until(
             lambda: (
                 pubsub.get_message(timeout=0.1) is None
