@@ -101,7 +101,7 @@ class ExecutorStats(dict[str, int]):
     (events whose callbacks all ran, on a worker or inline), ``failed`` (of
     those, events where at least one callback raised), ``dropped``
     (overflow under ``"drop"`` or a timed-out ``"block"``), ``queued``
-    (waiting now), ``running`` (being run by a worker now), ``ran_inline``
+    (waiting now), ``running`` (workers busy with events now), ``ran_inline``
     (of ``completed``, run on the emitting thread: overflow under
     ``"caller_runs"`` or after shutdown). Once the executor is idle,
     ``completed + dropped == submitted``.

@@ -16,7 +16,8 @@ an :class:`~redis_lifecycle.AsyncCallbackExecutor`'s worker thread; and, per
 pool, what the events say about the pool (checkouts, wait and held times,
 exhaustions, connects, disconnects by reason, errors, health checks). Pool
 metrics are recorded on the thread that emits the event, before any callback
-runs; one instance may serve several pools.
+runs. One instance may serve several pools: they are told apart by
+``pool_name`` (pools given the same name add up).
 
 Durations are in seconds, except health-check latencies, which are in
 milliseconds like :attr:`~redis_lifecycle.ConnectionHealthCheckEvent.latency`.
