@@ -47,11 +47,15 @@ class PoolKind:
         in_use: Any = None,
         is_async: bool = False,
         pool_patcher: MethodPatcher | None = None,
+        hot_patchers: tuple[MethodPatcher, MethodPatcher] | None = None,
     ) -> None:
         self.hooks = hooks
         #: Class-level pool patches filtered by ``POOLS`` (``None``: attach
         #: existing pools by per-instance subclass instead).
         self.pool_patcher = pool_patcher
+        #: ``(checkout, release)`` patches that a ``POOLS`` pool holds only
+        #: while its delivery wants per-command events (see :class:`_HotPatches`).
+        self.hot_patchers = hot_patchers
         self.patcher = patcher
         self.counts = counts
         self.total = total
@@ -60,6 +64,47 @@ class PoolKind:
         #: reported with the time held since instrumentation).
         self.in_use = in_use
         self.is_async = is_async
+
+
+class _HotPatches:
+    """Holds the per-command patches for one registry pool while its delivery
+    wants them: checkout while ``hot`` or ``watch_exhaustion``, release while
+    ``hot``. Re-evaluated on every subscription change (a delivery watcher).
+    """
+
+    def __init__(self, delivery: Delivery, patchers: tuple[MethodPatcher, MethodPatcher]) -> None:
+        self.delivery = delivery
+        self.checkout, self.release = patchers
+        self.holds_checkout = False
+        self.holds_release = False
+        self._lock = threading.Lock()
+
+    def update(self) -> None:
+        delivery = self.delivery
+        with self._lock:
+            want_checkout = delivery.hot or delivery.watch_exhaustion
+            if want_checkout != self.holds_checkout:
+                (self.checkout.acquire if want_checkout else self.checkout.release)()
+                self.holds_checkout = want_checkout
+            want_release = delivery.hot
+            if want_release != self.holds_release:
+                (self.release.acquire if want_release else self.release.release)()
+                self.holds_release = want_release
+
+    def close(self) -> None:
+        with self._lock:
+            if self.holds_checkout:
+                self.checkout.release()
+                self.holds_checkout = False
+            if self.holds_release:
+                self.release.release()
+                self.holds_release = False
+        if self.update in self.delivery.watchers:
+            self.delivery.watchers.remove(self.update)
+
+
+#: The per-command patch holders of attached registry pools, by id(state).
+_hot: dict[int, _HotPatches] = {}
 
 
 def pool_state_of(pool: Any) -> PoolState | None:
@@ -158,6 +203,10 @@ def attach_pool(
                 pool._rl_state = state
             elif strategy == "registry":
                 POOLS[id(pool)] = state
+                if kind.hot_patchers is not None:
+                    hot = _hot[id(state)] = _HotPatches(delivery, kind.hot_patchers)
+                    delivery.watchers.append(hot.update)
+                    hot.update()
             else:
                 pool.__class__ = _lifecycle_class(base, kind.hooks, state)
         except BaseException:
@@ -175,6 +224,9 @@ _attached: dict[int, PoolKind] = {}
 
 def _release(kind: PoolKind, state: PoolState) -> None:
     """Forget ``state`` and give back the patches it held."""
+    hot = _hot.pop(id(state), None)
+    if hot is not None:
+        hot.close()
     forget_pool(state)
     if POOLS.get(id(state.pool_ref())) is state:
         del POOLS[id(state.pool_ref())]
@@ -186,6 +238,9 @@ def _release(kind: PoolKind, state: PoolState) -> None:
 def _pool_gone(state: PoolState) -> None:
     with _lock:
         kind = _attached.pop(id(state), None)
+        hot = _hot.pop(id(state), None)
+        if hot is not None:
+            hot.close()
         if kind is not None:
             forget_pool(state)
             for key in [k for k, s in POOLS.items() if s is state]:

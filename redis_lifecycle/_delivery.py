@@ -13,6 +13,7 @@ event nobody listens to costs one set lookup.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ class Delivery:
         "instrumentation",
         "wanted",
         "watch_exhaustion",
+        "watchers",
     )
 
     def __init__(
@@ -67,6 +69,9 @@ class Delivery:
         self.hot = False
         #: Whether a failed checkout must be examined (pool_exhausted wanted).
         self.watch_exhaustion = False
+        #: Called with no argument after each refresh: the pools that install
+        #: their per-command patches only while this delivery is hot.
+        self.watchers: list[Callable[[], None]] = []
         dispatcher._attach(self)
         if instrumentation is not None:
             instrumentation._attach(self)
@@ -80,6 +85,8 @@ class Delivery:
         self.wanted = frozenset(wanted)
         self.hot = not PER_COMMAND_EVENTS.isdisjoint(wanted)
         self.watch_exhaustion = PoolExhaustedEvent in wanted
+        for watcher in list(self.watchers):
+            watcher()
 
     def emit(self, event: LifecycleEvent) -> None:
         """Deliver ``event``: record its pool metrics here, then run its
@@ -94,7 +101,12 @@ class Delivery:
         instrumentation = self.instrumentation
         if instrumentation is not None:
             instrumentation._observe(event)
-        subscriptions = self.dispatcher.listeners(type(event))
+        # dispatcher.listeners(), inlined: this runs twice per command.
+        cls = type(event)
+        try:
+            subscriptions = self.dispatcher._resolved[cls]
+        except KeyError:
+            subscriptions = self.dispatcher.listeners(cls)
         if not subscriptions:
             return
         executor = self.executor
@@ -111,6 +123,9 @@ class Delivery:
         :class:`CallbackError` to raise (strategy ``"raise"``), if any."""
         instrumentation = self.instrumentation
         first_error: CallbackError | None = None
+        if instrumentation is not None:
+            record = instrumentation._record_callback
+            event_type = event.type
         for subscription in subscriptions:
             callback = subscription.callback
             if instrumentation is None:
@@ -126,12 +141,12 @@ class Delivery:
                 try:
                     result = callback(event)
                 except Exception as exc:
-                    instrumentation._record_callback(event.type, perf_counter() - started, True)
+                    record(event_type, perf_counter() - started, True)
                     error = self.error_handler.handle(exc, event, callback)
                     if error is not None and first_error is None:
                         first_error = error
                     continue
-                instrumentation._record_callback(event.type, perf_counter() - started, False)
+                record(event_type, perf_counter() - started, False)
             if result is not None and hasattr(result, "__await__"):
                 self._schedule(result, event, callback)
         return first_error

@@ -9,7 +9,9 @@ import redis.connection as rconn
 from ._attach import PoolKind
 from ._sync import (
     CONNECTION_PATCHER,
+    SYNC_CHECKOUT_PATCHER,
     SYNC_POOL_PATCHER,
+    SYNC_RELEASE_PATCHER,
     SyncPoolHooks,
     blocking_counts,
     blocking_total,
@@ -29,6 +31,7 @@ SYNC_POOL = PoolKind(
     connections=pool_connections,
     in_use=pool_in_use,
     pool_patcher=SYNC_POOL_PATCHER,
+    hot_patchers=(SYNC_CHECKOUT_PATCHER, SYNC_RELEASE_PATCHER),
 )
 SYNC_BLOCKING_POOL = PoolKind(
     hooks=SyncPoolHooks,
@@ -38,6 +41,7 @@ SYNC_BLOCKING_POOL = PoolKind(
     connections=pool_connections,
     in_use=pool_in_use,
     pool_patcher=SYNC_POOL_PATCHER,
+    hot_patchers=(SYNC_CHECKOUT_PATCHER, SYNC_RELEASE_PATCHER),
 )
 
 

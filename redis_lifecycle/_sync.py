@@ -54,7 +54,9 @@ from .events import (
 
 __all__ = [
     "CONNECTION_PATCHER",
+    "SYNC_CHECKOUT_PATCHER",
     "SYNC_POOL_PATCHER",
+    "SYNC_RELEASE_PATCHER",
     "SyncPoolHooks",
     "blocking_counts",
     "blocking_total",
@@ -146,7 +148,11 @@ def hooked_get_connection(
         wait_time = now - started
         if conn_state.connected_at > started:
             wait_time = max(wait_time - conn_state.last_connect_time, 0.0)
-        active, idle = state.counts(pool)
+        if state.counts is pool_counts:  # inlined for the common pool
+            active = len(pool._in_use_connections)
+            idle = len(pool._available_connections)
+        else:
+            active, idle = state.counts(pool)
         try:
             delivery.emit(
                 PoolConnectionAcquiredEvent(time(), conn_state.origin, wait_time, active, idle)
@@ -185,10 +191,13 @@ def hooked_release(pool: Any, state: PoolState, original: Any, connection: Any) 
     conn_state.checked_out_at = None
     delivery = state.delivery
     if PoolConnectionReleasedEvent in delivery.wanted:
-        active, idle = state.counts(pool)
-        emit(
-            delivery,
-            PoolConnectionReleasedEvent(time(), conn_state.origin, held_time, active, idle),
+        if state.counts is pool_counts:  # inlined for the common pool
+            active = len(pool._in_use_connections)
+            idle = len(pool._available_connections)
+        else:
+            active, idle = state.counts(pool)
+        delivery.emit(
+            PoolConnectionReleasedEvent(time(), conn_state.origin, held_time, active, idle)
         )
     return result
 
@@ -339,14 +348,29 @@ def _patch_reset(original: Any) -> Any:
 
 def _pool_targets() -> Iterable[tuple[type, str, Any]]:
     for cls in (rconn.ConnectionPool, rconn.BlockingConnectionPool):
-        yield cls, "get_connection", _patch_get_connection
-        yield cls, "release", _patch_release
         yield cls, "make_connection", _patch_make_connection
         yield cls, "reset", _patch_reset
 
 
-#: Class-level patches of the sync pools, for pools attached by instrument().
+def _checkout_targets() -> Iterable[tuple[type, str, Any]]:
+    for cls in (rconn.ConnectionPool, rconn.BlockingConnectionPool):
+        yield cls, "get_connection", _patch_get_connection
+
+
+def _release_targets() -> Iterable[tuple[type, str, Any]]:
+    for cls in (rconn.ConnectionPool, rconn.BlockingConnectionPool):
+        yield cls, "release", _patch_release
+
+
+#: Class-level patches of the sync pools, for pools attached by instrument()
+#: (installed while at least one is attached).
 SYNC_POOL_PATCHER = MethodPatcher(_pool_targets)
+#: The per-command patches, installed only while at least one attached pool's
+#: delivery wants a checkout-path event (``hot`` or ``watch_exhaustion``) or a
+#: release event (``hot``): with no such subscriber, instrumented and bare
+#: pools run redis-py's own ``get_connection`` and ``release``, untouched.
+SYNC_CHECKOUT_PATCHER = MethodPatcher(_checkout_targets)
+SYNC_RELEASE_PATCHER = MethodPatcher(_release_targets)
 
 
 def _pool_connections(pool: Any) -> Iterable[Any]:
