@@ -103,7 +103,7 @@ def check_child(report: dict[str, Any]) -> None:
     assert not [e for e in events if e[0] == "error"], events
     # The child works on a connection of its own, made after the reset.
     assert any(e[0] == "connected" and e[2] not in dropped_ids for e in events), events
-    assert sum(1 for e in events if e[0] == "connection_acquired") == 5
+    assert sum(1 for e in events if e[0] == "connection_acquired") == 5, events
 
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
