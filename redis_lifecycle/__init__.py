@@ -43,6 +43,11 @@ if TYPE_CHECKING:
     from .metrics import Instrumentation
     from .pool import LifecycleBlockingConnectionPool, LifecycleConnectionPool, pooled
 
+# `redis_lifecycle.instrument` is also a submodule: importing it first (as tests
+# and users do: `from redis_lifecycle.instrument import ...`) would bind the
+# package attribute to the module, shadowing the function, for good. So these
+# three load eagerly (they pull in wrapt, not redis).
+from .instrument import LifecycleHandle, instrument, uninstrument
 
 __all__ = [
     "AsyncCallbackExecutor",
