@@ -212,7 +212,9 @@ def attach_pool(
         except BaseException:
             _release(kind, state)
             raise
-        weakref.finalize(pool, _pool_gone, state)
+        # Detached again by detach_pool: a finalizer left behind would keep
+        # the state (and its delivery and handle) alive as long as the pool.
+        _finalizers[id(state)] = weakref.finalize(pool, _pool_gone, state)
         _attached[id(state)] = kind
     if PoolCreatedEvent in delivery.wanted:
         emit(delivery, PoolCreatedEvent(time(), origin, size, timeout))
@@ -220,6 +222,7 @@ def attach_pool(
 
 
 _attached: dict[int, PoolKind] = {}
+_finalizers: dict[int, weakref.finalize[Any, Any]] = {}
 
 
 def _release(kind: PoolKind, state: PoolState) -> None:
@@ -237,6 +240,7 @@ def _release(kind: PoolKind, state: PoolState) -> None:
 
 def _pool_gone(state: PoolState) -> None:
     with _lock:
+        _finalizers.pop(id(state), None)
         kind = _attached.pop(id(state), None)
         hot = _hot.pop(id(state), None)
         if hot is not None:
@@ -260,6 +264,9 @@ def detach_pool(pool: Any) -> bool:
             pool._rl_state = None
         elif state.strategy == "swap":
             pool.__class__ = state.base_class
+        finalizer = _finalizers.pop(id(state), None)
+        if finalizer is not None:
+            finalizer.detach()
         kind = _attached.pop(id(state), None)
         if kind is not None:
             _release(kind, state)
