@@ -114,9 +114,12 @@ def blocking_total(pool: Any) -> int:
 # * SyncPoolHooks, a mixin whose methods read the state from ``self``: the
 #   lifecycle pools are real subclasses built with it (``_rl_state`` set in
 #   ``__init__``, part of the instance layout from the start);
-# * SYNC_POOL_PATCHER's class-level patches of ConnectionPool and
-#   BlockingConnectionPool, installed while instrument() has attached at
-#   least one existing pool, which look the pool up in POOLS by id().
+# * class-level patches of ConnectionPool and BlockingConnectionPool for the
+#   pools instrument() attached, which look the pool up in POOLS by id():
+#   SYNC_POOL_PATCHER (make_connection, reset) while at least one is attached;
+#   SYNC_CHECKOUT_PATCHER / SYNC_RELEASE_PATCHER (get_connection, release)
+#   only while one of their deliveries wants a per-command event, so with no
+#   such subscriber the hot path is redis-py's own, untouched.
 #
 # Measured on a checkout + release (about 6.7 us bare on redis-py 8.1 here):
 # either front end adds about 0.3 us passing through; assigning the pool a
