@@ -1,37 +1,45 @@
-"""Explicit health checks for ``redis.asyncio`` clients and pools.
+"""Explicit health checks for ``redis.asyncio`` clients, pools and connections.
 
     >>> import redis.asyncio, redis_lifecycle as rl
-    >>> from redis_lifecycle._async_health import async_health_check
     >>> async def check():
     ...     client = redis.asyncio.Redis(host="localhost")
-    ...     result = await async_health_check(client)      # HealthCheckResult
+    ...     result = await rl.health_check(client)          # HealthCheckResult
     ...     await client.aclose()
     ...     return result.healthy
 
-``redis_lifecycle.health_check(async_client)`` returns this coroutine, so the
-public spelling is ``await rl.health_check(async_client)``. The check takes a
-connection from the pool (so it also reports the pool's usual events), sends
-``command``, reads the reply, and emits a
-:class:`~redis_lifecycle.ConnectionHealthCheckEvent` (``command`` is the
-command's name, never its arguments) when the pool is instrumented. Its
-callbacks run inline in the awaiting task, like every other asyncio event.
+:func:`redis_lifecycle.health_check` returns :func:`async_health_check`'s
+coroutine for any ``redis.asyncio`` target, so the public spelling is
+``await rl.health_check(async_client)``. Same semantics as the sync check:
+``command`` is split on whitespace; a ``PING`` is healthy only if the reply
+is ``PONG`` (or its message echoed), any other command if the server answers
+without an error; the latency is the command's round trip in milliseconds (a
+connect it needs is not counted, unless the connect is what failed). An
+instrumented target also emits a
+:class:`~redis_lifecycle.ConnectionHealthCheckEvent`, whose callbacks run
+inline in the awaiting task (``async def`` ones as tasks), like every other
+asyncio event.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-import shlex
-from time import perf_counter, time
+from time import perf_counter
 from typing import Any
 
 import redis.asyncio as aredis
 import redis.asyncio.connection as aconn
+import redis.exceptions as rexc
 
 from ._attach import pool_state_of
-from ._hooks import emit_quietly
-from ._state import CONNECTIONS
-from .events import ConnectionHealthCheckEvent
-from .health import HealthCheckResult
+from .health import (
+    HealthCheckResult,
+    _expected_reply,
+    _parse_command,
+    _reply_matches,
+    _report,
+    _where,
+)
 
 __all__ = ["async_health_check"]
 
@@ -50,75 +58,109 @@ def _needs_command_name() -> bool:
 _NEEDS_COMMAND_NAME = _needs_command_name()
 
 
-def _pool_of(target: Any) -> Any:
+async def async_health_check(target: Any, command: str = "PING") -> HealthCheckResult:
+    """Run ``command`` (default ``PING``) against an asyncio ``target``.
+
+    ``target`` is a ``redis.asyncio.Redis`` (a pooled connection, or its own
+    with ``single_connection_client``), an asyncio connection pool or
+    connection, or a ``redis.asyncio.cluster.RedisCluster`` (every node is
+    checked: healthy only if all are; the latency is the slowest node's).
+    Returns :class:`~redis_lifecycle.HealthCheckResult`; a failed check (no
+    connection, an error reply, a timeout) is a result with ``healthy=False``,
+    never an exception. Raises :class:`TypeError` for a target or command it
+    cannot use; cancellation propagates. Under strategy ``"raise"`` a failing
+    callback's :class:`~redis_lifecycle.CallbackError` propagates after the
+    connection is back in its pool.
+    """
+    args = _parse_command(command)
     if isinstance(target, aconn.ConnectionPool):
-        return target
-    pool = getattr(target, "connection_pool", None)
-    if isinstance(target, aredis.Redis) and isinstance(pool, aconn.ConnectionPool):
-        return pool
+        return await _check_pool(target, args, command)
+    if isinstance(target, aredis.Redis):
+        connection = getattr(target, "connection", None)
+        if connection is not None:  # single_connection_client
+            lock = getattr(target, "_single_conn_lock", None)
+            async with lock if lock is not None else contextlib.nullcontext():
+                return await _check_connection(connection, args, command)
+        return await _check_pool(target.connection_pool, args, command)
+    if isinstance(target, aconn.AbstractConnection):
+        return await _check_connection(target, args, command)
+    if callable(getattr(target, "get_nodes", None)) and type(target).__module__.startswith(
+        "redis.asyncio.cluster"
+    ):
+        return await _check_cluster(target, args, command)
     cls = type(target)
     msg = (
-        "async_health_check() expects a redis.asyncio.Redis or a redis.asyncio connection "
-        f"pool; got {cls.__module__}.{cls.__qualname__}. For sync clients use "
-        "redis_lifecycle.health_check()"
+        "health_check() of an asyncio target expects a redis.asyncio.Redis, an asyncio "
+        "connection pool or connection, or a redis.asyncio.cluster.RedisCluster; got "
+        f"{cls.__module__}.{cls.__qualname__}"
     )
     raise TypeError(msg)
 
 
-async def async_health_check(target: Any, command: str = "PING") -> HealthCheckResult:
-    """Run ``command`` (default ``PING``) on a pooled connection of ``target``.
-
-    Returns :class:`~redis_lifecycle.HealthCheckResult` (``healthy``,
-    ``latency_ms``, ``error``); a failed check (no connection, an error
-    reply, a timeout) is a result with ``healthy=False``, never an exception.
-    Raises :class:`TypeError` for a target that is not an asyncio client or
-    pool and :class:`ValueError` for an empty command; cancellation propagates.
-    """
-    pool = _pool_of(target)
-    args = shlex.split(command) if isinstance(command, str) else []
-    if not args:
-        msg = f"command must be a non-empty Redis command string such as 'PING', got {command!r}"
-        raise ValueError(msg)
+async def _round_trip(connection: Any, args: list[str]) -> tuple[float, BaseException | None]:
+    """Connect if needed, send ``args``, read the reply: ``(milliseconds, error)``."""
     started = perf_counter()
-    connection: Any = None
-    error: BaseException | None = None
+    try:
+        if not connection.is_connected:
+            await connection.connect()
+            started = perf_counter()
+        await connection.send_command(*args, check_health=False)
+        response = await connection.read_response()
+    except Exception as error:
+        return (perf_counter() - started) * 1000.0, error
+    latency = (perf_counter() - started) * 1000.0
+    expected = _expected_reply(args)
+    if expected is not None and not _reply_matches(response, expected):
+        reply = response if isinstance(response, (str, bytes)) else type(response).__name__
+        return latency, rexc.ConnectionError(f"Bad response from PING health check: {reply!r}")
+    return latency, None
+
+
+async def _check_connection(connection: Any, args: list[str], command: str) -> HealthCheckResult:
+    latency, error = await _round_trip(connection, args)
+    return _report(_where(connection), latency, error, command)
+
+
+async def _check_pool(pool: Any, args: list[str], command: str) -> HealthCheckResult:
+    started = perf_counter()
     try:
         if _NEEDS_COMMAND_NAME:
             connection = await pool.get_connection(args[0])
         else:
             connection = await pool.get_connection()
-        started = perf_counter()
-        await connection.send_command(*args, check_health=False)
-        await connection.read_response()
-    except Exception as failure:
-        error = failure
-    latency = (perf_counter() - started) * 1000.0
+    except Exception as checkout_error:
+        latency = (perf_counter() - started) * 1000.0
+        state = pool_state_of(pool)
+        where = (state.delivery, state.origin) if state is not None else None
+        return _report(where, latency, checkout_error, command)
     try:
-        _emit(connection, pool, error is None, latency, args[0].upper(), error)
+        latency, error = await _round_trip(connection, args)
+        where = _where(connection)
     finally:
-        if connection is not None:
-            await pool.release(connection)
-    return HealthCheckResult(error is None, latency, error)
+        await pool.release(connection)
+    return _report(where, latency, error, command)
 
 
-def _emit(
-    connection: Any,
-    pool: Any,
-    healthy: bool,
-    latency: float,
-    command: str,
-    error: BaseException | None,
-) -> None:
-    """Report the check on the connection used, or on the pool when none could
-    be had (the command name only: never its arguments)."""
-    state = CONNECTIONS.get(id(connection)) if connection is not None else None
-    pool_state = state.pool_state if state is not None else pool_state_of(pool)
-    if pool_state is None:
-        return
-    origin = state.origin if state is not None else pool_state.origin
-    delivery = pool_state.delivery
-    if ConnectionHealthCheckEvent in delivery.wanted:
-        emit_quietly(
-            delivery,
-            ConnectionHealthCheckEvent(time(), origin, healthy, latency, command, error),
-        )
+async def _check_cluster(cluster: Any, args: list[str], command: str) -> HealthCheckResult:
+    results = []
+    for node in cluster.get_nodes():
+        try:
+            connection = node.acquire_connection()
+        except Exception as acquire_error:
+            results.append(HealthCheckResult(False, 0.0, acquire_error))
+            continue
+        try:
+            latency, error = await _round_trip(connection, args)
+            where = _where(connection)
+        finally:
+            release = getattr(node, "release", None)
+            if release is not None:  # redis-py 6.2+
+                release(connection)
+            else:
+                node._free.append(connection)
+        results.append(_report(where, latency, error, command))
+    if not results:
+        return HealthCheckResult(False, 0.0, rexc.ConnectionError("cluster has no nodes"))
+    failed = [r for r in results if not r.healthy]
+    latency = max(r.latency_ms for r in results)
+    return HealthCheckResult(not failed, latency, failed[0].error if failed else None)

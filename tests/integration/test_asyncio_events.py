@@ -260,6 +260,31 @@ class TestConnectionEvents:
         assert again.healthy is True
         assert len(recorder.exactly(rl.ConnectionHealthCheckEvent)) == 2
 
+    async def test_health_check_of_single_connection_client_and_error_reply(
+        self, server: RedisServer, transport: str, recorder: Recorder
+    ) -> None:
+        """A single-connection client is checked on its own connection; an error reply
+        is an unhealthy result (with redis-py's ResponseError), not an exception."""
+        c = aredis.Redis(single_connection_client=True, **connection_kwargs(server, transport))
+        listen(c, recorder)
+        try:
+            assert await c.ping() is True
+            acquired = len(recorder.exactly(rl.PoolConnectionAcquiredEvent))
+            ok = await rl.health_check(c, "PING hello")  # type: ignore[misc]
+            bad = await rl.health_check(c, "NOSUCHCOMMAND")  # type: ignore[misc]
+        finally:
+            await c.aclose()
+        assert ok.healthy is True
+        assert bad.healthy is False
+        assert isinstance(bad.error, redis.exceptions.ResponseError)
+        assert len(recorder.exactly(rl.PoolConnectionAcquiredEvent)) == acquired
+        events = recorder.exactly(rl.ConnectionHealthCheckEvent)
+        assert [(e.healthy, e.command) for e in events] == [
+            (True, "PING hello"),
+            (False, "NOSUCHCOMMAND"),
+        ]
+        assert_address(events[0], server, transport)
+
 
 class TestPoolEvents:
     async def test_pool_created_on_instrument_and_on_lifecycle_pool(
