@@ -10,15 +10,21 @@ Which blocks run: every fenced block whose info string starts with
 ``python`` or ``py``, including blocks indented inside lists or
 admonitions. A block directly preceded by the line
 ``<!-- docs-test: skip -->`` is not run (for fragments that cannot run on
-their own; say why in the prose). Exit status 1 and the failing block's page
-line and traceback if any block raises.
+their own; say why in the prose). A block preceded by
+``<!-- file: NAME.py -->`` is a file of a worked example: it is written to a
+temporary directory on ``sys.path`` (so later blocks can import it) and, if
+its name starts with ``test_``, run with pytest once all blocks ran. Exit
+status 1 and the failing block's page line and traceback if any block raises
+or the example's tests fail.
 """
 
 from __future__ import annotations
 
 import re
 import socket
+import subprocess
 import sys
+import tempfile
 import textwrap
 import traceback
 from dataclasses import dataclass
@@ -31,6 +37,7 @@ FENCE = re.compile(
     re.MULTILINE | re.DOTALL,
 )
 SKIP_MARK = "<!-- docs-test: skip -->"
+FILE_MARK = re.compile(r"^<!-- file: (?P<name>[\w.]+) -->$")
 LANGUAGES = ("python", "py")
 
 
@@ -39,6 +46,7 @@ class Block:
     line: int
     code: str
     skipped: bool
+    file: str | None = None
 
 
 def blocks(text: str) -> list[Block]:
@@ -51,9 +59,11 @@ def blocks(text: str) -> list[Block]:
             continue
         line = text.count("\n", 0, match.start()) + 1
         before = text[: match.start()].rstrip().splitlines()
-        skipped = bool(before) and before[-1].strip() == SKIP_MARK
+        marker = before[-1].strip() if before else ""
+        skipped = marker == SKIP_MARK
+        file_mark = FILE_MARK.match(marker)
         body = textwrap.dedent(match.group("body"))
-        found.append(Block(line, body, skipped))
+        found.append(Block(line, body, skipped, file_mark["name"] if file_mark else None))
     return found
 
 
@@ -75,9 +85,15 @@ def run_page(path: Path, redis_url: str) -> int:
     guard_default_port()
     text = path.read_text(encoding="utf-8")
     namespace: dict[str, object] = {"__name__": "__docs_example__", "redis_url": redis_url}
+    files = Path(tempfile.mkdtemp(prefix="docs-example-"))
+    sys.path.insert(0, str(files))
     for block in blocks(text):
         if block.skipped:
             print(f"{path}:{block.line}: skipped", flush=True)
+            continue
+        if block.file is not None:
+            (files / block.file).write_text(block.code, encoding="utf-8")
+            print(f"{path}:{block.line}: wrote {block.file}", flush=True)
             continue
         try:
             code = compile(block.code, f"{path}:{block.line}", "exec")
@@ -87,6 +103,19 @@ def run_page(path: Path, redis_url: str) -> int:
             traceback.print_exc()
             return 1
         print(f"{path}:{block.line}: ok", flush=True)
+    if any(files.glob("test_*.py")):
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(files)],
+            cwd=files,
+            capture_output=True,
+            text=True,
+        )
+        print(result.stdout, flush=True)
+        if result.returncode != 0:
+            print(f"{path}: the example's tests failed", file=sys.stderr, flush=True)
+            print(result.stderr, file=sys.stderr, flush=True)
+            return 1
+        print(f"{path}: the example's tests passed", flush=True)
     return 0
 
 

@@ -24,6 +24,20 @@ DOCS = ROOT / "docs"
 RUNNER = Path(__file__).with_name("run_examples.py")
 
 
+def run(page: Path, redis_url: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.pop("REDIS_URL", None)  # the examples get the test's own server as redis_url
+    return subprocess.run(
+        [sys.executable, str(RUNNER), str(page), redis_url],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        env=env,
+    )
+
+
 def pages_with_examples() -> list[Path]:
     return sorted(
         page
@@ -54,45 +68,51 @@ class TestHarness:
                 "```python",
                 "fragment(",
                 "```",
+                "<!-- file: shop.py -->",
+                "```python",
+                "PRICE = 3",
+                "```",
             ]
         )
         found = blocks(page)
-        assert [(b.line, b.code, b.skipped) for b in found] == [
-            (2, "a = 1\n", False),
-            (10, "b = a + 1\n", False),
-            (14, "fragment(\n", True),
+        assert [(b.line, b.code, b.skipped, b.file) for b in found] == [
+            (2, "a = 1\n", False, None),
+            (10, "b = a + 1\n", False, None),
+            (14, "fragment(\n", True, None),
+            (18, "PRICE = 3\n", False, "shop.py"),
         ]
 
     def test_a_failing_example_fails_with_its_page_line(self, tmp_path: Path) -> None:
         """A raising block makes the runner exit 1 and name the page and line."""
         page = tmp_path / "bad.md"
         page.write_text("text\n\n```python\nassert redis_url == 'x', 'nope'\n```\n")
-        result = subprocess.run(
-            [sys.executable, str(RUNNER), str(page), "redis://127.0.0.1:1/0"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = run(page, "redis://127.0.0.1:1/0")
         assert result.returncode == 1
         assert f"{page}:3: example failed" in result.stderr
         assert "AssertionError: nope" in result.stderr
+
+    def test_example_files_are_importable_and_their_tests_run(self, tmp_path: Path) -> None:
+        """``file:`` blocks become importable modules, and a failing ``test_`` file fails
+        the page."""
+        page = tmp_path / "worked.md"
+        page.write_text(
+            "<!-- file: shop.py -->\n```python\nPRICE = 3\n```\n"
+            "```python\nimport shop\nassert shop.PRICE == 3\n```\n"
+            "<!-- file: test_shop.py -->\n```python\nimport shop\n\n"
+            "def test_price():\n    assert shop.PRICE == 4\n```\n"
+        )
+        result = run(page, "redis://127.0.0.1:1/0")
+        assert f"{page}:5: ok" in result.stdout
+        assert result.returncode == 1
+        assert "the example's tests failed" in result.stderr
+        assert "1 failed" in result.stdout
 
 
 @pytest.mark.parametrize("page", pages_with_examples(), ids=lambda p: str(p.relative_to(DOCS)))
 def test_page_examples_run(page: Path, server: RedisServer) -> None:
     """The page's Python blocks run in order without error against a real server."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.pop("REDIS_URL", None)  # the examples get the test's own server as redis_url
-    result = subprocess.run(
-        [sys.executable, str(RUNNER), str(page), server.url],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-        env=env,
-    )
+    result = run(page, server.url)
     assert result.returncode == 0, (
         f"examples in {page.relative_to(ROOT)} failed:\n{result.stdout}\n{result.stderr}"
     )
-    assert ": ok" in result.stdout
+    assert ": ok" in result.stdout or "the example's tests passed" in result.stdout
