@@ -17,10 +17,10 @@ import pytest
 
 import redis_lifecycle
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
-    import tomli as tomllib
+else:  # Python 3.10: pytest depends on tomli there
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
