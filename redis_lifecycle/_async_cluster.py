@@ -16,12 +16,15 @@ with ``acquire_connection`` / ``release``. Neither the node nor the
 ``NodesManager`` can be weakly referenced or given a subclass (both are
 slotted), so:
 
-* ``ClusterNode.acquire_connection`` and ``release`` get class-level
+* ``ClusterNode.acquire_connection``, ``release``, ``execute_command`` and
+  ``execute_pipeline`` get class-level
   ``wrapt`` wrappers, installed while at least one asyncio cluster is
   instrumented, that look the node up by ``id()`` in :data:`NODES` (checked
   against a weak reference to the node's ``_free`` deque, which dies with the
   node). They emit ``pool_connection_created``, ``connection_acquired``,
-  ``connection_released`` and ``pool_exhausted``; the connections themselves
+  ``connection_released`` (from ``release`` on 8.x, after ``execute_*``
+  before it, where redis-py appends to ``_free`` directly) and
+  ``pool_exhausted``; the connections themselves
   are watched by the asyncio connection hooks (connect, disconnect, errors,
   health checks, marks for reconnect) like any pooled connection.
 * ``NodesManager.initialize``, ``set_nodes`` and ``move_slot`` (whichever
@@ -39,6 +42,7 @@ import inspect
 import threading
 import weakref
 from collections.abc import Iterable
+from contextvars import ContextVar
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
 
@@ -155,6 +159,7 @@ def _acquire_connection(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> 
         now = perf_counter()
         conn_state = CONNECTIONS.get(id(connection)) or register_connection(connection, state)
         conn_state.checked_out_at = now
+        _ACQUIRED.set(connection)
     except Exception:
         internal_error("ClusterNode.acquire_connection")
         return connection
@@ -171,28 +176,57 @@ def _acquire_connection(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> 
     return connection
 
 
-def _release(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """Around ``ClusterNode.release`` (redis-py 6.2+)."""
-    binding = _binding(instance)
-    if binding is None:
-        return wrapped(*args, **kwargs)
-    result = wrapped(*args, **kwargs)
-    delivery = binding.state.delivery
-    if not delivery.hot:
-        return result
-    connection = args[0] if args else kwargs.get("connection")
+def _report_release(node: Any, state: PoolState, connection: Any) -> None:
+    """Emit ``connection_released`` once per checkout."""
     conn_state = CONNECTIONS.get(id(connection))
     if conn_state is None or conn_state.checked_out_at is None:
-        return result
+        return
     held_time = perf_counter() - conn_state.checked_out_at
     conn_state.checked_out_at = None
+    delivery = state.delivery
     if PoolConnectionReleasedEvent in delivery.wanted:
-        active, idle = _counts(instance)
+        active, idle = _counts(node)
         emit(
             delivery,
             PoolConnectionReleasedEvent(time(), conn_state.origin, held_time, active, idle),
         )
+
+
+def _release(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Around ``ClusterNode.release`` (redis-py 6.2+; 8.x returns every
+    connection through it)."""
+    binding = _binding(instance)
+    if binding is None:
+        return wrapped(*args, **kwargs)
+    result = wrapped(*args, **kwargs)
+    if binding.state.delivery.hot:
+        _report_release(instance, binding.state, args[0] if args else kwargs.get("connection"))
     return result
+
+
+#: The connection the current task last checked out of a node, so that the
+#: ``execute_*`` wrappers can report its return: before 8.x redis-py puts it
+#: back with ``node._free.append(...)``, bypassing ``release``.
+_ACQUIRED: ContextVar[Any] = ContextVar("redis_lifecycle_cluster_acquired", default=None)
+
+
+def _execute(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Around ``ClusterNode.execute_command`` / ``execute_pipeline``."""
+    binding = _binding(instance)
+    if binding is None or not binding.state.delivery.hot:
+        return wrapped(*args, **kwargs)
+    return _execute_then_release(wrapped(*args, **kwargs), instance, binding.state)
+
+
+async def _execute_then_release(coroutine: Any, node: Any, state: PoolState) -> Any:
+    token = _ACQUIRED.set(None)
+    try:
+        return await coroutine
+    finally:
+        connection = _ACQUIRED.get()
+        _ACQUIRED.reset(token)
+        if connection is not None:
+            _report_release(node, state, connection)
 
 
 def _rescan_after(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -232,6 +266,8 @@ def _node_targets() -> Iterable[tuple[type, str, Any]]:
 
     yield acluster.ClusterNode, "acquire_connection", _acquire_connection
     yield acluster.ClusterNode, "release", _release
+    yield acluster.ClusterNode, "execute_command", _execute
+    yield acluster.ClusterNode, "execute_pipeline", _execute
     for name in ("initialize", "set_nodes", "move_slot", "_update_moved_slots"):
         yield acluster.NodesManager, name, _rescan_after
 
@@ -244,9 +280,19 @@ NODE_PATCHER = ClassPatcher(_node_targets)
 
 
 def _nodes_of(manager: Any) -> list[Any]:
+    """Every ``ClusterNode`` the manager can route to. ``slots_cache`` counts:
+    redis-py 7.x keeps the old objects in ``nodes_cache`` after a refresh but
+    routes through the new ones it put in ``slots_cache``."""
     unique: dict[int, Any] = {}
     for node in [*manager.nodes_cache.values(), *manager.startup_nodes.values()]:
         unique.setdefault(id(node), node)
+    seen_lists: set[int] = set()
+    for nodes in list(manager.slots_cache.values()):
+        if id(nodes) in seen_lists:  # one list is shared by a whole slot range
+            continue
+        seen_lists.add(id(nodes))
+        for node in nodes:
+            unique.setdefault(id(node), node)
     return list(unique.values())
 
 

@@ -26,6 +26,15 @@ def keys_on_every_node(cluster: Cluster, count: int = 60) -> list[str]:
     return keys
 
 
+def owned_by(cluster: Cluster, server: object, keys: list[str]) -> str:
+    """A key of ``keys`` whose slot ``server`` owns now."""
+    for key in keys:
+        if cluster.owner_of(key_slot(key.encode())) is server:
+            return key
+    msg = f"{server} owns none of the test keys' slots any more"
+    raise AssertionError(msg)
+
+
 @pytest.fixture
 def client(cluster: Cluster) -> Iterator[RedisCluster]:
     client = RedisCluster(host=cluster.host, port=cluster.port)
@@ -171,6 +180,7 @@ class TestTopologyChanges:
         finally:
             victim.start()
         cluster.wait_ok()
+        key = owned_by(cluster, victim, keys)
 
         def recovered() -> bool:
             try:  # the restarted master persisted nothing: write, then read back
