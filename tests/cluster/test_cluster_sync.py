@@ -48,6 +48,13 @@ class TestEveryNode:
     ) -> None:
         """Keys spread across slots give acquire/release and connect events
         from each master, each carrying that node's host, port and name."""
+        # RedisCluster() connects to its startup node at once; redis-py before
+        # 8.x keeps that connection open, so it never connects after instrument()
+        already = {
+            node.port
+            for node in client.get_nodes()
+            if any(c._sock for c in node.redis_connection.connection_pool._available_connections)
+        }
         handle = rl.instrument(client)
         handle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
         for key in keys_on_every_node(cluster):
@@ -60,7 +67,7 @@ class TestEveryNode:
             assert event.host == "127.0.0.1"
             assert event.pool_name == f"127.0.0.1:{event.port}"
         connected = {e.port for e in recorder.of(rl.ConnectionConnectedEvent)}
-        assert connected == cluster.ports()
+        assert connected == cluster.ports() - already
 
     def test_pool_stats_lists_one_pool_per_node(
         self, cluster: Cluster, client: RedisCluster
