@@ -274,3 +274,20 @@ def detach_pool(pool: Any) -> bool:
             forget_pool(state)
             POOLS.pop(id(pool), None)
         return True
+
+
+def detach_all() -> int:
+    """Detach every attached pool (for test teardown); returns how many."""
+    with _lock:
+        states = [state for state in _every_state() if state.pool_ref() is not None]
+    return sum(detach_pool(state.pool_ref()) for state in states)
+
+
+def _every_state() -> list[PoolState]:
+    """The state of every attached pool (each is its finalizer's argument)."""
+    states = []
+    for finalizer in list(_finalizers.values()):
+        info = finalizer.peek()
+        if info is not None and isinstance(info[2][0], PoolState):
+            states.append(info[2][0])
+    return states

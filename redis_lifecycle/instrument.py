@@ -338,13 +338,20 @@ def instrument(
 def uninstrument(client: Any) -> bool:
     """Stop emitting events for ``client``; it keeps working unchanged.
 
-    Returns ``False`` if it was not instrumented.
+    ``client`` may also be the pool of an instrumented client (the pool stays
+    instrumented if the client object goes away before it). Returns ``False``
+    if it was not instrumented.
     """
     with _lock:
         handle = _handles.get(id(client))
         if handle is None or handle.target is not client:
-            return False
-        del _handles[id(client)]
+            pool_state = pool_state_of(getattr(client, "connection_pool", None) or client)
+            handle = pool_state.handle if pool_state is not None else None
+            if handle is None:
+                return False
+        for key, known in list(_handles.items()):
+            if known is handle:
+                del _handles[key]
         handle._detach()
         return True
 

@@ -10,6 +10,7 @@ Every test ends with nothing instrumented (checked by ``_no_leftovers``).
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import shutil
 import subprocess
@@ -168,12 +169,20 @@ def admin(server: RedisServer) -> Iterator[redis.Redis]:
 def _no_leftovers() -> Iterator[None]:
     """Each test leaves no instrumented pool and no class-level wrapper behind."""
     yield
+    from redis_lifecycle._attach import detach_all
     from redis_lifecycle.instrument import _handles
 
-    for handle in list(_handles.values()):
+    rl.uninstrument_all()
+    for key, handle in list(_handles.items()):
         target = handle.target
         if target is not None:
             rl.uninstrument(target)
+        else:  # the client is gone but its pool may live on in a reference cycle
+            handle._detach()
+            _handles.pop(key, None)
+    # Pools that outlived their client (kept by a traceback, say) are still attached.
+    detach_all()
+    gc.collect()  # pools in reference cycles drop their state (and our patches) now
 
 
 def pytest_report_header() -> str:

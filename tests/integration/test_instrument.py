@@ -78,6 +78,15 @@ class TestInstrument:
         assert recorder.events == []
         assert rl.uninstrument(client) is False
 
+    def test_uninstrument_by_pool_after_instrument_by_client(self, client: redis.Redis) -> None:
+        """The pool of an instrumented client can be uninstrumented directly."""
+        handle = rl.instrument(client)
+        assert rl.uninstrument(client.connection_pool) is True
+        assert pool_state_of(client.connection_pool) is None
+        assert no_class_wrappers()
+        assert rl.uninstrument(client) is False
+        assert rl.instrument(client) is not handle
+
     def test_instrument_uninstrument_instrument(self, client: redis.Redis) -> None:
         """The cycle can repeat: each instrument works, each uninstrument undoes it."""
         for _ in range(3):
