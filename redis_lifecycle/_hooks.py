@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from time import time
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import wrapt
 
 from ._delivery import Delivery
-from ._state import ConnState
+from ._state import CONNECTIONS, ConnState
 from .errors import CallbackError
 from .events import (
     CloseReason,
@@ -78,28 +79,34 @@ def _passes_through_redis(error: BaseException) -> bool:
     return False
 
 
-def _passes_through(error: BaseException, connection: Any) -> bool:
-    """Whether ``error`` was raised in or through a method of ``connection``."""
-    traceback = error.__traceback__
-    while traceback is not None:
-        if traceback.tb_frame.f_locals.get("self") is connection:
-            return True
-        traceback = traceback.tb_next
-    return False
+def _is_idle(connection: Any) -> bool:
+    """Whether ``connection`` sits idle in its instrumented pool (so no
+    command of its own can have failed just now). Identity, not ``==``."""
+    state = CONNECTIONS.get(id(connection))
+    pool = state.pool_state.pool_ref() if state is not None and state.pool_state else None
+    if pool is None:
+        return False
+    if isinstance(pool, deque):  # an asyncio cluster node's ``_free``
+        idle: Any = pool
+    else:
+        idle = getattr(pool, "_available_connections", None)
+        if idle is None:  # BlockingConnectionPool: a LifoQueue of connections and None
+            idle = getattr(getattr(pool, "pool", None), "queue", ())
+    return any(candidate is connection for candidate in list(idle))
 
 
 def error_in_flight(connection: Any = None) -> BaseException | None:
     """The exception redis-py is handling right now, if it comes from redis-py
     or the socket layer below it (``sys.exc_info()`` inside a hook).
 
-    With ``connection``, only an exception that went through one of its
-    methods: a cluster client disconnecting *other* nodes' connections while
-    it handles one node's error must not pin that error on them.
+    With ``connection``, not if that connection is idle in its pool: a
+    cluster client closing the *other* nodes' free connections while it
+    handles one node's error must not pin that error on them.
     """
     error = sys.exc_info()[1]
     if error is None or not isinstance(error, Exception):
         return None
-    if connection is not None and not _passes_through(error, connection):
+    if connection is not None and _is_idle(connection):
         return None
     if isinstance(error, (OSError, EOFError)) or _passes_through_redis(error):
         return error
