@@ -92,6 +92,9 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Redis
             "2",
             "-subj",
             "/CN=redis-lifecycle-test-ca",
+            # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA needs keyUsage.
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
             "-keyout",
             ca_key,
             "-out",
@@ -114,7 +117,9 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Redis
         ]
     )
     ext = certs / "ext.cnf"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nauthorityKeyIdentifier=keyid,issuer\n"
+    )
     run(
         [
             openssl,
