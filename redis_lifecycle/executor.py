@@ -15,9 +15,12 @@ emitting thread; callback timings on the thread that runs the callback.
 
 **Order.** Events are sharded by connection (pool-wide events by pool name)
 onto one queue per worker, so the callbacks of one connection's events run
-one at a time, in the order the events happened. The exception is an event
-that overflows under ``caller_runs``: it runs at once on the emitting thread
-and may overtake that connection's events still queued.
+one at a time, in the order the events happened. That holds under
+``caller_runs`` too: an event that overflows first waits (at most
+``order_timeout`` seconds, default 1) until its worker has run what was
+queued before it, then runs on the emitting thread. Only if that wait times
+out (a callback stuck, say, or one waiting for a lock the emitting thread
+holds) does it run at once, possibly ahead of its connection's queued events.
 
 **Overflow.** ``queue_size`` bounds the events waiting in all queues
 together (events being run do not count). When it is full:
@@ -85,6 +88,9 @@ _STOP: Any = object()
 #: See ``_work``: the latency a callback may gain, traded for one wake-up per
 #: burst instead of one per event.
 _LINGER = 0.005
+#: Default bound on how long an overflowing ``caller_runs`` event waits for
+#: its worker to catch up before it runs regardless of order.
+_ORDER_TIMEOUT = 1.0
 # Outcomes of an overflow.
 _DROPPED = object()
 _SLOT_TAKEN = object()
@@ -166,6 +172,7 @@ class AsyncCallbackExecutor:
         queue_size: int = 100,
         overflow: OverflowPolicy = "caller_runs",
         block_timeout: float | None = None,
+        order_timeout: float = _ORDER_TIMEOUT,
     ) -> None:
         self.pool_size = _positive_int("pool_size", pool_size)
         self.queue_size = _positive_int("queue_size", queue_size)
@@ -193,6 +200,16 @@ class AsyncCallbackExecutor:
                 )
                 raise ValueError(msg)
         self.block_timeout: float | None = block_timeout
+        if (
+            isinstance(order_timeout, bool)
+            or not isinstance(order_timeout, (int, float))
+            or not (order_timeout >= 0)
+        ):
+            msg = f"order_timeout must be a number of seconds >= 0, got {order_timeout!r}"
+            raise ValueError(msg)
+        #: caller_runs: how long an overflowing event waits for its worker to
+        #: run what was queued before it (see "Order").
+        self.order_timeout = float(order_timeout)
         #: Seconds a worker waits for more events before it blocks (batching).
         self._linger = _LINGER
         self._start()
@@ -263,17 +280,37 @@ class AsyncCallbackExecutor:
             if outcome is _DROPPED:
                 return True
             if outcome is not _SLOT_TAKEN:
+                if outcome is _RUN_HERE and not counts.worker:
+                    self._catch_up(self._worker_for(event))
                 self._run_here(counts, delivery, event, subscriptions, collect=outcome is _RUN_HERE)
                 return True
-        origin: Any = event._origin
-        key = origin.connection_id
-        if key is None:
-            key = hash(origin.pool_name)
-        worker = self._workers[key % self._shards]
+        worker = self._worker_for(event)
         worker.queue.put((delivery, event, subscriptions))
         if worker.exited:  # raced with shutdown: its worker is gone
             self._drain(worker, counts)
         return True
+
+    def _worker_for(self, event: LifecycleEvent) -> _Worker:
+        """The worker of ``event``'s connection (pool-wide events: its pool)."""
+        origin: Any = event._origin
+        key = origin.connection_id
+        if key is None:
+            key = hash(origin.pool_name)
+        worker: _Worker = self._workers[key % self._shards]
+        return worker
+
+    def _catch_up(self, worker: _Worker) -> None:
+        """Before a ``caller_runs`` event runs here: wait until ``worker`` has
+        run everything queued before it, so that it cannot overtake its
+        connection's earlier events (bounded by ``order_timeout``)."""
+        marker = threading.Event()
+        worker.queue.put(marker)  # no slot: a marker is not an event
+        if not marker.wait(self.order_timeout) and not worker.exited:
+            logger.warning(
+                "redis_lifecycle: a callback queue did not catch up within %.1fs; "
+                "running an overflowing event ahead of its connection's queued events",
+                self.order_timeout,
+            )
 
     def _overflow(self, counts: _Counts) -> object:
         """No free slot: returns ``_DROPPED`` (counted), ``_SLOT_TAKEN``
@@ -358,7 +395,7 @@ class AsyncCallbackExecutor:
             worker.exited = True
             self._drain(worker)
 
-    def _run_batch(self, worker: _Worker, item: _Item, get_nowait: Any) -> Any:
+    def _run_batch(self, worker: _Worker, item: Any, get_nowait: Any) -> Any:
         """Run ``item`` and whatever else is queued; return the stop marker if
         met, else ``None`` once the queue is empty. The per-event work is kept
         inline here: it is the executor's hot loop."""
@@ -367,6 +404,15 @@ class AsyncCallbackExecutor:
         worker.running = True
         try:
             while True:
+                if type(item) is threading.Event:  # a caller_runs marker: caught up
+                    item.set()
+                    try:
+                        item = get_nowait()
+                    except Empty:
+                        return None
+                    if item is _STOP:
+                        return item
+                    continue
                 slots_append(None)
                 if self._blocked:
                     with self._room:
@@ -403,6 +449,9 @@ class AsyncCallbackExecutor:
             except Empty:
                 return
             if item is _STOP:
+                continue
+            if type(item) is threading.Event:
+                item.set()
                 continue
             if counts is None:
                 self._run_item(worker, item)

@@ -103,6 +103,7 @@ class TestValidation:
             ({"overflow": "discard"}, "'caller_runs', 'block', 'drop'"),
             ({"overflow": "block", "block_timeout": -1}, "block_timeout must be None or"),
             ({"overflow": "drop", "block_timeout": 1.0}, "applies to overflow='block' only"),
+            ({"order_timeout": -1}, "order_timeout must be a number of seconds >= 0"),
         ],
     )
     def test_invalid_arguments_raise_value_error(
@@ -191,18 +192,43 @@ class TestOverflow:
     def test_caller_runs_runs_the_overflow_on_the_emitting_thread(
         self, executors: list[rl.AsyncCallbackExecutor]
     ) -> None:
-        """caller_runs: with the queue full, the next event's callbacks run inline; none lost."""
+        """caller_runs: with the queue full, the next event's callbacks run on the
+        emitting thread, after the worker ran that connection's earlier events
+        (order kept); none lost."""
         executor, delivery, gate = full_queue(executors)
+        worker = executor._workers[0]
+        # Open the gate once the emitter waits for the worker to catch up.
+        opener = threading.Thread(
+            target=lambda: (
+                wait_until(lambda: worker.queue.qsize() == 2, what="the catch-up marker"),
+                gate.opened.set(),
+            )
+        )
+        opener.start()
         delivery.emit(acquired(1, 2))
-        assert gate.seen == [(2, MAIN().name)]
-        gate.opened.set()
+        opener.join()
+        assert gate.seqs() == [0, 1, 2]
+        assert gate.seen[2] == (2, MAIN().name)
         assert executor.shutdown()
-        assert sorted(gate.seqs()) == [0, 1, 2]
         stats = executor.stats()
         assert stats["submitted"] == 3
         assert stats["completed"] == 3
         assert stats["ran_inline"] == 1
         assert stats["dropped"] == 0
+
+    def test_caller_runs_gives_up_on_order_after_order_timeout(
+        self, executors: list[rl.AsyncCallbackExecutor], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A worker that does not catch up within order_timeout (stuck callback):
+        the overflowing event runs anyway, ahead, with a warning; none lost."""
+        executor, delivery, gate = full_queue(executors, order_timeout=0.05)
+        with caplog.at_level(logging.WARNING, logger="redis_lifecycle"):
+            delivery.emit(acquired(1, 2))
+        assert gate.seen == [(2, MAIN().name)]
+        assert "did not catch up within 0.1s" in caplog.text
+        gate.opened.set()
+        assert executor.shutdown()
+        assert sorted(gate.seqs()) == [0, 1, 2]
 
     def test_drop_counts_and_drops(self, executors: list[rl.AsyncCallbackExecutor]) -> None:
         """drop: with the queue full the event is dropped at once and counted."""
