@@ -50,6 +50,7 @@ from ._hooks import (
     error_in_flight,
     internal_error,
     report_disconnect,
+    report_ping,
 )
 from ._state import CONNECTIONS, ConnState, PoolState, register_connection
 from ._sync import _mark_for_reconnect, is_exhaustion, mark_connected
@@ -57,7 +58,6 @@ from .errors import CallbackError
 from .events import (
     ConnectionCreatedEvent,
     ConnectionErrorEvent,
-    ConnectionHealthCheckEvent,
     PoolConnectionAcquiredEvent,
     PoolConnectionCreatedEvent,
     PoolConnectionReleasedEvent,
@@ -390,30 +390,16 @@ def _send_ping(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 
 async def _send_ping_async(wrapped: Any, state: ConnState, args: Any, kwargs: Any) -> Any:
-    pool_state = state.pool_state
-    assert pool_state is not None
-    delivery = pool_state.delivery
     started = perf_counter()
     state.in_health_check = True
     try:
         result = await wrapped(*args, **kwargs)
     except BaseException as error:
-        latency = (perf_counter() - started) * 1000.0
-        if ConnectionHealthCheckEvent in delivery.wanted:
-            emit_quietly(
-                delivery,
-                ConnectionHealthCheckEvent(time(), state.origin, False, latency, "PING", error),
-            )
+        report_ping(state, started, error)
         raise
     finally:
         state.in_health_check = False
-    if ConnectionHealthCheckEvent not in delivery.wanted:
-        return result
-    latency = (perf_counter() - started) * 1000.0
-    emit(
-        delivery,
-        ConnectionHealthCheckEvent(time(), state.origin, True, latency, "PING", None),
-    )
+    report_ping(state, started, None)
     return result
 
 

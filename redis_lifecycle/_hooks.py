@@ -9,7 +9,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from time import time
+from time import perf_counter, time
 from typing import Any
 
 import wrapt
@@ -21,6 +21,7 @@ from .events import (
     CloseReason,
     ConnectionDisconnectedEvent,
     ConnectionErrorEvent,
+    ConnectionHealthCheckEvent,
     LifecycleEvent,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "emit_quietly",
     "error_in_flight",
     "internal_error",
+    "report_ping",
     "unpatched",
 ]
 
@@ -184,6 +186,24 @@ def report_disconnect(
         fail_pending_pings(state, None if reason is CloseReason.FORK else error)
     if ConnectionDisconnectedEvent in wanted:
         emit_quietly(delivery, ConnectionDisconnectedEvent(time(), state.origin, reason, error))
+
+
+def report_ping(state: ConnState, started: float, error: BaseException | None) -> None:
+    """Emit ``health_check`` for redis-py's own PING (``_send_ping``) on
+    ``state``'s connection, begun at ``perf_counter()`` ``started``. A failed
+    one is delivered quietly: redis-py is raising its error."""
+    pool_state = state.pool_state
+    if pool_state is None:
+        return
+    delivery = pool_state.delivery
+    if ConnectionHealthCheckEvent not in delivery.wanted:
+        return
+    latency = (perf_counter() - started) * 1000.0
+    event = ConnectionHealthCheckEvent(time(), state.origin, error is None, latency, "PING", error)
+    if error is None:
+        emit(delivery, event)
+    else:
+        emit_quietly(delivery, event)
 
 
 class ClassPatcher:

@@ -34,6 +34,7 @@ from ._hooks import (
     emit_quietly,
     internal_error,
     report_disconnect,
+    report_ping,
 )
 from ._pubsub_health import pubsub_targets
 from ._state import CONNECTIONS, POOLS, PoolState, register_connection
@@ -42,7 +43,6 @@ from .events import (
     ConnectionConnectedEvent,
     ConnectionCreatedEvent,
     ConnectionErrorEvent,
-    ConnectionHealthCheckEvent,
     ConnectionMarkedForReconnectEvent,
     ConnectionReconnectedEvent,
     PoolConnectionAcquiredEvent,
@@ -492,28 +492,16 @@ def _send_ping(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     state = CONNECTIONS.get(id(instance))
     if state is None or state.pool_state is None:
         return wrapped(*args, **kwargs)
-    delivery = state.pool_state.delivery
     started = perf_counter()
     state.in_health_check = True
     try:
         result = wrapped(*args, **kwargs)
     except BaseException as error:
-        latency = (perf_counter() - started) * 1000.0
-        if ConnectionHealthCheckEvent in delivery.wanted:
-            emit_quietly(
-                delivery,
-                ConnectionHealthCheckEvent(time(), state.origin, False, latency, "PING", error),
-            )
+        report_ping(state, started, error)
         raise
     finally:
         state.in_health_check = False
-    if ConnectionHealthCheckEvent not in delivery.wanted:
-        return result
-    latency = (perf_counter() - started) * 1000.0
-    emit(
-        delivery,
-        ConnectionHealthCheckEvent(time(), state.origin, True, latency, "PING", None),
-    )
+    report_ping(state, started, None)
     return result
 
 

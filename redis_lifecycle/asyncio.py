@@ -32,13 +32,10 @@ import redis.asyncio.connection as aconn
 from ._async import AsyncPoolHooks
 from ._async_callbacks import drain
 from .instrument import (
-    CallbackRegistry,
     LifecycleHandle,
-    _make_delivery,
     handle_for,
-    register_handle,
 )
-from .pool import _LifecyclePoolMixin, split_lifecycle_kwargs
+from .pool import _LifecyclePoolMixin
 
 if TYPE_CHECKING:
     from .errors import CallbackErrorHandler
@@ -49,20 +46,10 @@ __all__ = ["LifecycleBlockingConnectionPool", "LifecycleConnectionPool", "pooled
 
 
 class _AsyncLifecyclePoolMixin(_LifecyclePoolMixin):
-    """The lifecycle arguments of the asyncio drop-in pools."""
-
-    def _rl_setup(self, lifecycle: dict[str, Any]) -> None:
+    def _rl_attach(self, handle: LifecycleHandle, pool_name: str | None) -> None:
         from ._async_targets import attach_async_pool
 
-        delivery = _make_delivery(
-            lifecycle.get("event_dispatcher"),
-            lifecycle.get("async_callbacks"),
-            lifecycle.get("callback_error_handler"),
-            lifecycle.get("instrumentation"),
-        )
-        handle = LifecycleHandle(self, delivery, CallbackRegistry(delivery.dispatcher))
-        attach_async_pool(handle, self, lifecycle.get("pool_name"))
-        register_handle(self, handle)
+        attach_async_pool(handle, self, pool_name)
 
     async def aclose(self) -> None:
         """Close every connection (redis-py's ``aclose``), then wait for the
@@ -84,12 +71,6 @@ class LifecycleConnectionPool(_AsyncLifecyclePoolMixin, AsyncPoolHooks, aconn.Co
     ``callback_error_handler``, ``instrumentation``.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        lifecycle = split_lifecycle_kwargs(kwargs)
-        self._rl_state = None  # first: part of the instance layout from the start
-        super().__init__(*args, **kwargs)
-        self._rl_setup(lifecycle)
-
 
 class LifecycleBlockingConnectionPool(
     _AsyncLifecyclePoolMixin, AsyncPoolHooks, aconn.BlockingConnectionPool
@@ -98,12 +79,6 @@ class LifecycleBlockingConnectionPool(
 
     Takes the same lifecycle arguments as :class:`LifecycleConnectionPool`.
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        lifecycle = split_lifecycle_kwargs(kwargs)
-        self._rl_state = None  # first: part of the instance layout from the start
-        super().__init__(*args, **kwargs)
-        self._rl_setup(lifecycle)
 
 
 def pooled(

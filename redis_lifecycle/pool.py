@@ -61,9 +61,15 @@ def split_lifecycle_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 class _LifecyclePoolMixin:
-    """The lifecycle arguments and legacy callbacks of the drop-in pools."""
+    """The lifecycle arguments and legacy callbacks of the drop-in pools
+    (sync and asyncio: ``_rl_attach`` says how to hook this kind of pool)."""
 
-    def _rl_setup(self, lifecycle: dict[str, Any]) -> None:
+    _rl_state: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        lifecycle = split_lifecycle_kwargs(kwargs)
+        self._rl_state = None  # first: part of the instance layout from the start
+        super().__init__(*args, **kwargs)
         delivery = _make_delivery(
             lifecycle.get("event_dispatcher"),
             lifecycle.get("async_callbacks"),
@@ -71,8 +77,11 @@ class _LifecyclePoolMixin:
             lifecycle.get("instrumentation"),
         )
         handle = LifecycleHandle(self, delivery, CallbackRegistry(delivery.dispatcher))
-        attach_sync_pool(handle, self, lifecycle.get("pool_name"))
+        self._rl_attach(handle, lifecycle.get("pool_name"))
         register_handle(self, handle)
+
+    def _rl_attach(self, handle: LifecycleHandle, pool_name: str | None) -> None:
+        attach_sync_pool(handle, self, pool_name)
 
     @property
     def lifecycle(self) -> LifecycleHandle:
@@ -109,12 +118,6 @@ class LifecycleConnectionPool(_LifecyclePoolMixin, SyncPoolHooks, rconn.Connecti
     ``callback_error_handler``, ``instrumentation``.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        lifecycle = split_lifecycle_kwargs(kwargs)
-        self._rl_state = None  # first: part of the instance layout from the start
-        super().__init__(*args, **kwargs)
-        self._rl_setup(lifecycle)
-
 
 class LifecycleBlockingConnectionPool(
     _LifecyclePoolMixin, SyncPoolHooks, rconn.BlockingConnectionPool
@@ -123,12 +126,6 @@ class LifecycleBlockingConnectionPool(
 
     Takes the same lifecycle arguments as :class:`LifecycleConnectionPool`.
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        lifecycle = split_lifecycle_kwargs(kwargs)
-        self._rl_state = None  # first: part of the instance layout from the start
-        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call, unused-ignore]
-        self._rl_setup(lifecycle)
 
 
 def pooled(
