@@ -17,6 +17,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from ._histogram import FLUSH_AT
 from .errors import CallbackError, CallbackErrorHandler
 from .events import (
     LifecycleEvent,
@@ -28,7 +29,7 @@ from .events import (
 if TYPE_CHECKING:
     from .dispatcher import EventDispatcher, Subscription
     from .executor import AsyncCallbackExecutor
-    from .metrics import Instrumentation
+    from .metrics import Instrumentation, _CallbackShard
 
 __all__ = ["Delivery", "default_delivery"]
 
@@ -99,8 +100,7 @@ class Delivery:
         raised by its ``shutdown()``.
         """
         instrumentation = self.instrumentation
-        if instrumentation is not None:
-            instrumentation._observe(event)
+        stats = instrumentation._observe(event) if instrumentation is not None else None
         # dispatcher.listeners(), inlined: this runs twice per command.
         cls = type(event)
         try:
@@ -112,43 +112,58 @@ class Delivery:
         executor = self.executor
         if executor is not None and executor._submit(self, event, subscriptions):
             return
-        error = self.run(event, subscriptions)
+        error = self.run(event, subscriptions, stats)
         if error is not None:
             raise error
 
     def run(
-        self, event: LifecycleEvent, subscriptions: tuple[Subscription, ...]
+        self,
+        event: LifecycleEvent,
+        subscriptions: tuple[Subscription, ...],
+        stats: _CallbackShard | None = None,
     ) -> CallbackError | None:
         """Run the callbacks for ``event`` here; return the first
-        :class:`CallbackError` to raise (strategy ``"raise"``), if any."""
+        :class:`CallbackError` to raise (strategy ``"raise"``), if any.
+
+        ``stats`` is what ``Instrumentation._observe`` returned for ``event``
+        on this same thread: callback timings go straight into it (the inline
+        hot path); without it they go through ``_record_callback``.
+        """
         instrumentation = self.instrumentation
         first_error: CallbackError | None = None
-        if instrumentation is not None:
-            record = instrumentation._record_callback
-            event_type = event.type
+        if instrumentation is None:
+            for subscription in subscriptions:
+                callback = subscription.callback
+                try:
+                    result = callback(event)
+                except Exception as exc:
+                    error = self.error_handler.handle(exc, event, callback)
+                    if error is not None and first_error is None:
+                        first_error = error
+                    continue
+                if result is not None and hasattr(result, "__await__"):
+                    self._schedule(result, event, callback)
+            return first_error
+        if stats is None:
+            stats = instrumentation._callback_stats(event.type)
+        histogram = stats.histogram
         for subscription in subscriptions:
             callback = subscription.callback
-            if instrumentation is None:
-                try:
-                    result = callback(event)
-                except Exception as exc:
-                    error = self.error_handler.handle(exc, event, callback)
-                    if error is not None and first_error is None:
-                        first_error = error
-                    continue
-            else:
-                started = perf_counter()
-                try:
-                    result = callback(event)
-                except Exception as exc:
-                    record(event_type, perf_counter() - started, True)
-                    error = self.error_handler.handle(exc, event, callback)
-                    if error is not None and first_error is None:
-                        first_error = error
-                    continue
-                record(event_type, perf_counter() - started, False)
+            started = perf_counter()
+            try:
+                result = callback(event)
+            except Exception as exc:
+                histogram.pending.append(perf_counter() - started)
+                stats.errors += 1
+                error = self.error_handler.handle(exc, event, callback)
+                if error is not None and first_error is None:
+                    first_error = error
+                continue
+            histogram.pending.append(perf_counter() - started)
             if result is not None and hasattr(result, "__await__"):
                 self._schedule(result, event, callback)
+        if len(histogram.pending) >= FLUSH_AT:
+            histogram.flush()
         return first_error
 
     def run_counted(
