@@ -20,7 +20,7 @@ import redis.exceptions
 
 import redis_lifecycle as rl
 
-from ..helpers import Recorder, wait_until
+from ..helpers import Recorder, checkout, wait_until
 from . import invariants
 
 POOL_NAME = "faults"
@@ -203,7 +203,7 @@ def checked_out(pool: Any) -> int:
 def touch_all(pool: Any) -> None:
     """Check out every idle connection at once and give them back: the
     checkout probe reconnects each one whose socket the fault killed."""
-    connections = [pool.get_connection() for _ in range(idle_connections(pool))]
+    connections = [checkout(pool) for _ in range(idle_connections(pool))]
     for connection in connections:
         pool.release(connection)
 

@@ -29,6 +29,8 @@ from redis_lifecycle._sync import (
 from redis_lifecycle.events import EVENT_CLASSES
 from redis_lifecycle.instrument import LifecycleHandle, _handles
 
+from ..helpers import checkout
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -132,7 +134,7 @@ class TestClientGoesAway:
         handle = rl.instrument(client, event_dispatcher=dispatcher)
         client.ping()
         pool = client.connection_pool
-        connection = pool.get_connection()
+        connection = checkout(pool)
         pool.release(connection)
         refs: list[weakref.ref[Any]] = [
             weakref.ref(pool),

@@ -20,7 +20,7 @@ import redis.exceptions
 import redis_lifecycle as rl
 from redis_lifecycle.server import RedisServer, free_port
 
-from ..helpers import Recorder, wait_until
+from ..helpers import Recorder, checkout, wait_until
 
 
 def listen(client_or_pool: object, recorder: Recorder) -> rl.LifecycleHandle:
@@ -168,7 +168,7 @@ class TestConnectionEvents:
             pytest.skip("redis-py < 7.0 has no mark_for_reconnect")
         listen(client, recorder)
         pool = client.connection_pool
-        connection = pool.get_connection()
+        connection = checkout(pool)
         connection.mark_for_reconnect()
         pool.release(connection)
         [marked] = recorder.exactly(rl.ConnectionMarkedForReconnectEvent)
@@ -236,7 +236,7 @@ class TestPoolEvents:
         """Each new connection object is announced with the running total."""
         pool = redis.ConnectionPool(host=server.host, port=server.port)
         listen(pool, recorder)
-        first, second = pool.get_connection(), pool.get_connection()
+        first, second = checkout(pool), checkout(pool)
         totals = [e.total_connections for e in recorder.exactly(rl.PoolConnectionCreatedEvent)]
         assert totals == [1, 2]
         pool.release(first)
@@ -249,8 +249,8 @@ class TestPoolEvents:
         """Checkout and return report active/idle counts and the time held."""
         pool = redis.ConnectionPool(host=server.host, port=server.port)
         listen(pool, recorder)
-        first = pool.get_connection()
-        second = pool.get_connection()
+        first = checkout(pool)
+        second = checkout(pool)
         started = time.perf_counter()
         first.send_command("PING")
         first.read_response()
@@ -270,7 +270,7 @@ class TestPoolEvents:
         """BlockingConnectionPool counts are read right from its queue."""
         pool = redis.BlockingConnectionPool(host=server.host, port=server.port, max_connections=4)
         listen(pool, recorder)
-        connections = [pool.get_connection() for _ in range(3)]
+        connections = [checkout(pool) for _ in range(3)]
         pool.release(connections[0])
         pool.release(connections[1])
         counts = [
@@ -294,15 +294,15 @@ class TestPoolEvents:
         """ConnectionPool at max_connections fails at once: exhausted with waited ~ 0."""
         pool = redis.ConnectionPool(host=server.host, port=server.port, max_connections=1)
         listen(pool, recorder)
-        held = pool.get_connection()
+        held = checkout(pool)
         with pytest.raises(redis.exceptions.ConnectionError):
-            pool.get_connection()
+            checkout(pool)
         [exhausted] = recorder.exactly(rl.PoolExhaustedEvent)
         assert exhausted.size == 1
         assert exhausted.timeout is None
         assert 0 <= exhausted.waited < 5
         pool.release(held)
-        assert pool.get_connection() is held  # the pool still works
+        assert checkout(pool) is held  # the pool still works
         pool.disconnect()
 
     def test_blocking_pool_timeout_is_pool_exhausted_after_waiting(
@@ -313,9 +313,9 @@ class TestPoolEvents:
             host=server.host, port=server.port, max_connections=1, timeout=0.2
         )
         listen(pool, recorder)
-        held = pool.get_connection()
+        held = checkout(pool)
         with pytest.raises(redis.exceptions.ConnectionError, match="No connection available"):
-            pool.get_connection()
+            checkout(pool)
         [exhausted] = recorder.exactly(rl.PoolExhaustedEvent)
         assert (exhausted.size, exhausted.timeout) == (1, 0.2)
         assert exhausted.waited >= 0.2
@@ -330,9 +330,9 @@ class TestPoolEvents:
             host=server.host, port=server.port, max_connections=1, timeout=10
         )
         listen(pool, recorder)
-        held = pool.get_connection()
+        held = checkout(pool)
         got: list[object] = []
-        waiter = threading.Thread(target=lambda: got.append(pool.get_connection()))
+        waiter = threading.Thread(target=lambda: got.append(checkout(pool)))
         started = time.perf_counter()
         waiter.start()
         wait_until(lambda: pool.pool.not_empty._waiters, what="the waiter to block")  # type: ignore[attr-defined]
@@ -351,7 +351,7 @@ class TestPoolEvents:
         """An explicit reset drops the connections the pool held."""
         listen(client, recorder)
         pool = client.connection_pool
-        connections = [pool.get_connection() for _ in range(2)]
+        connections = [checkout(pool) for _ in range(2)]
         for connection in connections:
             pool.release(connection)
         pool.reset()
