@@ -287,15 +287,22 @@ class TestAutomaticHealthChecks:
             # The interval has passed (0 is before "now" whether redis-py keeps
             # time.time(), as 5.x does, or time.monotonic(), as 6.0+ does).
             connection.next_health_check = 0
-            assert client.ping() is True  # redis-py recovers on its own
+            try:
+                recovered = client.ping()  # 6.0+: redis-py retries and recovers on its own
+            except redis.exceptions.ConnectionError:
+                recovered = client.ping()  # 5.x: the command fails; the next reconnects
+            assert recovered is True
             checks = recorder.exactly(rl.ConnectionHealthCheckEvent)
-            assert [c.healthy for c in checks] == [False, True]
+            assert checks[0].healthy is False
+            assert all(c.healthy for c in checks[1:])
             assert isinstance(checks[0].error, redis.exceptions.ConnectionError)
             [disconnected] = recorder.exactly(rl.ConnectionDisconnectedEvent)
             assert disconnected.reason is rl.CloseReason.HEALTH_CHECK_FAILED
             types = recorder.types()
+            # The healthy check comes after the reconnect (6.0+) or inside its
+            # handshake, just before it is reported (5.x): after the close, always.
             assert types.index("disconnected") < types.index("reconnected")
-            assert types.index("reconnected") < len(types) - types[::-1].index("health_check")
+            assert types.index("disconnected") < len(types) - types[::-1].index("health_check")
         finally:
             client.close()
 
@@ -352,21 +359,23 @@ class TestPubSubHealthPing:
         assert pubsub.health_check_response_counter == 1
         recorder.clear()
         assert admin.client_kill_filter(_id=str(kill_id)) == 1
-        wait_until(
-            lambda: (
-                pubsub.get_message(timeout=0.1) is None
-                and bool(recorder.exactly(rl.ConnectionReconnectedEvent))
-            ),
-            timeout=10,
-            what="the PubSub to reconnect",
-        )
+
+        def reconnected() -> bool:
+            try:
+                message = pubsub.get_message(timeout=0.1)
+            except redis.exceptions.ConnectionError:
+                return False  # redis-py 5.x raises once; the next read reconnects
+            return message is None and bool(recorder.exactly(rl.ConnectionReconnectedEvent))
+
+        wait_until(reconnected, timeout=10, what="the PubSub to reconnect")
         checks = recorder.exactly(rl.ConnectionHealthCheckEvent)
         failed = [c for c in checks if not c.healthy]
         # Ours, plus the one get_message may send before its read fails: all
         # unanswered, all reported with the one error that closed the socket.
         assert 1 <= len(failed) <= 2, checks
         assert {c.command for c in failed} == {"PING redis-py-health-check"}
-        assert isinstance(failed[0].error, redis.exceptions.ConnectionError)
+        # redis-py's "closed by server", or the socket's own reset, by timing
+        assert isinstance(failed[0].error, (redis.exceptions.ConnectionError, ConnectionError))
         assert all(c.error is failed[0].error for c in failed)
         types = recorder.types()
         assert types.index("health_check") < types.index("disconnected")
