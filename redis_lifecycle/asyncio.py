@@ -35,7 +35,7 @@ from .instrument import (
     LifecycleHandle,
     handle_for,
 )
-from .pool import _LifecyclePoolMixin
+from .pool import _LifecyclePoolMixin, blocking_pool_for_pooled
 
 if TYPE_CHECKING:
     from .errors import CallbackErrorHandler
@@ -100,21 +100,11 @@ def pooled(
     the connections (``db``, ``password``, ``socket_timeout``, ...). The client
     owns the pool: ``await client.aclose()`` closes it too.
     """
-    options = dict(pool or {})
-    unknown = set(options) - {"size", "timeout", "event_dispatcher", "pool_name"}
-    if unknown:
-        msg = (
-            f"pool= takes size, timeout, event_dispatcher and pool_name; "
-            f"got unknown {sorted(unknown)}"
-        )
-        raise TypeError(msg)
-    connection_pool = LifecycleBlockingConnectionPool(
-        host=host,
-        port=port,
-        max_connections=options.get("size", 10),
-        timeout=options.get("timeout", 5),
-        event_dispatcher=options.get("event_dispatcher"),
-        pool_name=options.get("pool_name"),
+    connection_pool = blocking_pool_for_pooled(
+        LifecycleBlockingConnectionPool,
+        host,
+        port,
+        pool,
         async_callbacks=async_callbacks,
         callback_error_handler=callback_error_handler,
         instrumentation=instrumentation,

@@ -128,6 +128,30 @@ class LifecycleBlockingConnectionPool(
     """
 
 
+def blocking_pool_for_pooled(
+    pool_class: Any, host: str, port: int, pool: dict[str, Any] | None, **kwargs: Any
+) -> Any:
+    """The lifecycle blocking pool that :func:`pooled` (sync or asyncio) builds:
+    ``pool`` checked for its keys, then mapped to the pool's arguments."""
+    options = dict(pool or {})
+    unknown = set(options) - {"size", "timeout", "event_dispatcher", "pool_name"}
+    if unknown:
+        msg = (
+            f"pool= takes size, timeout, event_dispatcher and pool_name; "
+            f"got unknown {sorted(unknown)}"
+        )
+        raise TypeError(msg)
+    return pool_class(
+        host=host,
+        port=port,
+        max_connections=options.get("size", 10),
+        timeout=options.get("timeout", 5),
+        event_dispatcher=options.get("event_dispatcher"),
+        pool_name=options.get("pool_name"),
+        **kwargs,
+    )
+
+
 def pooled(
     host: str = "localhost",
     port: int = 6379,
@@ -145,21 +169,11 @@ def pooled(
     ``pool_name``; ``redis_kwargs`` go to the connections (``db``,
     ``password``, ``socket_timeout``, ...).
     """
-    options = dict(pool or {})
-    unknown = set(options) - {"size", "timeout", "event_dispatcher", "pool_name"}
-    if unknown:
-        msg = (
-            f"pool= takes size, timeout, event_dispatcher and pool_name; "
-            f"got unknown {sorted(unknown)}"
-        )
-        raise TypeError(msg)
-    connection_pool = LifecycleBlockingConnectionPool(
-        host=host,
-        port=port,
-        max_connections=options.get("size", 10),
-        timeout=options.get("timeout", 5),
-        event_dispatcher=options.get("event_dispatcher"),
-        pool_name=options.get("pool_name"),
+    connection_pool = blocking_pool_for_pooled(
+        LifecycleBlockingConnectionPool,
+        host,
+        port,
+        pool,
         async_callbacks=async_callbacks,
         callback_error_handler=callback_error_handler,
         instrumentation=instrumentation,
