@@ -5,7 +5,8 @@ three ways, cheapest first:
 
 * a lifecycle pool (an instance of the kind's ``hooks`` mixin, built that
   way) gets the state in its ``_rl_state`` attribute, reserved by its
-  ``__init__``;
+  ``__init__`` (and, for sync pools, in ``POOLS``, where the per-command
+  methods look);
 * a kind with ``pool_patcher`` (sync pools) registers the pool in ``POOLS``
   and keeps the class-level pool patches installed while it is attached;
 * otherwise the pool gets a lifecycle subclass of its own class made for this
@@ -201,6 +202,8 @@ def attach_pool(
                 register_connection(connection, state).checked_out_at = now
             if strategy == "subclass":
                 pool._rl_state = state
+                if kind.pool_patcher is not None:  # sync: its hot methods look in POOLS
+                    POOLS[id(pool)] = state
             elif strategy == "registry":
                 POOLS[id(pool)] = state
                 if kind.hot_patchers is not None:

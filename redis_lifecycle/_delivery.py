@@ -29,7 +29,7 @@ from .events import (
 if TYPE_CHECKING:
     from .dispatcher import EventDispatcher, Subscription
     from .executor import AsyncCallbackExecutor
-    from .metrics import Instrumentation, _CallbackShard
+    from .metrics import Instrumentation
 
 __all__ = ["Delivery", "default_delivery"]
 
@@ -98,10 +98,14 @@ class Delivery:
         callback ran; the hooks decide when the pool is consistent enough to
         let it through. With a running executor, failures are collected and
         raised by its ``shutdown()``.
+
+        This runs twice per command when per-command events are wanted, so
+        the dispatcher lookup, the metrics and the inline callback loop are
+        all kept in this one frame (each call saved is measured in
+        ``benchmarks/instructions.py``).
         """
         instrumentation = self.instrumentation
         stats = instrumentation._observe(event) if instrumentation is not None else None
-        # dispatcher.listeners(), inlined: this runs twice per command.
         cls = type(event)
         try:
             subscriptions = self.dispatcher._resolved[cls]
@@ -112,26 +116,8 @@ class Delivery:
         executor = self.executor
         if executor is not None and executor._submit(self, event, subscriptions):
             return
-        error = self.run(event, subscriptions, stats)
-        if error is not None:
-            raise error
-
-    def run(
-        self,
-        event: LifecycleEvent,
-        subscriptions: tuple[Subscription, ...],
-        stats: _CallbackShard | None = None,
-    ) -> CallbackError | None:
-        """Run the callbacks for ``event`` here; return the first
-        :class:`CallbackError` to raise (strategy ``"raise"``), if any.
-
-        ``stats`` is what ``Instrumentation._observe`` returned for ``event``
-        on this same thread: callback timings go straight into it (the inline
-        hot path); without it they go through ``_record_callback``.
-        """
-        instrumentation = self.instrumentation
         first_error: CallbackError | None = None
-        if instrumentation is None:
+        if stats is None:
             for subscription in subscriptions:
                 callback = subscription.callback
                 try:
@@ -143,35 +129,39 @@ class Delivery:
                     continue
                 if result is not None and hasattr(result, "__await__"):
                     self._schedule(result, event, callback)
-            return first_error
-        if stats is None:
-            stats = instrumentation._callback_stats(event.type)
-        histogram = stats.histogram
-        for subscription in subscriptions:
-            callback = subscription.callback
-            started = perf_counter()
-            try:
-                result = callback(event)
-            except Exception as exc:
+        else:
+            # Callback timings go straight into this thread's histogram, which
+            # _observe returned: no second thread-local lookup. Its buffer is
+            # read after each callback: one that emits the same event type
+            # (a command run from a callback) may have flushed it.
+            histogram = stats.histogram
+            for subscription in subscriptions:
+                callback = subscription.callback
+                started = perf_counter()
+                try:
+                    result = callback(event)
+                except Exception as exc:
+                    histogram.pending.append(perf_counter() - started)
+                    stats.errors += 1
+                    error = self.error_handler.handle(exc, event, callback)
+                    if error is not None and first_error is None:
+                        first_error = error
+                    continue
                 histogram.pending.append(perf_counter() - started)
-                stats.errors += 1
-                error = self.error_handler.handle(exc, event, callback)
-                if error is not None and first_error is None:
-                    first_error = error
-                continue
-            histogram.pending.append(perf_counter() - started)
-            if result is not None and hasattr(result, "__await__"):
-                self._schedule(result, event, callback)
-        if len(histogram.pending) >= FLUSH_AT:
-            histogram.flush()
-        return first_error
+                if result is not None and hasattr(result, "__await__"):
+                    self._schedule(result, event, callback)
+            if len(histogram.pending) >= FLUSH_AT:
+                histogram.flush()
+        if first_error is not None:
+            raise first_error
 
     def run_counted(
         self, event: LifecycleEvent, subscriptions: tuple[Subscription, ...]
     ) -> tuple[int, CallbackError | None]:
-        """:meth:`run`, also returning how many callbacks raised (for the
-        executor's ``failed`` count, whatever the strategy). Kept apart from
-        :meth:`run` so the inline path builds no tuple."""
+        """Run the callbacks for ``event`` here, as :meth:`emit` does inline,
+        and return how many raised (for the executor's ``failed`` count,
+        whatever the strategy) with the first :class:`CallbackError` to raise.
+        Used by the executor's workers and its ``caller_runs`` fallback."""
         instrumentation = self.instrumentation
         handle = self.error_handler.handle
         failures = 0

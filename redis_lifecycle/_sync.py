@@ -108,62 +108,105 @@ def blocking_total(pool: Any) -> int:
 
 # --- pool overrides ------------------------------------------------------
 #
-# The hook bodies below take the pool, its state and the redis-py function
-# they stand in front of. Two thin front ends call them:
+# The per-command methods, ``get_connection`` and ``release``, are each one
+# function made by a factory below (_checkout_hook, _release_hook): the state
+# lookup, the call into redis-py, the event and its delivery in a single
+# frame, since every command pays for each call in between. The same
+# functions serve both ways a sync pool is hooked:
 #
-# * SyncPoolHooks, a mixin whose methods read the state from ``self``: the
-#   lifecycle pools are real subclasses built with it (``_rl_state`` set in
-#   ``__init__``, part of the instance layout from the start);
-# * class-level patches of ConnectionPool and BlockingConnectionPool for the
-#   pools instrument() attached, which look the pool up in POOLS by id():
-#   SYNC_POOL_PATCHER (make_connection, reset) while at least one is attached;
-#   SYNC_CHECKOUT_PATCHER / SYNC_RELEASE_PATCHER (get_connection, release)
-#   only while one of their deliveries wants a per-command event, so with no
-#   such subscriber the hot path is redis-py's own, untouched.
+# * class-level patches of ConnectionPool and BlockingConnectionPool
+#   (SYNC_CHECKOUT_PATCHER / SYNC_RELEASE_PATCHER), for the pools
+#   instrument() attached, installed only while one of their deliveries wants
+#   a per-command event: with no such subscriber the hot path is redis-py's
+#   own, untouched. ``original`` is the method they replaced;
+# * SyncPoolHooks, the mixin of the lifecycle pools (real subclasses), with
+#   ``original=None``: the state's ``f_get``/``f_release`` (the next class in
+#   the pool's MRO) is called instead.
 #
-# Measured on a checkout + release (about 6.7 us bare on redis-py 8.1 here):
-# either front end adds about 0.3 us passing through; assigning the pool a
-# per-instance subclass (``pool.__class__ = ...``) added 0.7 us, because
-# CPython then keeps the instance's attributes in a materialised dict and
-# every attribute lookup in redis-py's pool code gets slower, for good.
+# Either way the pool's state is found in POOLS by id(): attaching a sync
+# pool registers it there (the lifecycle pools too).
+#
+# The rare methods (make_connection, reset) keep a front end per technique
+# around one hook body each (hooked_make_connection, hooked_reset).
+#
+# Measured (benchmarks/instructions.py): each Python call saved here is about
+# 600 instructions per command of ~170,000 for a bare GET; assigning the pool
+# a per-instance subclass (``pool.__class__ = ...``) cost more than any
+# front end, because CPython then keeps the instance's attributes in a
+# materialised dict and every attribute lookup in redis-py's pool code gets
+# slower, for good.
+
+#: Per (pool class, method name): the method a lifecycle pool calls while
+#: it is not attached (during redis-py's ``__init__``, after uninstrument).
+_next_methods: dict[tuple[type, str], Any] = {}
 
 
-def hooked_get_connection(
-    pool: Any, state: PoolState, original: Any, args: Any, kwargs: Any
-) -> Any:
-    delivery = state.delivery
-    started = perf_counter()
+def _next_method(pool: Any, name: str) -> Any:
+    """``name`` as defined after :class:`SyncPoolHooks` in ``pool``'s MRO
+    (what ``super()`` would find there), through our class-level patches."""
+    cls = type(pool)
     try:
-        connection = original(pool, *args, **kwargs)
-    except BaseException as error:
-        if PoolExhaustedEvent in delivery.wanted and is_exhaustion(error):
-            emit_quietly(
-                delivery,
-                PoolExhaustedEvent(
-                    time(), state.origin, state.size, state.timeout, perf_counter() - started
-                ),
-            )
-        raise
-    now = perf_counter()
-    conn_state = CONNECTIONS.get(id(connection)) or register_connection(connection, state)
-    conn_state.checked_out_at = now
-    if PoolConnectionAcquiredEvent in delivery.wanted:
-        wait_time = now - started
-        if conn_state.connected_at > started:
-            wait_time = max(wait_time - conn_state.last_connect_time, 0.0)
-        if state.counts is pool_counts:  # inlined for the common pool
-            active = len(pool._in_use_connections)
-            idle = len(pool._available_connections)
-        else:
-            active, idle = state.counts(pool)
+        return _next_methods[cls, name]
+    except KeyError:
+        pass
+    mro = cls.__mro__
+    method = None
+    for klass in mro[mro.index(SyncPoolHooks) + 1 :]:
+        if name in klass.__dict__:
+            function = klass.__dict__[name]
+            method = getattr(function, "__rl_original__", function)
+            break
+    _next_methods[cls, name] = method
+    return method
+
+
+def _checkout_hook(original: Any) -> Any:
+    """``get_connection`` for ``original`` (``None``: the lifecycle pools')."""
+
+    def get_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
+        state = POOLS.get(id(self))
+        if state is None:
+            return (original or _next_method(self, "get_connection"))(self, *args, **kwargs)
+        delivery = state.delivery
+        call = original or state.f_get
+        if not delivery.hot:
+            if delivery.watch_exhaustion:
+                return guarded_get_connection(self, state, call, args, kwargs)
+            return call(self, *args, **kwargs)
+        started = perf_counter()
         try:
-            delivery.emit(
-                PoolConnectionAcquiredEvent(time(), conn_state.origin, wait_time, active, idle)
-            )
-        except CallbackError:
-            pool.release(connection)
+            connection = call(self, *args, **kwargs)
+        except BaseException as error:
+            if PoolExhaustedEvent in delivery.wanted and is_exhaustion(error):
+                emit_quietly(
+                    delivery,
+                    PoolExhaustedEvent(
+                        time(), state.origin, state.size, state.timeout, perf_counter() - started
+                    ),
+                )
             raise
-    return connection
+        now = perf_counter()
+        conn_state = CONNECTIONS.get(id(connection)) or register_connection(connection, state)
+        conn_state.checked_out_at = now
+        if PoolConnectionAcquiredEvent in delivery.wanted:
+            wait_time = now - started
+            if conn_state.connected_at > started:
+                wait_time = max(wait_time - conn_state.last_connect_time, 0.0)
+            if state.counts is pool_counts:  # inlined for the common pool
+                active = len(self._in_use_connections)
+                idle = len(self._available_connections)
+            else:
+                active, idle = state.counts(self)
+            try:
+                delivery.emit(
+                    PoolConnectionAcquiredEvent(time(), conn_state.origin, wait_time, active, idle)
+                )
+            except CallbackError:
+                self.release(connection)
+                raise
+        return connection
+
+    return get_connection
 
 
 def guarded_get_connection(
@@ -185,24 +228,34 @@ def guarded_get_connection(
         raise
 
 
-def hooked_release(pool: Any, state: PoolState, original: Any, connection: Any) -> Any:
-    result = original(pool, connection)
-    conn_state = CONNECTIONS.get(id(connection))
-    if conn_state is None or conn_state.checked_out_at is None:
+def _release_hook(original: Any) -> Any:
+    """``release`` for ``original`` (``None``: the lifecycle pools')."""
+
+    def release(self: Any, connection: Any) -> Any:
+        state = POOLS.get(id(self))
+        if state is None:
+            return (original or _next_method(self, "release"))(self, connection)
+        result = (original or state.f_release)(self, connection)
+        delivery = state.delivery
+        if not delivery.hot:
+            return result
+        conn_state = CONNECTIONS.get(id(connection))
+        if conn_state is None or conn_state.checked_out_at is None:
+            return result
+        held_time = perf_counter() - conn_state.checked_out_at
+        conn_state.checked_out_at = None
+        if PoolConnectionReleasedEvent in delivery.wanted:
+            if state.counts is pool_counts:  # inlined for the common pool
+                active = len(self._in_use_connections)
+                idle = len(self._available_connections)
+            else:
+                active, idle = state.counts(self)
+            delivery.emit(
+                PoolConnectionReleasedEvent(time(), conn_state.origin, held_time, active, idle)
+            )
         return result
-    held_time = perf_counter() - conn_state.checked_out_at
-    conn_state.checked_out_at = None
-    delivery = state.delivery
-    if PoolConnectionReleasedEvent in delivery.wanted:
-        if state.counts is pool_counts:  # inlined for the common pool
-            active = len(pool._in_use_connections)
-            idle = len(pool._available_connections)
-        else:
-            active, idle = state.counts(pool)
-        delivery.emit(
-            PoolConnectionReleasedEvent(time(), conn_state.origin, held_time, active, idle)
-        )
-    return result
+
+    return release
 
 
 def hooked_make_connection(pool: Any, state: PoolState, original: Any) -> Any:
@@ -265,31 +318,16 @@ def _drop_inherited(inherited: list[Any], delivery: Any) -> None:
 class SyncPoolHooks:
     """The hooks as methods, for pools built as lifecycle subclasses.
 
-    ``_rl_state`` is ``None`` while redis-py's ``__init__`` runs and after
-    ``uninstrument``: the methods then only pass through. No ``__slots__``
-    here: a slotted mixin would change the instance layout.
+    Until the pool is attached (while redis-py's ``__init__`` runs) and after
+    ``uninstrument``, the methods only pass through to the next class in the
+    pool's MRO. No ``__slots__`` here: a slotted mixin would change the
+    instance layout.
     """
 
     _rl_state: PoolState | None
 
-    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        state = self._rl_state
-        if state is None:
-            return super().get_connection(*args, **kwargs)  # type: ignore[misc]
-        delivery = state.delivery
-        if delivery.hot:
-            return hooked_get_connection(self, state, state.f_get, args, kwargs)
-        if delivery.watch_exhaustion:
-            return guarded_get_connection(self, state, state.f_get, args, kwargs)
-        return state.f_get(self, *args, **kwargs)
-
-    def release(self, connection: Any) -> Any:
-        state = self._rl_state
-        if state is None:
-            return super().release(connection)  # type: ignore[misc]
-        if not state.delivery.hot:
-            return state.f_release(self, connection)
-        return hooked_release(self, state, state.f_release, connection)
+    get_connection = _checkout_hook(None)
+    release = _release_hook(None)
 
     def make_connection(self) -> Any:
         state = self._rl_state
@@ -302,31 +340,6 @@ class SyncPoolHooks:
         if state is None:
             return super().reset()  # type: ignore[misc]
         return hooked_reset(self, state, state.f_reset)
-
-
-def _patch_get_connection(original: Any) -> Any:
-    def get_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
-        state = POOLS.get(id(self))
-        if state is None:
-            return original(self, *args, **kwargs)
-        delivery = state.delivery
-        if delivery.hot:
-            return hooked_get_connection(self, state, original, args, kwargs)
-        if delivery.watch_exhaustion:
-            return guarded_get_connection(self, state, original, args, kwargs)
-        return original(self, *args, **kwargs)
-
-    return get_connection
-
-
-def _patch_release(original: Any) -> Any:
-    def release(self: Any, connection: Any) -> Any:
-        state = POOLS.get(id(self))
-        if state is None or not state.delivery.hot:
-            return original(self, connection)
-        return hooked_release(self, state, original, connection)
-
-    return release
 
 
 def _patch_make_connection(original: Any) -> Any:
@@ -357,12 +370,12 @@ def _pool_targets() -> Iterable[tuple[type, str, Any]]:
 
 def _checkout_targets() -> Iterable[tuple[type, str, Any]]:
     for cls in (rconn.ConnectionPool, rconn.BlockingConnectionPool):
-        yield cls, "get_connection", _patch_get_connection
+        yield cls, "get_connection", _checkout_hook
 
 
 def _release_targets() -> Iterable[tuple[type, str, Any]]:
     for cls in (rconn.ConnectionPool, rconn.BlockingConnectionPool):
-        yield cls, "release", _patch_release
+        yield cls, "release", _release_hook
 
 
 #: Class-level patches of the sync pools, for pools attached by instrument()

@@ -1,0 +1,138 @@
+"""CPU instructions per command, counted by valgrind: a measure load cannot move.
+
+    python benchmarks/instructions.py                      # get, every variant
+    python benchmarks/instructions.py --workloads get,asyncio --variants bare,all
+
+Wall-clock ratios (``overhead.py``) depend on how fast the machine's loopback
+is that minute. This counts the client's user-space instructions instead,
+under ``valgrind --tool=callgrind``: each variant of each workload runs twice
+in a fresh interpreter, with ``N`` and ``3N`` commands after the same warm-up,
+and the difference divided by ``2N`` is the cost of one command, with start-up,
+imports, set-up and teardown cancelled out. The executor variant's worker
+threads are counted too (callgrind follows every thread of the process).
+
+Printed: instructions per command, the difference to bare, and
+``bare / variant`` (an instruction-count ratio: stricter than the wall-clock
+ratio, since the kernel's share of a round trip is not in either count).
+
+pymalloc stays on (``PYTHONMALLOC=pymalloc``), so that allocation costs what
+it costs outside valgrind. Needs ``valgrind`` (``apt install valgrind``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+#: What the child interpreter runs: the variants and workloads of overhead.py.
+CHILD = """
+import sys
+sys.path.insert(0, {here!r})
+import overhead
+workload = overhead.WORKLOADS[{workload!r}]({url!r})
+client = workload.client()
+setup = overhead.VARIANTS[{variant!r}][1]
+if {variant!r} == "otel":
+    overhead._OTEL = overhead._otel_instrumentor()
+teardown = setup(client)
+workload.run(client, 200)  # warm-up: connections made, caches filled
+workload.run(client, {n})
+teardown()
+workload.close(client)
+"""
+
+
+def count(url: str, workload: str, variant: str, n: int) -> int:
+    """Instructions of one child run of ``n`` ops (start-up included)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "callgrind.out")
+        code = CHILD.format(here=str(HERE), workload=workload, url=url, variant=variant, n=n)
+        env = {**os.environ, "PYTHONMALLOC": "pymalloc"}
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                "-c",
+                code,
+            ],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        text = Path(out).read_text()
+    match = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.MULTILINE)
+    if match is None:
+        raise SystemExit(f"no instruction total in callgrind's output for {workload}/{variant}")
+    return int(match.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--url", help="a Redis to use (default: start a redis-server here)")
+    parser.add_argument(
+        "--workloads", default="get", help="comma-separated: get,set,pipeline,asyncio,threads"
+    )
+    parser.add_argument("--variants", default="bare,none,rare,all,executor")
+    parser.add_argument(
+        "-n",
+        type=int,
+        default=1000,
+        help="ops in the short run (default 1000; the long one runs 3n)",
+    )
+    args = parser.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed: apt install valgrind", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(HERE))
+    import overhead
+
+    workloads = [w for w in args.workloads.split(",") if w]
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [w for w in workloads if w not in overhead.WORKLOADS] + [
+        v for v in variants if v not in overhead.VARIANTS
+    ]
+    if unknown:
+        print(f"unknown workload or variant: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    server = None
+    url = args.url
+    if url is None:
+        from redis_lifecycle.server import RedisServer
+
+        server = RedisServer()
+        server.start()
+        url = server.url
+    try:
+        for workload in workloads:
+            print(f"\n{workload}: instructions per op (callgrind, {2 * args.n} ops differenced)")
+            print(f"  {'variant':10} {'instr/op':>10} {'+ vs bare':>10} {'bare/variant':>13}")
+            bare = None
+            for variant in variants:
+                print(f"  ... {variant}", end="\r", file=sys.stderr, flush=True)
+                short = count(url, workload, variant, args.n)
+                long = count(url, workload, variant, 3 * args.n)
+                per_op = (long - short) / (2 * args.n)
+                if variant == "bare":
+                    bare = per_op
+                extra = f"{per_op - bare:+10,.0f}" if bare is not None else f"{'':>10}"
+                ratio = f"{bare / per_op:13.3f}" if bare is not None else f"{'':>13}"
+                print(f"  {variant:10} {per_op:10,.0f} {extra} {ratio}")
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
