@@ -53,7 +53,7 @@ from ._hooks import (
     report_ping,
 )
 from ._state import CONNECTIONS, ConnState, PoolState, register_connection
-from ._sync import _mark_for_reconnect, is_exhaustion, mark_connected
+from ._sync import _mark_for_reconnect, mark_connected, report_exhaustion
 from .errors import CallbackError
 from .events import (
     ConnectionCreatedEvent,
@@ -61,7 +61,6 @@ from .events import (
     PoolConnectionAcquiredEvent,
     PoolConnectionCreatedEvent,
     PoolConnectionReleasedEvent,
-    PoolExhaustedEvent,
     PoolResetEvent,
 )
 
@@ -181,13 +180,7 @@ async def _get_connection(
     try:
         connection = await state.f_get(pool, *args, **kwargs)
     except BaseException as error:
-        if PoolExhaustedEvent in delivery.wanted and is_exhaustion(error):
-            emit_quietly(
-                delivery,
-                PoolExhaustedEvent(
-                    time(), state.origin, state.size, state.timeout, perf_counter() - started
-                ),
-            )
+        report_exhaustion(state, started, error)
         raise
     now = perf_counter()
     conn_state = CONNECTIONS.get(id(connection)) or register_connection(connection, state)

@@ -64,6 +64,7 @@ __all__ = [
     "pool_counts",
     "pool_in_use",
     "pool_total",
+    "report_exhaustion",
 ]
 
 _MAX_CONNECTIONS_ERROR: type[BaseException] | None = getattr(rexc, "MaxConnectionsError", None)
@@ -75,6 +76,19 @@ def is_exhaustion(error: BaseException) -> bool:
     if _MAX_CONNECTIONS_ERROR is not None and isinstance(error, _MAX_CONNECTIONS_ERROR):
         return True
     return isinstance(error, rexc.ConnectionError) and str(error) in _EXHAUSTION_MESSAGES
+
+
+def report_exhaustion(state: PoolState, started: float, error: BaseException) -> None:
+    """After a failed checkout that began at ``started`` (``perf_counter``):
+    ``pool_exhausted``, if that is why it failed and someone wants it."""
+    delivery = state.delivery
+    if PoolExhaustedEvent in delivery.wanted and is_exhaustion(error):
+        emit_quietly(
+            delivery,
+            PoolExhaustedEvent(
+                time(), state.origin, state.size, state.timeout, perf_counter() - started
+            ),
+        )
 
 
 # --- pool counts ---------------------------------------------------------
@@ -177,13 +191,7 @@ def _checkout_hook(original: Any) -> Any:
         try:
             connection = call(self, *args, **kwargs)
         except BaseException as error:
-            if PoolExhaustedEvent in delivery.wanted and is_exhaustion(error):
-                emit_quietly(
-                    delivery,
-                    PoolExhaustedEvent(
-                        time(), state.origin, state.size, state.timeout, perf_counter() - started
-                    ),
-                )
+            report_exhaustion(state, started, error)
             raise
         now = perf_counter()
         conn_state = CONNECTIONS.get(id(connection)) or register_connection(connection, state)
@@ -218,13 +226,7 @@ def guarded_get_connection(
     try:
         return original(pool, *args, **kwargs)
     except BaseException as error:
-        if is_exhaustion(error):
-            emit_quietly(
-                state.delivery,
-                PoolExhaustedEvent(
-                    time(), state.origin, state.size, state.timeout, perf_counter() - started
-                ),
-            )
+        report_exhaustion(state, started, error)
         raise
 
 

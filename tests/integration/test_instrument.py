@@ -78,6 +78,50 @@ class TestInstrument:
         assert recorder.events == []
         assert rl.uninstrument(client) is False
 
+    @pytest.mark.parametrize("blocking", [False, True], ids=["pool", "blocking"])
+    def test_subclassed_lifecycle_pool_reaches_every_class_in_its_mro(
+        self, server: RedisServer, blocking: bool
+    ) -> None:
+        """A user's pool class between the lifecycle mixin and redis-py's pool
+        still runs on every checkout and release: while instrumented (one
+        acquired/released pair per command, never two) and after
+        ``uninstrument``, when the lifecycle methods only pass through."""
+        base = redis.BlockingConnectionPool if blocking else redis.ConnectionPool
+        lifecycle = rl.LifecycleBlockingConnectionPool if blocking else rl.LifecycleConnectionPool
+        calls: list[str] = []
+
+        class Counting(base):  # type: ignore[misc, valid-type]
+            def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+                calls.append("get")
+                return super().get_connection(*args, **kwargs)
+
+            def release(self, connection: Any) -> None:
+                calls.append("release")
+                super().release(connection)
+
+        class Pool(lifecycle, Counting):  # type: ignore[misc, valid-type]
+            pass
+
+        recorder = Recorder()
+        pool = Pool(host=server.host, port=server.port, max_connections=4)
+        pool.event_dispatcher.subscribe(rl.PoolConnectionAcquiredEvent, recorder)
+        pool.event_dispatcher.subscribe(rl.PoolConnectionReleasedEvent, recorder)
+        client = redis.Redis(connection_pool=pool)
+        try:
+            assert client.ping() is True
+            assert calls == ["get", "release"]
+            assert recorder.types() == ["connection_acquired", "connection_released"]
+            assert rl.uninstrument(pool) is True
+            calls.clear()
+            recorder.clear()
+            assert client.set("k", "v") is True
+            assert calls == ["get", "release"]
+            assert recorder.events == []
+            assert pool_state_of(pool) is None
+        finally:
+            client.close()
+            pool.disconnect()
+
     def test_uninstrument_by_pool_after_instrument_by_client(self, client: redis.Redis) -> None:
         """The pool of an instrumented client can be uninstrumented directly."""
         handle = rl.instrument(client)
