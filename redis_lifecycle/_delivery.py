@@ -163,26 +163,43 @@ class Delivery:
         whatever the strategy) with the first :class:`CallbackError` to raise.
         Used by the executor's workers and its ``caller_runs`` fallback."""
         instrumentation = self.instrumentation
-        handle = self.error_handler.handle
         failures = 0
         first_error: CallbackError | None = None
+        if instrumentation is None:
+            for subscription in subscriptions:
+                callback = subscription.callback
+                try:
+                    result = callback(event)
+                except Exception as exc:
+                    failures += 1
+                    error = self.error_handler.handle(exc, event, callback)
+                    if error is not None and first_error is None:
+                        first_error = error
+                    continue
+                if result is not None and hasattr(result, "__await__"):
+                    self._schedule(result, event, callback)
+            return failures, first_error
+        # As in emit: this thread's stats for the event, looked up once.
+        stats = instrumentation._callback_stats(event.type)
+        histogram = stats.histogram
         for subscription in subscriptions:
             callback = subscription.callback
-            started = perf_counter() if instrumentation is not None else 0.0
+            started = perf_counter()
             try:
                 result = callback(event)
             except Exception as exc:
-                if instrumentation is not None:
-                    instrumentation._record_callback(event.type, perf_counter() - started, True)
+                histogram.pending.append(perf_counter() - started)
+                stats.errors += 1
                 failures += 1
-                error = handle(exc, event, callback)
+                error = self.error_handler.handle(exc, event, callback)
                 if error is not None and first_error is None:
                     first_error = error
                 continue
-            if instrumentation is not None:
-                instrumentation._record_callback(event.type, perf_counter() - started, False)
+            histogram.pending.append(perf_counter() - started)
             if result is not None and hasattr(result, "__await__"):
                 self._schedule(result, event, callback)
+        if len(histogram.pending) >= FLUSH_AT:
+            histogram.flush()
         return failures, first_error
 
     def _schedule(self, awaitable: Any, event: LifecycleEvent, callback: Any) -> None:

@@ -284,7 +284,11 @@ class AsyncCallbackExecutor:
                     self._catch_up(self._worker_for(event))
                 self._run_here(counts, delivery, event, subscriptions, collect=outcome is _RUN_HERE)
                 return True
-        worker = self._worker_for(event)
+        # self._worker_for(event), inlined: this runs for every event.
+        key = event._origin.connection_id
+        if key is None:
+            key = hash(event._origin.pool_name)
+        worker = self._workers[key % self._shards]
         worker.queue.put((delivery, event, subscriptions))
         if worker.exited:  # raced with shutdown: its worker is gone
             self._drain(worker, counts)
