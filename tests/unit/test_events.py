@@ -36,6 +36,28 @@ class TestCatalogue:
             for klass in cls.__mro__[:-1]:
                 assert "__slots__" in klass.__dict__, klass
 
+    @pytest.mark.parametrize(
+        ("cls", "own_slot"),
+        [
+            (rl.PoolConnectionAcquiredEvent, "_wait_time"),
+            (rl.PoolConnectionReleasedEvent, "_held_time"),
+        ],
+    )
+    def test_per_command_event_slots_are_the_ones_the_hooks_fill(
+        self, cls: type[rl.LifecycleEvent], own_slot: str
+    ) -> None:
+        """The sync hooks build these two events with ``object.__new__`` and
+        fill exactly these slots (redis_lifecycle/_sync.py): a slot added to
+        either class must be filled there too, or its property would raise."""
+        slots = {slot for klass in cls.__mro__ for slot in getattr(klass, "__slots__", ())}
+        assert slots == {
+            "_timestamp",
+            "_origin",
+            own_slot,
+            "_active_connections",
+            "_idle_connections",
+        }
+
     def test_event_type_is_a_str_enum(self) -> None:
         """EventType values compare equal to the plain names."""
         assert rl.EventType.CONNECTED == "connected"
