@@ -44,16 +44,18 @@ from ._async_callbacks import remember_loop
 from ._attach import PoolKind
 from ._hooks import (
     ClassPatcher,
+    MethodPatcher,
     disconnect_error,
     emit,
     emit_quietly,
     error_in_flight,
     internal_error,
+    next_method,
     report_disconnect,
     report_ping,
 )
-from ._state import CONNECTIONS, ConnState, PoolState, register_connection
-from ._sync import _mark_for_reconnect, mark_connected, report_exhaustion
+from ._state import CONNECTIONS, POOLS, ConnState, PoolState, register_connection
+from ._sync import _mark_for_reconnect, mark_connected, new_event, report_exhaustion
 from .errors import CallbackError
 from .events import (
     ConnectionCreatedEvent,
@@ -103,82 +105,110 @@ def async_pool_in_use(pool: Any) -> list[Any]:
 # --- pool overrides ------------------------------------------------------
 
 
+def _checkout_hook(original: Any) -> Any:
+    """``get_connection`` for ``original`` (``None``: the lifecycle pools'):
+    a plain function that returns redis-py's own coroutine, untouched, when
+    no checkout event is wanted, and a coroutine of ours around it otherwise."""
+
+    def get_connection(self: Any, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+        state = POOLS.get(id(self))
+        if state is None:
+            method = original or next_method(self, AsyncPoolHooks, "get_connection")
+            return method(self, *args, **kwargs)  # type: ignore[no-any-return]
+        call = original or state.f_get
+        delivery = state.delivery
+        if delivery.hot:
+            return _get_connection(self, state, call, args, kwargs)
+        if delivery.watch_exhaustion:
+            return _guarded_get_connection(self, state, call, args, kwargs)
+        return call(self, *args, **kwargs)  # type: ignore[no-any-return]
+
+    return get_connection
+
+
+def _release_hook(original: Any) -> Any:
+    """``release`` for ``original`` (``None``: the lifecycle pools'), as
+    :func:`_checkout_hook`."""
+
+    def release(self: Any, connection: Any) -> Coroutine[Any, Any, None]:
+        state = POOLS.get(id(self))
+        if state is None:
+            method = original or next_method(self, AsyncPoolHooks, "release")
+            return method(self, connection)  # type: ignore[no-any-return]
+        call = original or state.f_release
+        if not state.delivery.hot:
+            return call(self, connection)  # type: ignore[no-any-return]
+        return _release(self, state, call, connection)
+
+    return release
+
+
+def hooked_make_connection(pool: Any, state: PoolState, original: Any) -> Any:
+    connection = original(pool)
+    try:
+        conn_state = register_connection(connection, state)
+        delivery = state.delivery
+        if PoolConnectionCreatedEvent in delivery.wanted:
+            # Not yet in the pool's sets: get_available_connection adds it next.
+            total = state.total(pool) + 1
+            emit_quietly(delivery, PoolConnectionCreatedEvent(time(), conn_state.origin, total))
+    except Exception:
+        internal_error("make_connection")
+    return connection
+
+
+def hooked_reset(pool: Any, state: PoolState, original: Any) -> None:
+    try:
+        dropped = len(async_pool_connections(pool))
+    except Exception:  # reset() before the pool's lists exist
+        dropped = 0
+    state.resetting = True
+    try:
+        original(pool)
+    finally:
+        state.resetting = False
+    delivery = state.delivery
+    if PoolResetEvent in delivery.wanted:
+        emit(delivery, PoolResetEvent(time(), state.origin, "explicit", dropped))
+
+
 class AsyncPoolHooks:
-    """The pool hooks as methods, in front of an asyncio pool's own class.
+    """The pool hooks as methods, for the lifecycle pools of
+    :mod:`redis_lifecycle.asyncio` (real subclasses built with it).
 
-    Used two ways: the lifecycle pools of :mod:`redis_lifecycle.asyncio` are
-    real subclasses built with it (``_rl_state`` set first in ``__init__``,
-    ``None`` while redis-py's ``__init__`` runs and after ``uninstrument``:
-    the methods then only pass through); ``instrument()`` of an existing
-    asyncio pool gives it a per-instance subclass with the state as a class
-    attribute. Per command an asyncio client spends tens of microseconds in
-    coroutines, so that subclass' cost (a few hundred ns) is noise here.
-
-    ``get_connection`` and ``release`` are plain functions returning a
-    coroutine: redis-py's own, untouched, when no per-command event is wanted.
+    ``get_connection`` and ``release`` are the functions the class-level
+    patches use too (their state is looked up in ``POOLS``); until the pool is
+    attached (while redis-py's ``__init__`` runs) and after ``uninstrument``
+    they only pass through to the next class in the pool's MRO.
     No ``__slots__``: a slotted mixin would change the instance layout.
     """
 
     _rl_state: PoolState | None
 
-    def get_connection(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
-        state = self._rl_state
-        if state is None:
-            return super().get_connection(*args, **kwargs)  # type: ignore[misc, no-any-return]
-        if not state.delivery.hot:
-            return state.f_get(self, *args, **kwargs)  # type: ignore[no-any-return]
-        return _get_connection(self, state, args, kwargs)
-
-    def release(self, connection: Any) -> Coroutine[Any, Any, None]:
-        state = self._rl_state
-        if state is None:
-            return super().release(connection)  # type: ignore[misc, no-any-return]
-        if not state.delivery.hot:
-            return state.f_release(self, connection)  # type: ignore[no-any-return]
-        return _release(self, state, connection)
+    get_connection = _checkout_hook(None)
+    release = _release_hook(None)
 
     def make_connection(self) -> Any:
         state = self._rl_state
         if state is None:
             return super().make_connection()  # type: ignore[misc]
-        connection = state.f_make(self)
-        try:
-            conn_state = register_connection(connection, state)
-            delivery = state.delivery
-            if PoolConnectionCreatedEvent in delivery.wanted:
-                # Not yet in the pool's sets: get_available_connection adds it next.
-                total = state.total(self) + 1
-                emit_quietly(delivery, PoolConnectionCreatedEvent(time(), conn_state.origin, total))
-        except Exception:
-            internal_error("make_connection")
-        return connection
+        return hooked_make_connection(self, state, state.f_make)
 
     def reset(self) -> None:
         state = self._rl_state
         if state is None:
             return super().reset()  # type: ignore[misc, no-any-return]
-        try:
-            dropped = len(async_pool_connections(self))
-        except Exception:  # reset() before the pool's lists exist
-            dropped = 0
-        state.resetting = True
-        try:
-            state.f_reset(self)
-        finally:
-            state.resetting = False
-        delivery = state.delivery
-        if PoolResetEvent in delivery.wanted:
-            emit(delivery, PoolResetEvent(time(), state.origin, "explicit", dropped))
+        hooked_reset(self, state, state.f_reset)
         return None
 
 
 async def _get_connection(
-    pool: Any, state: PoolState, args: tuple[Any, ...], kwargs: dict[str, Any]
+    pool: Any, state: PoolState, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     delivery = state.delivery
     started = perf_counter()
     try:
-        connection = await state.f_get(pool, *args, **kwargs)
+        connection = await (call(pool, *args, **kwargs) if args or kwargs else call(pool))
     except BaseException as error:
         report_exhaustion(state, started, error)
         raise
@@ -189,31 +219,93 @@ async def _get_connection(
         wait_time = now - started
         if conn_state.connected_at > started:
             wait_time = max(wait_time - conn_state.last_connect_time, 0.0)
-        active, idle = state.counts(pool)
+        # PoolConnectionAcquiredEvent(...), built as the sync hook does.
+        event = new_event(PoolConnectionAcquiredEvent)
+        event._timestamp = time()
+        event._origin = conn_state.origin
+        event._wait_time = wait_time
+        event._active_connections = len(pool._in_use_connections)
+        event._idle_connections = len(pool._available_connections)
         try:
-            delivery.emit(
-                PoolConnectionAcquiredEvent(time(), conn_state.origin, wait_time, active, idle)
-            )
+            delivery.emit(event)
         except CallbackError:
             await pool.release(connection)
             raise
     return connection
 
 
-async def _release(pool: Any, state: PoolState, connection: Any) -> None:
-    await state.f_release(pool, connection)
+async def _guarded_get_connection(
+    pool: Any, state: PoolState, call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """Checkout when only ``pool_exhausted`` is wanted."""
+    started = perf_counter()
+    try:
+        return await call(pool, *args, **kwargs)
+    except BaseException as error:
+        report_exhaustion(state, started, error)
+        raise
+
+
+async def _release(pool: Any, state: PoolState, call: Any, connection: Any) -> None:
+    await call(pool, connection)
     conn_state = CONNECTIONS.get(id(connection))
     if conn_state is None or conn_state.checked_out_at is None:
-        return
+        return  # not ours, or reported already (BlockingConnectionPool's super().release)
     held_time = perf_counter() - conn_state.checked_out_at
     conn_state.checked_out_at = None
     delivery = state.delivery
     if PoolConnectionReleasedEvent in delivery.wanted:
-        active, idle = state.counts(pool)
-        emit(
-            delivery,
-            PoolConnectionReleasedEvent(time(), conn_state.origin, held_time, active, idle),
-        )
+        event = new_event(PoolConnectionReleasedEvent)  # as in _get_connection
+        event._timestamp = time()
+        event._origin = conn_state.origin
+        event._held_time = held_time
+        event._active_connections = len(pool._in_use_connections)
+        event._idle_connections = len(pool._available_connections)
+        delivery.emit(event)
+
+
+def _patch_make_connection(original: Any) -> Any:
+    def make_connection(self: Any) -> Any:
+        state = POOLS.get(id(self))
+        if state is None:
+            return original(self)
+        return hooked_make_connection(self, state, original)
+
+    return make_connection
+
+
+def _patch_reset(original: Any) -> Any:
+    def reset(self: Any) -> Any:
+        state = POOLS.get(id(self))
+        if state is None:
+            return original(self)
+        return hooked_reset(self, state, original)
+
+    return reset
+
+
+def _pool_targets() -> Iterable[tuple[type, str, Any]]:
+    for cls in (aconn.ConnectionPool, aconn.BlockingConnectionPool):
+        yield cls, "make_connection", _patch_make_connection
+        yield cls, "reset", _patch_reset
+
+
+def _checkout_targets() -> Iterable[tuple[type, str, Any]]:
+    for cls in (aconn.ConnectionPool, aconn.BlockingConnectionPool):
+        yield cls, "get_connection", _checkout_hook
+
+
+def _release_targets() -> Iterable[tuple[type, str, Any]]:
+    for cls in (aconn.ConnectionPool, aconn.BlockingConnectionPool):
+        yield cls, "release", _release_hook
+
+
+#: Class-level patches of the asyncio pools for the pools instrument()
+#: attached, as in the sync hooks: make_connection/reset while one is
+#: attached; get_connection/release only while a delivery wants them.
+ASYNC_POOL_PATCHER = MethodPatcher(_pool_targets)
+ASYNC_CHECKOUT_PATCHER = MethodPatcher(_checkout_targets)
+ASYNC_RELEASE_PATCHER = MethodPatcher(_release_targets)
 
 
 # --- connection wrappers -------------------------------------------------
@@ -424,6 +516,8 @@ ASYNC_POOL = PoolKind(
     connections=async_pool_connections,
     in_use=async_pool_in_use,
     is_async=True,
+    pool_patcher=ASYNC_POOL_PATCHER,
+    hot_patchers=(ASYNC_CHECKOUT_PATCHER, ASYNC_RELEASE_PATCHER),
 )
 #: Blocking pools count the same way; only their class differs (the per-instance
 #: subclass puts the overrides in front of ``BlockingConnectionPool``).
@@ -435,6 +529,8 @@ ASYNC_BLOCKING_POOL = PoolKind(
     connections=async_pool_connections,
     in_use=async_pool_in_use,
     is_async=True,
+    pool_patcher=ASYNC_POOL_PATCHER,
+    hot_patchers=(ASYNC_CHECKOUT_PATCHER, ASYNC_RELEASE_PATCHER),
 )
 
 

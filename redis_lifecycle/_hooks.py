@@ -33,6 +33,7 @@ __all__ = [
     "emit_quietly",
     "error_in_flight",
     "internal_error",
+    "next_method",
     "report_ping",
     "unpatched",
 ]
@@ -260,6 +261,32 @@ class ClassPatcher:
                     name,
                 )
         self._installed.clear()
+
+
+#: Per (pool class, mixin, method name): see next_method.
+_next_methods: dict[tuple[type, type, str], Any] = {}
+
+
+def next_method(pool: Any, mixin: type, name: str) -> Any:
+    """``name`` as defined after ``mixin`` in ``pool``'s MRO (what ``super()``
+    would find there), through our class-level patches: what a lifecycle
+    pool's hook calls while the pool is not attached (during redis-py's
+    ``__init__``, after ``uninstrument``). Cached per class."""
+    cls = type(pool)
+    key = (cls, mixin, name)
+    try:
+        return _next_methods[key]
+    except KeyError:
+        pass
+    mro = cls.__mro__
+    method = None
+    for klass in mro[mro.index(mixin) + 1 :]:
+        if name in klass.__dict__:
+            function = klass.__dict__[name]
+            method = getattr(function, "__rl_original__", function)
+            break
+    _next_methods[key] = method
+    return method
 
 
 def unpatched(cls: type, name: str) -> Any:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._attach import pool_state_of
 from ._hooks import ClassPatcher, internal_error
-from ._state import CONNECTIONS, PoolState, register_connection
+from ._state import CONNECTIONS, POOLS, PoolState, register_connection
 from .events import EventOrigin, LifecycleEvent
 
 if TYPE_CHECKING:
@@ -138,10 +138,16 @@ def _state_behind(reference: Any) -> PoolState | None:
     if reference is None:
         return None
     if isinstance(reference, weakref.ProxyTypes):
-        state = getattr(reference, "_rl_state", None)  # forwarded to the pool
-        pool = state.pool_ref() if isinstance(state, PoolState) else None
-        if pool is not None and pool.connection_kwargs is reference.connection_kwargs:
-            return state
+        # A proxy does not give its pool away: find the attached pool that
+        # shares its connection_kwargs (once per new connection).
+        try:
+            kwargs = reference.connection_kwargs
+        except ReferenceError:
+            return None
+        for state in list(POOLS.values()):
+            pool = state.pool_ref()
+            if pool is not None and pool.connection_kwargs is kwargs:
+                return state
         return None
     ref = getattr(reference, "connection_pool_ref", None)
     pool = ref() if ref is not None else reference

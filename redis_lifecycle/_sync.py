@@ -33,6 +33,7 @@ from ._hooks import (
     emit,
     emit_quietly,
     internal_error,
+    next_method,
     report_disconnect,
     report_ping,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "pool_counts",
     "pool_in_use",
     "pool_total",
+    "new_event",
     "report_exhaustion",
 ]
 
@@ -154,30 +156,7 @@ def blocking_total(pool: Any) -> int:
 #: directly: ``type(...)`` calling ``__init__`` costs about 2,200
 #: instructions, this and five slot stores about 600. Which slots each event
 #: has is pinned by tests/unit/test_events.py.
-_new_event = object.__new__
-
-#: Per (pool class, method name): the method a lifecycle pool calls while
-#: it is not attached (during redis-py's ``__init__``, after uninstrument).
-_next_methods: dict[tuple[type, str], Any] = {}
-
-
-def _next_method(pool: Any, name: str) -> Any:
-    """``name`` as defined after :class:`SyncPoolHooks` in ``pool``'s MRO
-    (what ``super()`` would find there), through our class-level patches."""
-    cls = type(pool)
-    try:
-        return _next_methods[cls, name]
-    except KeyError:
-        pass
-    mro = cls.__mro__
-    method = None
-    for klass in mro[mro.index(SyncPoolHooks) + 1 :]:
-        if name in klass.__dict__:
-            function = klass.__dict__[name]
-            method = getattr(function, "__rl_original__", function)
-            break
-    _next_methods[cls, name] = method
-    return method
+new_event = object.__new__
 
 
 def _checkout_hook(original: Any) -> Any:
@@ -186,7 +165,9 @@ def _checkout_hook(original: Any) -> Any:
     def get_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
         state = POOLS.get(id(self))
         if state is None:
-            return (original or _next_method(self, "get_connection"))(self, *args, **kwargs)
+            return (original or next_method(self, SyncPoolHooks, "get_connection"))(
+                self, *args, **kwargs
+            )
         delivery = state.delivery
         call = original or state.f_get
         if not delivery.hot:
@@ -215,8 +196,8 @@ def _checkout_hook(original: Any) -> Any:
                 active, idle = state.counts(self)
             # PoolConnectionAcquiredEvent(time(), origin, wait_time, active,
             # idle), built without the call to __init__: a third of the cost
-            # (see _new_event).
-            event = _new_event(PoolConnectionAcquiredEvent)
+            # (see new_event).
+            event = new_event(PoolConnectionAcquiredEvent)
             event._timestamp = time()
             event._origin = conn_state.origin
             event._wait_time = wait_time
@@ -251,7 +232,7 @@ def _release_hook(original: Any) -> Any:
     def release(self: Any, connection: Any) -> Any:
         state = POOLS.get(id(self))
         if state is None:
-            return (original or _next_method(self, "release"))(self, connection)
+            return (original or next_method(self, SyncPoolHooks, "release"))(self, connection)
         result = (original or state.f_release)(self, connection)
         delivery = state.delivery
         if not delivery.hot:
@@ -267,7 +248,7 @@ def _release_hook(original: Any) -> Any:
                 idle = len(self._available_connections)
             else:
                 active, idle = state.counts(self)
-            event = _new_event(PoolConnectionReleasedEvent)  # as in get_connection
+            event = new_event(PoolConnectionReleasedEvent)  # as in get_connection
             event._timestamp = time()
             event._origin = conn_state.origin
             event._held_time = held_time

@@ -21,6 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 import redis_lifecycle as rl
+from redis_lifecycle._async import ASYNC_POOL_PATCHER
 from redis_lifecycle._async_health import async_health_check
 from redis_lifecycle.asyncio import LifecycleBlockingConnectionPool, LifecycleConnectionPool
 from redis_lifecycle.server import RedisServer, free_port
@@ -390,6 +391,33 @@ class TestPoolEvents:
         assert_address(exhausted, server, transport)
         assert len(recorder.exactly(rl.PoolConnectionAcquiredEvent)) == 1
 
+    @pytest.mark.parametrize("lifecycle_pool", [False, True], ids=["instrumented", "lifecycle"])
+    async def test_pool_exhausted_alone_is_reported(
+        self, server: RedisServer, transport: str, lifecycle_pool: bool
+    ) -> None:
+        """With pool_exhausted the only event wanted (no per-command events),
+        a failed checkout still reports it: the checkout is guarded, not hooked."""
+        recorder = Recorder()
+        kwargs = pool_kwargs(server, transport)
+        if lifecycle_pool:
+            pool: Any = LifecycleConnectionPool(max_connections=1, **kwargs)
+            handle = pool.lifecycle
+        else:
+            pool = aconn.ConnectionPool(max_connections=1, **kwargs)
+            handle = rl.instrument(pool)
+        handle.dispatcher.subscribe(rl.PoolExhaustedEvent, recorder)
+        held = await async_checkout(pool)
+        try:
+            with pytest.raises(redis.exceptions.ConnectionError):
+                await async_checkout(pool)
+        finally:
+            await pool.release(held)
+            await pool.aclose()
+        [exhausted] = recorder.events
+        assert isinstance(exhausted, rl.PoolExhaustedEvent)
+        assert exhausted.size == 1
+        assert_address(exhausted, server, transport)
+
     async def test_pool_exhausted_on_a_blocking_pool_timeout(
         self, server: RedisServer, transport: str, recorder: Recorder
     ) -> None:
@@ -525,18 +553,24 @@ class TestClientsAndPools:
         with pytest.raises(TypeError, match="maxsize"):
             pooled(pool={"maxsize": 3})
 
-    async def test_uninstrument_stops_events_and_restores_the_pool_class(
+    async def test_uninstrument_stops_events_and_removes_the_pool_patches(
         self, client: aredis.Redis, recorder: Recorder
     ) -> None:
-        """After uninstrument the client works, its pool has its own class again, and
-        no event arrives; instrumenting again works."""
+        """The pool keeps its own class throughout (class-level patches, looked
+        up by id, never a per-instance subclass); after uninstrument the patches
+        are gone, the client works and no event arrives; instrumenting again works."""
         pool = client.connection_pool
         original = type(pool)
+        original_get = aconn.ConnectionPool.get_connection
         listen(client, recorder)
-        assert type(pool) is not original
+        assert type(pool) is original
+        assert aconn.ConnectionPool.get_connection is not original_get  # hot: patched
         await client.ping()
+        assert recorder.exactly(rl.PoolConnectionAcquiredEvent)
         assert rl.uninstrument(client) is True
         assert type(pool) is original
+        assert aconn.ConnectionPool.get_connection is original_get
+        assert not ASYNC_POOL_PATCHER.installed
         recorder.clear()
         await client.ping()
         await client.connection_pool.disconnect()

@@ -4,7 +4,10 @@ connections are told apart, and a failover shows up with the new address."""
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import pytest
 import redis
 from redis.sentinel import Sentinel
 
@@ -15,17 +18,50 @@ from ..helpers import Recorder, wait_until
 from .conftest import SERVICE, SentinelSetup
 
 
+@pytest.fixture
+def make_sentinel(sentinel_setup: SentinelSetup) -> Iterator[Callable[[], Sentinel]]:
+    """Builds ``Sentinel`` objects whose clients (managed and discovery) are
+    all disconnected after the test: no socket is left for the garbage
+    collector to close during a later test."""
+    made: list[Sentinel] = []
+    clients: list[redis.Redis] = []
+
+    def make() -> Sentinel:
+        sentinel = Sentinel(sentinel_setup.sentinels)
+        for name in ("master_for", "slave_for"):
+            factory = getattr(sentinel, name)
+
+            def tracked(*args: Any, _factory: Any = factory, **kwargs: Any) -> Any:
+                client = _factory(*args, **kwargs)
+                clients.append(client)
+                return client
+
+            setattr(sentinel, name, tracked)
+        made.append(sentinel)
+        return sentinel
+
+    yield make
+    for client in clients:
+        client.connection_pool.disconnect()
+    for sentinel in made:
+        for discovery in sentinel.sentinels:
+            discovery.connection_pool.disconnect()
+
+
 def managed(recorder: Recorder) -> list[rl.LifecycleEvent]:
     return [e for e in recorder.events if not is_discovery(e)]
 
 
 class TestManagedClients:
     def test_master_client_events_carry_the_discovered_master(
-        self, sentinel_setup: SentinelSetup, recorder: Recorder
+        self,
+        sentinel_setup: SentinelSetup,
+        recorder: Recorder,
+        make_sentinel: Callable[[], Sentinel],
     ) -> None:
         """A ``master_for`` client's events name the master sentinel gave it,
         never redis-py's placeholder ``localhost:6379``."""
-        sentinel = Sentinel(sentinel_setup.sentinels)
+        sentinel = make_sentinel()
         client = sentinel.master_for(SERVICE)
         handle = rl.instrument(client)
         handle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
@@ -41,11 +77,14 @@ class TestManagedClients:
         assert all(e.port == sentinel_setup.master.port for e in created)
 
     def test_replica_client_events_carry_the_replica(
-        self, sentinel_setup: SentinelSetup, recorder: Recorder
+        self,
+        sentinel_setup: SentinelSetup,
+        recorder: Recorder,
+        make_sentinel: Callable[[], Sentinel],
     ) -> None:
         """A ``slave_for`` client's events name the replica and its pool is
         ``<service>/replica``."""
-        sentinel = Sentinel(sentinel_setup.sentinels)
+        sentinel = make_sentinel()
         client = sentinel.slave_for(SERVICE)
         rl.instrument(client).dispatcher.subscribe(rl.LifecycleEvent, recorder)
         client.get("k")
@@ -54,11 +93,14 @@ class TestManagedClients:
         assert connected.pool_name == f"{SERVICE}/replica"
 
     def test_discovery_connections_are_distinguishable(
-        self, sentinel_setup: SentinelSetup, recorder: Recorder
+        self,
+        sentinel_setup: SentinelSetup,
+        recorder: Recorder,
+        make_sentinel: Callable[[], Sentinel],
     ) -> None:
         """The sentinel queries emit under ``sentinel:<host>:<port>`` with the
         sentinel's address, and ``is_discovery`` tells them apart."""
-        sentinel = Sentinel(sentinel_setup.sentinels)
+        sentinel = make_sentinel()
         client = sentinel.master_for(SERVICE)
         handle = rl.instrument(client)
         handle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
@@ -72,13 +114,16 @@ class TestManagedClients:
         assert sorted(s["pool_name"] for s in handle.pool_stats()) == [f"{SERVICE}/master", name]
 
     def test_uninstrument_removes_everything(
-        self, sentinel_setup: SentinelSetup, recorder: Recorder
+        self,
+        sentinel_setup: SentinelSetup,
+        recorder: Recorder,
+        make_sentinel: Callable[[], Sentinel],
     ) -> None:
         """After ``uninstrument`` neither pool emits, the Sentinel wrappers are
         gone, and the client still works."""
         gc.collect()  # clients of earlier tests release the wrappers when collected
         assert not SENTINEL_PATCHER.installed
-        sentinel = Sentinel(sentinel_setup.sentinels)
+        sentinel = make_sentinel()
         client = sentinel.master_for(SERVICE)
         rl.instrument(client).dispatcher.subscribe(rl.LifecycleEvent, recorder)
         assert SENTINEL_PATCHER.installed
@@ -92,12 +137,15 @@ class TestManagedClients:
 
 class TestFailover:
     def test_sentinel_failover_is_seen_with_the_new_address(
-        self, sentinel_setup: SentinelSetup, recorder: Recorder
+        self,
+        sentinel_setup: SentinelSetup,
+        recorder: Recorder,
+        make_sentinel: Callable[[], Sentinel],
     ) -> None:
         """``SENTINEL FAILOVER``: the old master's connection is closed and the
         same client reconnects, with events naming the promoted replica."""
         old, new = sentinel_setup.master, sentinel_setup.replica
-        sentinel = Sentinel(sentinel_setup.sentinels)
+        sentinel = make_sentinel()
         client = sentinel.master_for(SERVICE)
         rl.instrument(client).dispatcher.subscribe(rl.LifecycleEvent, recorder)
         assert client.set("before", "1")
