@@ -49,6 +49,7 @@ import gc
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import threading
@@ -435,6 +436,17 @@ def server_version(url: str) -> str:
         client.close()
 
 
+def median_interval(values: list[float], rounds: int = 2000) -> tuple[float, float]:
+    """A 95 % bootstrap interval of the median of ``values`` (seeded: the
+    same values give the same interval). On a busy machine it says how far
+    one run's median ratio can be trusted: a budget inside the interval is
+    within the noise of that run."""
+    rng = random.Random(0)
+    n = len(values)
+    medians = sorted(statistics.median(rng.choices(values, k=n)) for _ in range(rounds))
+    return medians[int(0.025 * rounds)], medians[int(0.975 * rounds) - 1]
+
+
 def summarise(result: Result) -> list[dict[str, Any]]:
     rows = []
     bare = result.samples.get("bare")
@@ -461,6 +473,9 @@ def summarise(result: Result) -> list[dict[str, Any]]:
                 "ratio_range": [min(result.ratios[name]), max(result.ratios[name])]
                 if result.ratios[name]
                 else None,
+                "ratio_ci95": list(median_interval(result.ratios[name]))
+                if len(result.ratios[name]) > 1
+                else None,
                 "budget": budget,
                 "meets_budget": None if budget is None or ratio is None else ratio >= budget,
                 "cpu_us_per_op": cpu * 1e6,
@@ -479,10 +494,11 @@ def summarise(result: Result) -> list[dict[str, Any]]:
 def print_table(result: Result, rows: list[dict[str, Any]]) -> None:
     print(
         f"\n{result.label}  ({result.ops} ops per trial, {result.trials} trials; "
-        f"ratio = median of per-round ratios to bare)"
+        f"ratio = median of per-round ratios to bare, with its 95 % bootstrap interval)"
     )
     print(
-        f"  {'variant':31} {'ops/s min / median / max':>27} {'ratio':>6} {'budget':>8}"
+        f"  {'variant':31} {'ops/s min / median / max':>27} {'ratio':>6} {'95% interval':>13}"
+        f" {'budget':>10}"
         f" {'CPU us/op':>9} {'events/s':>9} {'us/event':>8}"
     )
     for row in rows:
@@ -494,9 +510,12 @@ def print_table(result: Result, rows: list[dict[str, Any]]) -> None:
         events = "-" if row["events_per_s"] is None else f"{row['events_per_s']:,.0f}"
         cost = "-" if row["cpu_us_per_event"] is None else f"{row['cpu_us_per_event']:.2f}"
         ratio = "-" if row["ratio"] is None else f"{row['ratio']:.3f}"
+        low_high = row["ratio_ci95"]
+        interval = "-" if low_high is None else f"{low_high[0]:.3f}-{low_high[1]:.3f}"
         print(
             f"  {row['label']:31} {ops['min']:8,.0f} /{ops['median']:8,.0f} /{ops['max']:8,.0f}"
-            f" {ratio:>6} {budget:>8} {row['cpu_us_per_op']:9.1f} {events:>9} {cost:>8}"
+            f" {ratio:>6} {interval:>13} {budget:>10} {row['cpu_us_per_op']:9.1f}"
+            f" {events:>9} {cost:>8}"
         )
 
 
