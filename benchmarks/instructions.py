@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
@@ -37,7 +38,11 @@ CHILD = """
 import sys
 sys.path.insert(0, {here!r})
 import overhead
-workload = overhead.WORKLOADS[{workload!r}]({url!r})
+if {workload!r} == "checkout":
+    import instructions
+    workload = instructions.CheckoutWorkload({url!r})
+else:
+    workload = overhead.WORKLOADS[{workload!r}]({url!r})
 client = workload.client()
 setup = overhead.VARIANTS[{variant!r}][1]
 if {variant!r} == "otel":
@@ -48,6 +53,38 @@ workload.run(client, {n})
 teardown()
 workload.close(client)
 """
+
+
+class CheckoutWorkload:
+    """``checkout``: one ``get_connection`` and one ``release`` per op, no
+    command: the hot path alone, without the round trip (not in
+    ``overhead.py``, where it would only measure the hooks against nothing)."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.client_class = redis.Redis
+        self.url = url
+
+    def client(self) -> Any:
+        client = self.client_class.from_url(self.url)
+        client.ping()
+        return client
+
+    def run(self, client: Any, n: int) -> None:
+        import inspect
+
+        pool = client.connection_pool
+        signature = inspect.signature(type(pool).get_connection)
+        parameter = signature.parameters.get("command_name")
+        needs_name = parameter is not None and parameter.default is inspect.Parameter.empty
+        args = ("GET",) if needs_name else ()  # redis-py 5.x wants a command name
+        get, release = pool.get_connection, pool.release
+        for _ in range(n):
+            release(get(*args))
+
+    def close(self, client: Any) -> None:
+        client.close()
 
 
 def count(url: str, workload: str, variant: str, n: int) -> int:
@@ -81,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="a Redis to use (default: start a redis-server here)")
     parser.add_argument(
-        "--workloads", default="get", help="comma-separated: get,set,pipeline,asyncio,threads"
+        "--workloads",
+        default="get",
+        help="comma-separated: get,set,pipeline,asyncio,threads,checkout",
     )
     parser.add_argument("--variants", default="bare,none,rare,all,executor")
     parser.add_argument(
@@ -99,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     workloads = [w for w in args.workloads.split(",") if w]
     variants = [v for v in args.variants.split(",") if v]
-    unknown = [w for w in workloads if w not in overhead.WORKLOADS] + [
+    unknown = [w for w in workloads if w not in overhead.WORKLOADS and w != "checkout"] + [
         v for v in variants if v not in overhead.VARIANTS
     ]
     if unknown:
