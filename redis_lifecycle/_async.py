@@ -44,13 +44,13 @@ from ._async_callbacks import remember_loop
 from ._attach import PoolKind
 from ._hooks import (
     ClassPatcher,
-    MethodPatcher,
     disconnect_error,
     emit,
     emit_quietly,
     error_in_flight,
     internal_error,
     next_method,
+    pool_patchers,
     report_disconnect,
     report_ping,
 )
@@ -264,48 +264,16 @@ async def _release(pool: Any, state: PoolState, call: Any, connection: Any) -> N
         delivery.emit(event)
 
 
-def _patch_make_connection(original: Any) -> Any:
-    def make_connection(self: Any) -> Any:
-        state = POOLS.get(id(self))
-        if state is None:
-            return original(self)
-        return hooked_make_connection(self, state, original)
-
-    return make_connection
-
-
-def _patch_reset(original: Any) -> Any:
-    def reset(self: Any) -> Any:
-        state = POOLS.get(id(self))
-        if state is None:
-            return original(self)
-        return hooked_reset(self, state, original)
-
-    return reset
-
-
-def _pool_targets() -> Iterable[tuple[type, str, Any]]:
-    for cls in (aconn.ConnectionPool, aconn.BlockingConnectionPool):
-        yield cls, "make_connection", _patch_make_connection
-        yield cls, "reset", _patch_reset
-
-
-def _checkout_targets() -> Iterable[tuple[type, str, Any]]:
-    for cls in (aconn.ConnectionPool, aconn.BlockingConnectionPool):
-        yield cls, "get_connection", _checkout_hook
-
-
-def _release_targets() -> Iterable[tuple[type, str, Any]]:
-    for cls in (aconn.ConnectionPool, aconn.BlockingConnectionPool):
-        yield cls, "release", _release_hook
-
-
 #: Class-level patches of the asyncio pools for the pools instrument()
 #: attached, as in the sync hooks: make_connection/reset while one is
 #: attached; get_connection/release only while a delivery wants them.
-ASYNC_POOL_PATCHER = MethodPatcher(_pool_targets)
-ASYNC_CHECKOUT_PATCHER = MethodPatcher(_checkout_targets)
-ASYNC_RELEASE_PATCHER = MethodPatcher(_release_targets)
+ASYNC_POOL_PATCHER, ASYNC_CHECKOUT_PATCHER, ASYNC_RELEASE_PATCHER = pool_patchers(
+    lambda: (aconn.ConnectionPool, aconn.BlockingConnectionPool),
+    make_connection=hooked_make_connection,
+    reset=hooked_reset,
+    checkout=_checkout_hook,
+    release=_release_hook,
+)
 
 
 # --- connection wrappers -------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 import wrapt
 
 from ._delivery import Delivery
-from ._state import CONNECTIONS, ConnState
+from ._state import CONNECTIONS, POOLS, ConnState
 from .errors import CallbackError
 from .events import (
     CloseReason,
@@ -34,6 +34,7 @@ __all__ = [
     "error_in_flight",
     "internal_error",
     "next_method",
+    "pool_patchers",
     "report_ping",
     "unpatched",
 ]
@@ -352,3 +353,56 @@ class MethodPatcher:
                         name,
                     )
             self._installed.clear()
+
+
+def _attached_only(name: str, body: Callable[[Any, Any, Any], Any]) -> Any:
+    """A patch factory for a rare pool method: ``body(pool, state, original)``
+    for the pools in ``POOLS``, redis-py's ``original`` for every other pool."""
+
+    def factory(original: Any) -> Any:
+        def method(self: Any) -> Any:
+            state = POOLS.get(id(self))
+            if state is None:
+                return original(self)
+            return body(self, state, original)
+
+        method.__name__ = method.__qualname__ = name
+        return method
+
+    return factory
+
+
+def pool_patchers(
+    classes: Callable[[], tuple[type, ...]],
+    *,
+    make_connection: Callable[[Any, Any, Any], Any],
+    reset: Callable[[Any, Any, Any], Any],
+    checkout: Callable[[Any], Any],
+    release: Callable[[Any], Any],
+) -> tuple[MethodPatcher, MethodPatcher, MethodPatcher]:
+    """The class-level patches of one family of pools (sync or asyncio), for
+    the pools ``instrument()`` attached (looked up in ``POOLS`` by id):
+
+    * ``make_connection`` and ``reset`` (the hook bodies given), installed
+      while at least one such pool is attached;
+    * ``get_connection`` and ``release`` (``checkout(original)`` and
+      ``release(original)`` make them), each installed only while some
+      attached pool's delivery wants them (see ``_attach._HotPatches``).
+    """
+    make_factory = _attached_only("make_connection", make_connection)
+    reset_factory = _attached_only("reset", reset)
+
+    def rare() -> Iterable[tuple[type, str, Any]]:
+        for cls in classes():
+            yield cls, "make_connection", make_factory
+            yield cls, "reset", reset_factory
+
+    def checkouts() -> Iterable[tuple[type, str, Any]]:
+        for cls in classes():
+            yield cls, "get_connection", checkout
+
+    def releases() -> Iterable[tuple[type, str, Any]]:
+        for cls in classes():
+            yield cls, "release", release
+
+    return MethodPatcher(rare), MethodPatcher(checkouts), MethodPatcher(releases)

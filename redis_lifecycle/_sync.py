@@ -28,12 +28,12 @@ import redis.exceptions as rexc
 
 from ._hooks import (
     ClassPatcher,
-    MethodPatcher,
     disconnect_error,
     emit,
     emit_quietly,
     internal_error,
     next_method,
+    pool_patchers,
     report_disconnect,
     report_ping,
 )
@@ -344,51 +344,19 @@ class SyncPoolHooks:
         return hooked_reset(self, state, state.f_reset)
 
 
-def _patch_make_connection(original: Any) -> Any:
-    def make_connection(self: Any) -> Any:
-        state = POOLS.get(id(self))
-        if state is None:
-            return original(self)
-        return hooked_make_connection(self, state, original)
-
-    return make_connection
-
-
-def _patch_reset(original: Any) -> Any:
-    def reset(self: Any) -> Any:
-        state = POOLS.get(id(self))
-        if state is None:
-            return original(self)
-        return hooked_reset(self, state, original)
-
-    return reset
-
-
-def _pool_targets() -> Iterable[tuple[type, str, Any]]:
-    for cls in (rconn.ConnectionPool, rconn.BlockingConnectionPool):
-        yield cls, "make_connection", _patch_make_connection
-        yield cls, "reset", _patch_reset
-
-
-def _checkout_targets() -> Iterable[tuple[type, str, Any]]:
-    for cls in (rconn.ConnectionPool, rconn.BlockingConnectionPool):
-        yield cls, "get_connection", _checkout_hook
-
-
-def _release_targets() -> Iterable[tuple[type, str, Any]]:
-    for cls in (rconn.ConnectionPool, rconn.BlockingConnectionPool):
-        yield cls, "release", _release_hook
-
-
-#: Class-level patches of the sync pools, for pools attached by instrument()
-#: (installed while at least one is attached).
-SYNC_POOL_PATCHER = MethodPatcher(_pool_targets)
-#: The per-command patches, installed only while at least one attached pool's
-#: delivery wants a checkout-path event (``hot`` or ``watch_exhaustion``) or a
-#: release event (``hot``): with no such subscriber, instrumented and bare
-#: pools run redis-py's own ``get_connection`` and ``release``, untouched.
-SYNC_CHECKOUT_PATCHER = MethodPatcher(_checkout_targets)
-SYNC_RELEASE_PATCHER = MethodPatcher(_release_targets)
+#: Class-level patches of the sync pools, for pools attached by instrument():
+#: make_connection/reset while at least one is attached; get_connection and
+#: release only while at least one attached pool's delivery wants a
+#: checkout-path event (``hot`` or ``watch_exhaustion``) or a release event
+#: (``hot``). With no such subscriber, instrumented and bare pools run
+#: redis-py's own ``get_connection`` and ``release``, untouched.
+SYNC_POOL_PATCHER, SYNC_CHECKOUT_PATCHER, SYNC_RELEASE_PATCHER = pool_patchers(
+    lambda: (rconn.ConnectionPool, rconn.BlockingConnectionPool),
+    make_connection=hooked_make_connection,
+    reset=hooked_reset,
+    checkout=_checkout_hook,
+    release=_release_hook,
+)
 
 
 def _pool_connections(pool: Any) -> Iterable[Any]:
