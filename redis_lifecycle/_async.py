@@ -56,12 +56,12 @@ from ._hooks import (
 )
 from ._state import CONNECTIONS, POOLS, ConnState, PoolState, register_connection
 from ._sync import _mark_for_reconnect, mark_connected, new_event, report_exhaustion
+from ._sync import hooked_make_connection as sync_make_connection
 from .errors import CallbackError
 from .events import (
     ConnectionCreatedEvent,
     ConnectionErrorEvent,
     PoolConnectionAcquiredEvent,
-    PoolConnectionCreatedEvent,
     PoolConnectionReleasedEvent,
     PoolResetEvent,
 )
@@ -144,17 +144,8 @@ def _release_hook(original: Any) -> Any:
 
 
 def hooked_make_connection(pool: Any, state: PoolState, original: Any) -> Any:
-    connection = original(pool)
-    try:
-        conn_state = register_connection(connection, state)
-        delivery = state.delivery
-        if PoolConnectionCreatedEvent in delivery.wanted:
-            # Not yet in the pool's sets: get_available_connection adds it next.
-            total = state.total(pool) + 1
-            emit_quietly(delivery, PoolConnectionCreatedEvent(time(), conn_state.origin, total))
-    except Exception:
-        internal_error("make_connection")
-    return connection
+    # Not yet in the pool's sets: get_available_connection adds it next.
+    return sync_make_connection(pool, state, original, uncounted=1)
 
 
 def hooked_reset(pool: Any, state: PoolState, original: Any) -> None:

@@ -61,6 +61,7 @@ __all__ = [
     "SyncPoolHooks",
     "blocking_counts",
     "blocking_total",
+    "hooked_make_connection",
     "is_exhaustion",
     "pool_counts",
     "pool_in_use",
@@ -260,16 +261,16 @@ def _release_hook(original: Any) -> Any:
     return release
 
 
-def hooked_make_connection(pool: Any, state: PoolState, original: Any) -> Any:
+def hooked_make_connection(pool: Any, state: PoolState, original: Any, uncounted: int = 0) -> Any:
+    """A new connection: registered, and ``pool_connection_created`` with the
+    pool's total, plus ``uncounted`` for pools that count it only later."""
     connection = original(pool)
     try:
         conn_state = register_connection(connection, state)
         delivery = state.delivery
         if PoolConnectionCreatedEvent in delivery.wanted:
-            emit_quietly(
-                delivery,
-                PoolConnectionCreatedEvent(time(), conn_state.origin, state.total(pool)),
-            )
+            total = state.total(pool) + uncounted
+            emit_quietly(delivery, PoolConnectionCreatedEvent(time(), conn_state.origin, total))
     except Exception:
         internal_error("make_connection")
     return connection
