@@ -110,11 +110,29 @@ def error_in_flight(connection: Any = None) -> BaseException | None:
     error = sys.exc_info()[1]
     if error is None or not isinstance(error, Exception):
         return None
-    if connection is not None and _is_idle(connection):
+    if connection is not None and (_is_idle(connection) or _raised_by_another(error, connection)):
         return None
     if isinstance(error, (OSError, EOFError)) or _passes_through_redis(error):
         return error
     return None
+
+
+def _raised_by_another(error: BaseException, connection: Any) -> bool:
+    """Whether ``error`` was raised inside a method of another tracked
+    connection and of none of ``connection``'s: an asyncio cluster client
+    re-reading its topology after one node's connect failed closes the
+    connections it uses meanwhile with that failure still in flight (seen on
+    Python 3.10), and it is not theirs."""
+    another = False
+    traceback = error.__traceback__
+    while traceback is not None:
+        owner = traceback.tb_frame.f_locals.get("self")
+        if owner is connection:
+            return False
+        if owner is not None and id(owner) in CONNECTIONS:
+            another = True
+        traceback = traceback.tb_next
+    return another
 
 
 def disconnect_error(
