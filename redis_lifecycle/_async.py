@@ -8,11 +8,12 @@
 
 The same two techniques as the sync hooks (:mod:`redis_lifecycle._sync`):
 
-* **Pools** get a lifecycle subclass of their own class, made per instance
-  (:class:`AsyncPoolHooks` in front of it). ``get_connection`` and
-  ``release`` are plain functions that return redis-py's own coroutine
-  untouched when no per-command event is wanted, so an instrumented pool with
-  only rare-event subscribers adds no coroutine frame per command.
+* **Pools** get the same kind of plain-function patches, looked up in
+  ``POOLS`` (the lifecycle pools have them as methods of
+  :class:`AsyncPoolHooks`). ``get_connection`` and ``release`` return
+  redis-py's own coroutine untouched when no per-command event is wanted, so
+  an instrumented pool with only rare-event subscribers adds no coroutine
+  frame per command.
 * **Connections** get class-level ``wrapt`` wrappers (their own
   :data:`CONNECTION_PATCHER`, independent of the sync one) on ``_connect``,
   the handshake, ``disconnect``, ``_close``, ``_send_ping`` and

@@ -1,16 +1,17 @@
 """Attach lifecycle hooks to one pool, and take them off again.
 
-Attaching builds the pool's :class:`PoolState` and hooks the pool in one of
-three ways, cheapest first:
+Attaching builds the pool's :class:`PoolState`, registers it in ``POOLS``
+(where the per-command methods look) and hooks the pool one of two ways:
 
 * a lifecycle pool (an instance of the kind's ``hooks`` mixin, built that
-  way) gets the state in its ``_rl_state`` attribute, reserved by its
-  ``__init__`` (and, for sync pools, in ``POOLS``, where the per-command
-  methods look);
-* a kind with ``pool_patcher`` (sync pools) registers the pool in ``POOLS``
-  and keeps the class-level pool patches installed while it is attached;
-* otherwise the pool gets a lifecycle subclass of its own class made for this
-  one instance (``pool.__class__ = ...``), which costs more per call.
+  way) also gets the state in its ``_rl_state`` attribute, reserved by its
+  ``__init__``: its own methods are the hooks;
+* any other pool is hooked by the kind's class-level ``pool_patcher``,
+  installed while it is attached ("registry").
+
+Neither gives the pool a class of its own (``pool.__class__ = ...``): CPython
+then keeps the instance's attributes in a materialised dict, and every
+attribute lookup in redis-py's pool code gets slower for good.
 
 It also registers the connections the pool already holds, installs the
 class-level connection wrappers while any pool needs them, and emits
@@ -47,12 +48,11 @@ class PoolKind:
         connections: Any,
         in_use: Any = None,
         is_async: bool = False,
-        pool_patcher: MethodPatcher | None = None,
+        pool_patcher: MethodPatcher,
         hot_patchers: tuple[MethodPatcher, MethodPatcher] | None = None,
     ) -> None:
         self.hooks = hooks
-        #: Class-level pool patches filtered by ``POOLS`` (``None``: attach
-        #: existing pools by per-instance subclass instead).
+        #: Class-level pool patches filtered by ``POOLS``.
         self.pool_patcher = pool_patcher
         #: ``(checkout, release)`` patches that a ``POOLS`` pool holds only
         #: while its delivery wants per-command events (see :class:`_HotPatches`).
@@ -138,17 +138,6 @@ def pool_origin(kwargs: dict[str, Any], name: str) -> EventOrigin:
     )
 
 
-def _lifecycle_class(base: type, hooks: type, state: PoolState) -> type:
-    namespace = {
-        "__slots__": (),
-        "_rl_state": state,
-        "__module__": base.__module__,
-        "__qualname__": base.__qualname__,
-        "__doc__": base.__doc__,
-    }
-    return type(base.__name__, (hooks, base), namespace)
-
-
 def attach_pool(
     pool: Any,
     kind: PoolKind,
@@ -174,7 +163,7 @@ def attach_pool(
             mro = base.__mro__
             originals = mro[mro.index(kind.hooks) + 1]
         else:
-            strategy = "registry" if kind.pool_patcher is not None else "swap"
+            strategy = "registry"
             originals = base
         state = PoolState(
             pool,
@@ -192,7 +181,6 @@ def attach_pool(
         )
         kind.patcher.acquire()
         if strategy == "registry":
-            assert kind.pool_patcher is not None
             kind.pool_patcher.acquire()
         try:
             for connection in kind.connections(pool):
@@ -202,16 +190,13 @@ def attach_pool(
                 register_connection(connection, state).checked_out_at = now
             if strategy == "subclass":
                 pool._rl_state = state
-                if kind.pool_patcher is not None:  # sync: its hot methods look in POOLS
-                    POOLS[id(pool)] = state
+                POOLS[id(pool)] = state  # where its hot methods look
             elif strategy == "registry":
                 POOLS[id(pool)] = state
                 if kind.hot_patchers is not None:
                     hot = _hot[id(state)] = _HotPatches(delivery, kind.hot_patchers)
                     delivery.watchers.append(hot.update)
                     hot.update()
-            else:
-                pool.__class__ = _lifecycle_class(base, kind.hooks, state)
         except BaseException:
             _release(kind, state)
             raise
@@ -237,7 +222,7 @@ def _release(kind: PoolKind, state: PoolState) -> None:
     if POOLS.get(id(state.pool_ref())) is state:
         del POOLS[id(state.pool_ref())]
     kind.patcher.release()
-    if state.strategy == "registry" and kind.pool_patcher is not None:
+    if state.strategy == "registry":
         kind.pool_patcher.release()
 
 
@@ -253,7 +238,7 @@ def _pool_gone(state: PoolState) -> None:
             for key in [k for k, s in POOLS.items() if s is state]:
                 del POOLS[key]
             kind.patcher.release()
-            if state.strategy == "registry" and kind.pool_patcher is not None:
+            if state.strategy == "registry":
                 kind.pool_patcher.release()
 
 
@@ -265,8 +250,6 @@ def detach_pool(pool: Any) -> bool:
             return False
         if state.strategy == "subclass":
             pool._rl_state = None
-        elif state.strategy == "swap":
-            pool.__class__ = state.base_class
         finalizer = _finalizers.pop(id(state), None)
         if finalizer is not None:
             finalizer.detach()

@@ -76,9 +76,8 @@ def _pool_bases() -> list[type]:
 
 
 def _is_ours(cls: type) -> bool:
-    """Lifecycle pools attach themselves; per-instance lifecycle classes
-    (made by ``_attach``) define no ``__init__``."""
-    return cls.__module__.startswith("redis_lifecycle.") or "_rl_state" in cls.__dict__
+    """Lifecycle pools attach themselves."""
+    return cls.__module__.startswith("redis_lifecycle.")
 
 
 def _pool_classes() -> Iterator[type]:

@@ -91,7 +91,7 @@ class PoolState:
         timeout: float | None,
         is_async: bool = False,
         originals: type | None = None,
-        strategy: str = "swap",
+        strategy: str = "registry",
     ) -> None:
         self.pool_ref = weakref.ref(pool)
         self.name = name
@@ -110,7 +110,7 @@ class PoolState:
         self.f_release: Any = unpatched(originals, "release")
         self.f_make: Any = unpatched(originals, "make_connection")
         self.f_reset: Any = unpatched(originals, "reset")
-        #: How the pool is hooked: "subclass", "registry" or "swap" (_attach.py).
+        #: How the pool is hooked: "subclass" or "registry" (_attach.py).
         self.strategy = strategy
         self.size = size
         self.timeout = timeout

@@ -3,10 +3,12 @@
 Two techniques, chosen per hook point by measurement (``benchmarks/``):
 
 * **Pools** (the per-command hot path: ``get_connection`` and ``release``)
-  get a lifecycle subclass of their own class, made per pool instance, with
-  the pool's :class:`~redis_lifecycle._state.PoolState` as a class attribute.
-  ``uninstrument`` assigns the original class back. An override costs about a
-  fifth of a ``wrapt`` wrapper, and uninstrumented pools pay nothing.
+  get plain-function patches of ``ConnectionPool`` and
+  ``BlockingConnectionPool``, which find the pool's
+  :class:`~redis_lifecycle._state.PoolState` in ``POOLS`` by ``id()``; the
+  lifecycle pools have the same functions as methods. A plain function costs
+  about a fifth of a ``wrapt`` wrapper, and the per-command patches are
+  installed only while someone wants a per-command event.
 * **Connections** (connect, handshake, disconnect, health ping, mark for
   reconnect: rare) get class-level ``wrapt`` wrappers, installed while at
   least one pool is instrumented and filtered by ``CONNECTIONS``. They see
@@ -63,10 +65,10 @@ __all__ = [
     "blocking_total",
     "hooked_make_connection",
     "is_exhaustion",
+    "new_event",
     "pool_counts",
     "pool_in_use",
     "pool_total",
-    "new_event",
     "report_exhaustion",
 ]
 
