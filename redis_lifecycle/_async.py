@@ -239,12 +239,21 @@ async def _guarded_get_connection(
 
 
 async def _release(pool: Any, state: PoolState, call: Any, connection: Any) -> None:
-    await call(pool, connection)
     conn_state = CONNECTIONS.get(id(connection))
     if conn_state is None or conn_state.checked_out_at is None:
-        return  # not ours, or reported already (BlockingConnectionPool's super().release)
-    held_time = perf_counter() - conn_state.checked_out_at
+        # Not ours, or being reported already (BlockingConnectionPool's
+        # super().release).
+        await call(pool, connection)
+        return
+    # Taken before the connection goes back, as in the sync release.
+    checked_out_at = conn_state.checked_out_at
     conn_state.checked_out_at = None
+    held_time = perf_counter() - checked_out_at
+    try:
+        await call(pool, connection)
+    except BaseException:
+        conn_state.checked_out_at = checked_out_at  # still out: its release comes later
+        raise
     delivery = state.delivery
     if PoolConnectionReleasedEvent in delivery.wanted:
         event = new_event(PoolConnectionReleasedEvent)  # as in _get_connection

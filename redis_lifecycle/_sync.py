@@ -236,15 +236,23 @@ def _release_hook(original: Any) -> Any:
         state = POOLS.get(id(self))
         if state is None:
             return (original or next_method(self, SyncPoolHooks, "release"))(self, connection)
-        result = (original or state.f_release)(self, connection)
+        call = original or state.f_release
         delivery = state.delivery
         if not delivery.hot:
-            return result
+            return call(self, connection)
         conn_state = CONNECTIONS.get(id(connection))
         if conn_state is None or conn_state.checked_out_at is None:
-            return result
-        held_time = perf_counter() - conn_state.checked_out_at
+            return call(self, connection)
+        # Taken before the connection goes back: once it is back, another
+        # thread may check it out and set checked_out_at for itself.
+        checked_out_at = conn_state.checked_out_at
         conn_state.checked_out_at = None
+        held_time = perf_counter() - checked_out_at
+        try:
+            result = call(self, connection)
+        except BaseException:
+            conn_state.checked_out_at = checked_out_at  # still out: its release comes later
+            raise
         if PoolConnectionReleasedEvent in delivery.wanted:
             if state.counts is pool_counts:  # inlined for the common pool
                 active = len(self._in_use_connections)

@@ -588,7 +588,8 @@ class PoolConnectionReleasedEvent(_PoolCountsEvent):
 
     @property
     def held_time(self) -> float:
-        """Seconds since the checkout (or since instrumentation, if it was already out)."""
+        """Seconds from the checkout (or from instrumentation, if it was
+        already out) to the call that returned it."""
         return self._held_time
 
 

@@ -254,8 +254,8 @@ class TestPoolEvents:
         started = time.perf_counter()
         first.send_command("PING")
         first.read_response()
+        held_at_least = time.perf_counter() - started  # held until release() is called
         pool.release(first)
-        held_at_least = time.perf_counter() - started
         acquired = recorder.exactly(rl.PoolConnectionAcquiredEvent)
         [released] = recorder.exactly(rl.PoolConnectionReleasedEvent)
         assert [(a.active_connections, a.idle_connections) for a in acquired] == [(1, 0), (2, 0)]
@@ -343,6 +343,42 @@ class TestPoolEvents:
         assert got == [held]
         assert 0 < second.wait_time <= blocked_for
         pool.release(held)
+        pool.disconnect()
+
+    def test_threads_racing_for_a_small_pool_get_one_release_per_checkout(
+        self, server: RedisServer, recorder: Recorder, fast_thread_switches: None
+    ) -> None:
+        """8 threads share 2 connections: a connection handed to another
+        thread the moment it is returned still gets its own released event,
+        with its own held time (none lost, none measured from the wrong
+        checkout)."""
+        pool = redis.BlockingConnectionPool(
+            host=server.host, port=server.port, max_connections=2, timeout=30
+        )
+        client = redis.Redis(connection_pool=pool)
+        listen(pool, recorder)
+        threads, commands = 8, 300
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                for _ in range(commands):
+                    client.ping()
+            except BaseException as error:  # reported below, not lost in the thread
+                errors.append(error)
+
+        workers = [threading.Thread(target=work) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        assert errors == []
+        acquired = recorder.exactly(rl.PoolConnectionAcquiredEvent)
+        released = recorder.exactly(rl.PoolConnectionReleasedEvent)
+        assert len(acquired) == threads * commands
+        assert len(released) == threads * commands
+        assert all(0 <= e.active_connections <= 2 for e in acquired + released)
+        assert pool.pool.qsize() == 2  # every connection is back in the queue
         pool.disconnect()
 
     def test_pool_reset_reports_dropped_connections(
