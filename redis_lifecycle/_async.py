@@ -175,19 +175,17 @@ class AsyncPoolHooks:
     No ``__slots__``: a slotted mixin would change the instance layout.
     """
 
-    _rl_state: PoolState | None
-
     get_connection = _checkout_hook(None)
     release = _release_hook(None)
 
     def make_connection(self) -> Any:
-        state = self._rl_state
+        state = POOLS.get(id(self))
         if state is None:
             return super().make_connection()  # type: ignore[misc]
         return hooked_make_connection(self, state, state.f_make)
 
     def reset(self) -> None:
-        state = self._rl_state
+        state = POOLS.get(id(self))
         if state is None:
             return super().reset()  # type: ignore[misc, no-any-return]
         hooked_reset(self, state, state.f_reset)

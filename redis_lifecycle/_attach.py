@@ -1,11 +1,11 @@
 """Attach lifecycle hooks to one pool, and take them off again.
 
 Attaching builds the pool's :class:`PoolState`, registers it in ``POOLS``
-(where the per-command methods look) and hooks the pool one of two ways:
+by ``id(pool)`` (where every hook looks) and hooks the pool one of two ways:
 
 * a lifecycle pool (an instance of the kind's ``hooks`` mixin, built that
-  way) also gets the state in its ``_rl_state`` attribute, reserved by its
-  ``__init__``: its own methods are the hooks;
+  way: strategy "subclass") needs nothing more: its own methods are the
+  hooks, and they pass through while the pool is not in ``POOLS``;
 * any other pool is hooked by the kind's class-level ``pool_patcher``,
   installed while it is attached ("registry").
 
@@ -111,8 +111,6 @@ _hot: dict[int, _HotPatches] = {}
 def pool_state_of(pool: Any) -> PoolState | None:
     """The state of an instrumented pool, else ``None``."""
     state = POOLS.get(id(pool))
-    if state is None:
-        state = getattr(pool, "_rl_state", None)
     return state if isinstance(state, PoolState) and state.pool_ref() is pool else None
 
 
@@ -188,15 +186,11 @@ def attach_pool(
             now = perf_counter()
             for connection in kind.in_use(pool) if kind.in_use is not None else ():
                 register_connection(connection, state).checked_out_at = now
-            if strategy == "subclass":
-                pool._rl_state = state
-                POOLS[id(pool)] = state  # where its hot methods look
-            elif strategy == "registry":
-                POOLS[id(pool)] = state
-                if kind.hot_patchers is not None:
-                    hot = _hot[id(state)] = _HotPatches(delivery, kind.hot_patchers)
-                    delivery.watchers.append(hot.update)
-                    hot.update()
+            POOLS[id(pool)] = state  # where the hooks look
+            if strategy == "registry" and kind.hot_patchers is not None:
+                hot = _hot[id(state)] = _HotPatches(delivery, kind.hot_patchers)
+                delivery.watchers.append(hot.update)
+                hot.update()
         except BaseException:
             _release(kind, state)
             raise
@@ -248,8 +242,6 @@ def detach_pool(pool: Any) -> bool:
         state = pool_state_of(pool)
         if state is None:
             return False
-        if state.strategy == "subclass":
-            pool._rl_state = None
         finalizer = _finalizers.pop(id(state), None)
         if finalizer is not None:
             finalizer.detach()

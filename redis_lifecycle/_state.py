@@ -2,10 +2,10 @@
 
 State is kept *beside* redis-py's objects, never in their ``__dict__``:
 adding attributes to an object after it was built slows every later attribute
-lookup on it in CPython 3.11+. Pools carry their :class:`PoolState` as a class
-attribute of their per-instance lifecycle class; connections are looked up by
-``id()`` in :data:`CONNECTIONS`, an entry removed by a weakref callback when
-the connection dies (so an id is never reused while its entry exists).
+lookup on it in CPython 3.11+. Pools are looked up by ``id()`` in
+:data:`POOLS` and connections in :data:`CONNECTIONS`; each entry is removed
+when its object is detached or dies (a weakref callback), so an id is never
+reused while its entry exists.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from .events import EventOrigin
 
 __all__ = [
     "CONNECTIONS",
+    "POOLS",
     "ConnState",
     "PoolState",
     "connection_origin",
@@ -44,8 +45,8 @@ def _new_lock_in_child() -> None:
 
 os.register_at_fork(after_in_child=_new_lock_in_child)
 
-#: Pool state by ``id(pool)``, for pools attached by class-level patches
-#: (instrument() on an existing pool); an entry goes with its pool.
+#: Pool state by ``id(pool)``, for every attached pool; an entry goes with
+#: its pool (detached or garbage-collected).
 POOLS: dict[int, PoolState] = {}
 
 #: Connection state by ``id(connection)``; read without a lock (a dict lookup
@@ -110,7 +111,8 @@ class PoolState:
         self.f_release: Any = unpatched(originals, "release")
         self.f_make: Any = unpatched(originals, "make_connection")
         self.f_reset: Any = unpatched(originals, "reset")
-        #: How the pool is hooked: "subclass" or "registry" (_attach.py).
+        #: How the pool is hooked: "subclass" (a lifecycle pool) or
+        #: "registry" (class-level patches); see _attach.py.
         self.strategy = strategy
         self.size = size
         self.timeout = timeout

@@ -64,11 +64,8 @@ class _LifecyclePoolMixin:
     """The lifecycle arguments and legacy callbacks of the drop-in pools
     (sync and asyncio: ``_rl_attach`` says how to hook this kind of pool)."""
 
-    _rl_state: Any
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         lifecycle = split_lifecycle_kwargs(kwargs)
-        self._rl_state = None  # first: part of the instance layout from the start
         super().__init__(*args, **kwargs)
         delivery = _make_delivery(
             lifecycle.get("event_dispatcher"),
