@@ -55,6 +55,7 @@ from ._hooks import (
     report_disconnect,
     report_ping,
 )
+from ._pubsub_health import async_pubsub_targets
 from ._state import CONNECTIONS, POOLS, ConnState, PoolState, register_connection
 from ._sync import _mark_for_reconnect, mark_connected, new_event, report_exhaustion
 from ._sync import hooked_make_connection as sync_make_connection
@@ -470,6 +471,7 @@ def _connection_targets() -> Iterable[tuple[type, str, Any]]:
     yield base, "_send_ping", _send_ping
     # mark_for_reconnect is a plain method in both flavours: the sync wrapper fits.
     yield base, "mark_for_reconnect", _mark_for_reconnect
+    yield from async_pubsub_targets()
 
 
 #: The class-level asyncio connection wrappers, shared by every instrumented asyncio pool.
@@ -486,8 +488,8 @@ ASYNC_POOL = PoolKind(
     pool_patcher=ASYNC_POOL_PATCHER,
     hot_patchers=(ASYNC_CHECKOUT_PATCHER, ASYNC_RELEASE_PATCHER),
 )
-#: Blocking pools count the same way; only their class differs (the per-instance
-#: subclass puts the overrides in front of ``BlockingConnectionPool``).
+#: Blocking pools count the same way; only their class differs (the lifecycle
+#: pool puts the hooks in front of ``BlockingConnectionPool``).
 ASYNC_BLOCKING_POOL = PoolKind(
     hooks=AsyncPoolHooks,
     patcher=CONNECTION_PATCHER,

@@ -17,12 +17,18 @@ application reads late). A ping that cannot be sent is reported unhealthy at
 once; pings still unanswered when the connection closes on an error are
 reported unhealthy with that error (see :func:`fail_pending_pings`).
 
+asyncio's ``PubSub`` has neither the counter nor the method: its
+``check_health`` is watched for a ping it is about to send (redis-py's own
+test, read just before: the interval has passed), and its ``_execute`` for a
+read that returns the reply, which ``parse_response`` then drops.
+
 Callbacks run inline on the thread that reads the PubSub, unless the pool
 delivers through an :class:`~redis_lifecycle.AsyncCallbackExecutor`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Iterable
 from time import perf_counter, time
@@ -32,7 +38,12 @@ from ._hooks import emit, emit_quietly
 from ._state import CONNECTIONS, ConnState
 from .events import ConnectionHealthCheckEvent
 
-__all__ = ["PUBSUB_HEALTH_COMMAND", "fail_pending_pings", "pubsub_targets"]
+__all__ = [
+    "PUBSUB_HEALTH_COMMAND",
+    "async_pubsub_targets",
+    "fail_pending_pings",
+    "pubsub_targets",
+]
 
 #: The command as redis-py sends it, and as events name it.
 PUBSUB_HEALTH_COMMAND = "PING redis-py-health-check"
@@ -50,6 +61,43 @@ def _state_of(pubsub: Any) -> ConnState | None:
     return state
 
 
+def _ping_failed(state: ConnState, started: float, error: BaseException) -> None:
+    """A health ping could not be sent: unhealthy at once."""
+    pool_state = state.pool_state
+    if pool_state is not None:
+        latency = (perf_counter() - started) * 1000.0
+        emit_quietly(
+            pool_state.delivery,
+            ConnectionHealthCheckEvent(
+                time(), state.origin, False, latency, PUBSUB_HEALTH_COMMAND, error
+            ),
+        )
+
+
+def _ping_sent(state: ConnState, started: float) -> None:
+    pending = state.health_pings
+    if pending is None:
+        pending = state.health_pings = deque()
+    pending.append(started)
+
+
+def _reply_read(state: ConnState) -> None:
+    """The reply to the oldest unanswered ping was read: healthy."""
+    if not state.health_pings or state.pool_state is None:
+        return
+    try:
+        started = state.health_pings.popleft()
+    except IndexError:  # another thread took it
+        return
+    latency = (perf_counter() - started) * 1000.0
+    emit(
+        state.pool_state.delivery,
+        ConnectionHealthCheckEvent(
+            time(), state.origin, True, latency, PUBSUB_HEALTH_COMMAND, None
+        ),
+    )
+
+
 def _check_health(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """Around ``PubSub.check_health``: note when a health ping is sent."""
     state = _state_of(instance)
@@ -60,44 +108,76 @@ def _check_health(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     try:
         result = wrapped(*args, **kwargs)
     except Exception as error:
-        pool_state = state.pool_state
-        if pool_state is not None:
-            latency = (perf_counter() - started) * 1000.0
-            emit_quietly(
-                pool_state.delivery,
-                ConnectionHealthCheckEvent(
-                    time(), state.origin, False, latency, PUBSUB_HEALTH_COMMAND, error
-                ),
-            )
+        _ping_failed(state, started, error)
         raise
     if getattr(instance, "health_check_response_counter", 0) > before:
-        pending = state.health_pings
-        if pending is None:
-            pending = state.health_pings = deque()
-        pending.append(started)
+        _ping_sent(state, started)
     return result
 
 
 def _is_health_check_response(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """Around ``PubSub.is_health_check_response``: a reply to a ping we saw sent."""
     result = wrapped(*args, **kwargs)
-    if not result:
-        return result
-    state = _state_of(instance)
-    if state is None or not state.health_pings or state.pool_state is None:
-        return result
-    try:
-        started = state.health_pings.popleft()
-    except IndexError:  # another thread took it
-        return result
-    latency = (perf_counter() - started) * 1000.0
-    emit(
-        state.pool_state.delivery,
-        ConnectionHealthCheckEvent(
-            time(), state.origin, True, latency, PUBSUB_HEALTH_COMMAND, None
-        ),
-    )
+    if result:
+        state = _state_of(instance)
+        if state is not None:
+            _reply_read(state)
     return result
+
+
+# --- asyncio ---------------------------------------------------------------
+
+
+def _check_health_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Around asyncio ``PubSub.check_health``: redis-py's coroutine untouched
+    unless it is about to send a ping (the same test redis-py makes)."""
+    state = _state_of(instance)
+    if state is None:
+        return wrapped(*args, **kwargs)
+    connection = instance.connection
+    try:
+        due = bool(connection.health_check_interval) and (
+            asyncio.get_running_loop().time() > connection.next_health_check
+        )
+    except (AttributeError, RuntimeError, TypeError):  # not a connection we know how to read
+        due = False
+    if not due:
+        return wrapped(*args, **kwargs)
+    return _check_health_sending(wrapped, state, args, kwargs)
+
+
+async def _check_health_sending(wrapped: Any, state: ConnState, args: Any, kwargs: Any) -> Any:
+    started = perf_counter()
+    try:
+        result = await wrapped(*args, **kwargs)
+    except Exception as error:
+        _ping_failed(state, started, error)
+        raise
+    _ping_sent(state, started)
+    return result
+
+
+def _execute_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """Around asyncio ``PubSub._execute``: while a ping is unanswered, a read
+    that returns its reply (``parse_response`` drops it next)."""
+    state = _state_of(instance)
+    if state is None or not state.health_pings:
+        return wrapped(*args, **kwargs)
+    return _execute_watching(wrapped, instance, state, args, kwargs)
+
+
+async def _execute_watching(
+    wrapped: Any, instance: Any, state: ConnState, args: Any, kwargs: Any
+) -> Any:
+    response = await wrapped(*args, **kwargs)
+    if response is not None:
+        try:
+            is_reply = response in instance.health_check_response
+        except Exception:  # an odd response type: not the reply
+            is_reply = False
+        if is_reply:
+            _reply_read(state)
+    return response
 
 
 def fail_pending_pings(state: ConnState, error: BaseException | None) -> None:
@@ -141,3 +221,15 @@ def pubsub_targets() -> Iterable[tuple[type, str, Any]]:
     if "check_health" in pubsub.__dict__ and "is_health_check_response" in pubsub.__dict__:
         yield pubsub, "check_health", _check_health
         yield pubsub, "is_health_check_response", _is_health_check_response
+
+
+def async_pubsub_targets() -> Iterable[tuple[type, str, Any]]:
+    """The ``(class, method, wrapper)`` triples for asyncio ``PubSub``."""
+    import redis.asyncio.client
+
+    pubsub = getattr(redis.asyncio.client, "PubSub", None)
+    if pubsub is None:
+        return
+    if "check_health" in pubsub.__dict__ and "_execute" in pubsub.__dict__:
+        yield pubsub, "check_health", _check_health_async
+        yield pubsub, "_execute", _execute_async

@@ -7,16 +7,21 @@ server, a wrong password, an unknown command.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
+import redis.asyncio as aredis
 import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import redis_lifecycle as rl
+from redis_lifecycle._state import CONNECTIONS
 from redis_lifecycle.server import RedisServer
 
 from ..helpers import Recorder, checkout, wait_until
@@ -380,3 +385,73 @@ class TestPubSubHealthPing:
         types = recorder.types()
         assert types.index("health_check") < types.index("disconnected")
         assert types.index("disconnected") < types.index("reconnected")
+
+
+class TestAsyncPubSubHealthPing:
+    """The same on ``redis.asyncio``, whose PubSub drops the reply inside
+    ``parse_response``."""
+
+    @pytest.fixture
+    async def subscriber(self, server: RedisServer) -> AsyncIterator[tuple[Any, Any]]:
+        client = aredis.Redis(host=server.host, port=server.port, health_check_interval=1)
+        pubsub = client.pubsub()
+        yield client, pubsub
+        await pubsub.aclose()
+        await client.aclose()
+
+    async def poll(self, pubsub: Any, until: Callable[[], bool], what: str) -> None:
+        """Read messages until ``until()`` holds (10 s at most)."""
+        deadline = time.monotonic() + 10
+        while not until():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            # A killed connection raises once; the next read reconnects.
+            with contextlib.suppress(redis.exceptions.ConnectionError):
+                await pubsub.get_message(timeout=0.1)
+
+    async def test_health_ping_reply_is_paired_with_its_request(
+        self, subscriber: tuple[Any, Any], recorder: Recorder
+    ) -> None:
+        """PING redis-py-health-check emits a healthy check when its reply is read."""
+        client, pubsub = subscriber
+        listen(client, recorder)
+        await pubsub.subscribe("health-news")
+        assert (await pubsub.get_message(timeout=2))["type"] == "subscribe"
+        recorder.clear()
+        checks = lambda: recorder.exactly(rl.ConnectionHealthCheckEvent)  # noqa: E731
+        await self.poll(pubsub, lambda: bool(checks()), "a health ping and its reply")
+        [event] = checks()
+        assert event.command == "PING redis-py-health-check"
+        assert event.healthy is True
+        assert 0 < event.latency < 10_000
+        assert event.connection_id == CONNECTIONS[id(pubsub.connection)].origin.connection_id
+        # redis-py still swallowed the reply: no message reached the application
+        assert CONNECTIONS[id(pubsub.connection)].health_pings == deque()
+
+    async def test_unanswered_ping_is_unhealthy_when_the_connection_dies(
+        self, subscriber: tuple[Any, Any], admin: redis.Redis, recorder: Recorder
+    ) -> None:
+        """Ping sent, then CLIENT KILL: an unhealthy check carrying the error."""
+        client, pubsub = subscriber
+        listen(client, recorder)
+        await pubsub.subscribe("health-news")
+        assert (await pubsub.get_message(timeout=2))["type"] == "subscribe"
+        connection = pubsub.connection
+        kill_id = next(
+            int(c["id"]) for c in admin.client_list(_type="pubsub") if c["cmd"] == "subscribe"
+        )
+        connection.next_health_check = 0  # due: the loop's clock is past 0
+        await pubsub.check_health()  # sends the ping; its reply is read later
+        assert len(CONNECTIONS[id(connection)].health_pings or ()) == 1
+        recorder.clear()
+        assert admin.client_kill_filter(_id=str(kill_id)) == 1
+        failed = lambda: [  # noqa: E731
+            c for c in recorder.exactly(rl.ConnectionHealthCheckEvent) if not c.healthy
+        ]
+        await self.poll(pubsub, lambda: bool(failed()), "the unanswered ping to fail")
+        assert {c.command for c in failed()} == {"PING redis-py-health-check"}
+        assert all(
+            isinstance(c.error, (redis.exceptions.ConnectionError, ConnectionError))
+            for c in failed()
+        )
+        types = recorder.types()
+        assert types.index("health_check") < types.index("disconnected")
