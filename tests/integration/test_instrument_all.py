@@ -64,6 +64,46 @@ class TestFrameworkClients:
         reconnected = recorder.wait_for(rl.ConnectionReconnectedEvent)
         assert reconnected.connection_id == disconnected.connection_id
 
+    def test_rq_forking_worker_runs_its_job_and_the_horse_sees_the_fork(
+        self, server: RedisServer, recorder: Recorder
+    ) -> None:
+        """RQ's default Worker forks a work horse per job: the job succeeds, the
+        worker's pool reports its commands, and in the horse the inherited pool
+        is reset with reason "fork" before the job's own commands."""
+        rq = pytest.importorskip("rq")
+        from . import rq_jobs
+
+        dispatcher = rl.instrument_all()
+        try:
+            dispatcher.subscribe(rl.LifecycleEvent, recorder)
+            dispatcher.subscribe(rl.LifecycleEvent, rq_jobs.record)
+            connection = redis.Redis.from_url(server.url)
+            queue = rq.Queue("lifecycle", connection=connection)
+            job = queue.enqueue(rq_jobs.events_in_this_process)
+            worker = rq.Worker([queue], connection=connection)
+            assert worker.work(burst=True) is True
+            job.refresh()
+            assert job.get_status() == "finished", job.latest_result()
+            in_the_horse = job.return_value()
+        finally:
+            rl.uninstrument_all()
+        # In the horse: the inherited connections let go, the pool reset, then
+        # a connection of its own for the job's commands.
+        reset_at = in_the_horse.index(("pool_reset", "fork"))
+        assert set(in_the_horse[:reset_at]) == {
+            ("marked_for_reconnect", "fork"),
+            ("disconnected", "fork"),
+        }
+        assert ("connected", None) in in_the_horse[reset_at:]
+        assert ("connection_acquired", None) in in_the_horse[reset_at:]
+        # In the worker: one pool for the URL, and every checkout returned.
+        [created] = recorder.exactly(rl.PoolCreatedEvent)
+        assert created.port == server.port
+        acquired = recorder.exactly(rl.PoolConnectionAcquiredEvent)
+        assert len(acquired) >= 5  # registration, dequeue, bookkeeping
+        assert len(recorder.exactly(rl.PoolConnectionReleasedEvent)) == len(acquired)
+        connection.close()
+
     def test_from_url_client_is_instrumented(
         self, server: RedisServer, everything: rl.EventDispatcher, recorder: Recorder
     ) -> None:
