@@ -50,8 +50,14 @@ class PoolKind:
         is_async: bool = False,
         pool_patcher: MethodPatcher,
         hot_patchers: tuple[MethodPatcher, MethodPatcher] | None = None,
+        exhausted_in_checkout: bool = True,
     ) -> None:
         self.hooks = hooks
+        #: Where running out shows: in the checkout (a blocking pool's wait,
+        #: asyncio's ``get_available_connection``), so that ``pool_exhausted``
+        #: alone needs the checkout guarded; or ``False``: in
+        #: ``make_connection`` (sync ``ConnectionPool``), already hooked.
+        self.exhausted_in_checkout = exhausted_in_checkout
         #: Class-level pool patches filtered by ``POOLS``.
         self.pool_patcher = pool_patcher
         #: ``(checkout, release)`` patches that a ``POOLS`` pool holds only
@@ -69,13 +75,20 @@ class PoolKind:
 
 class _HotPatches:
     """Holds the per-command patches for one registry pool while its delivery
-    wants them: checkout while ``hot`` or ``watch_exhaustion``, release while
-    ``hot``. Re-evaluated on every subscription change (a delivery watcher).
+    wants them: checkout while ``hot``, or while ``watch_exhaustion`` for a
+    pool that runs out in its checkout; release while ``hot``. Re-evaluated
+    on every subscription change (a delivery watcher).
     """
 
-    def __init__(self, delivery: Delivery, patchers: tuple[MethodPatcher, MethodPatcher]) -> None:
+    def __init__(
+        self,
+        delivery: Delivery,
+        patchers: tuple[MethodPatcher, MethodPatcher],
+        exhausted_in_checkout: bool,
+    ) -> None:
         self.delivery = delivery
         self.checkout, self.release = patchers
+        self.exhausted_in_checkout = exhausted_in_checkout
         self.holds_checkout = False
         self.holds_release = False
         self._lock = threading.Lock()
@@ -83,7 +96,9 @@ class _HotPatches:
     def update(self) -> None:
         delivery = self.delivery
         with self._lock:
-            want_checkout = delivery.hot or delivery.watch_exhaustion
+            want_checkout = delivery.hot or (
+                delivery.watch_exhaustion and self.exhausted_in_checkout
+            )
             if want_checkout != self.holds_checkout:
                 (self.checkout.acquire if want_checkout else self.checkout.release)()
                 self.holds_checkout = want_checkout
@@ -176,6 +191,7 @@ def attach_pool(
             is_async=kind.is_async,
             originals=originals,
             strategy=strategy,
+            exhausted_in_checkout=kind.exhausted_in_checkout,
         )
         kind.patcher.acquire()
         if strategy == "registry":
@@ -188,7 +204,9 @@ def attach_pool(
                 register_connection(connection, state).checked_out_at = now
             POOLS[id(pool)] = state  # where the hooks look
             if strategy == "registry" and kind.hot_patchers is not None:
-                hot = _hot[id(state)] = _HotPatches(delivery, kind.hot_patchers)
+                hot = _hot[id(state)] = _HotPatches(
+                    delivery, kind.hot_patchers, kind.exhausted_in_checkout
+                )
                 delivery.watchers.append(hot.update)
                 hot.update()
         except BaseException:

@@ -32,6 +32,7 @@ SYNC_POOL = PoolKind(
     in_use=pool_in_use,
     pool_patcher=SYNC_POOL_PATCHER,
     hot_patchers=(SYNC_CHECKOUT_PATCHER, SYNC_RELEASE_PATCHER),
+    exhausted_in_checkout=False,  # "Too many connections" comes from make_connection
 )
 SYNC_BLOCKING_POOL = PoolKind(
     hooks=SyncPoolHooks,

@@ -62,6 +62,7 @@ class PoolState:
         "base_class",
         "counts",
         "delivery",
+        "exhausted_in_checkout",
         "f_get",
         "f_make",
         "f_release",
@@ -93,6 +94,7 @@ class PoolState:
         is_async: bool = False,
         originals: type | None = None,
         strategy: str = "registry",
+        exhausted_in_checkout: bool = True,
     ) -> None:
         self.pool_ref = weakref.ref(pool)
         self.name = name
@@ -116,6 +118,8 @@ class PoolState:
         self.strategy = strategy
         self.size = size
         self.timeout = timeout
+        #: Whether running out shows in the checkout (else in make_connection).
+        self.exhausted_in_checkout = exhausted_in_checkout
         self.is_async = is_async
         #: Set while the pool's ``reset()`` runs, to label what it closes.
         self.resetting = False

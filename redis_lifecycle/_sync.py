@@ -174,7 +174,7 @@ def _checkout_hook(original: Any) -> Any:
         delivery = state.delivery
         call = original or state.f_get
         if not delivery.hot:
-            if delivery.watch_exhaustion:
+            if delivery.watch_exhaustion and state.exhausted_in_checkout:
                 return guarded_get_connection(self, state, call, args, kwargs)
             return call(self, *args, **kwargs)
         started = perf_counter()
@@ -273,8 +273,19 @@ def _release_hook(original: Any) -> Any:
 
 def hooked_make_connection(pool: Any, state: PoolState, original: Any, uncounted: int = 0) -> Any:
     """A new connection: registered, and ``pool_connection_created`` with the
-    pool's total, plus ``uncounted`` for pools that count it only later."""
-    connection = original(pool)
+    pool's total, plus ``uncounted`` for pools that count it only later.
+
+    A sync ``ConnectionPool`` runs out here ("Too many connections"): this
+    reports ``pool_exhausted`` then, unless the checkout hook runs (``hot``)
+    and reports it itself. So "rare events only" costs nothing per command.
+    """
+    started = perf_counter()
+    try:
+        connection = original(pool)
+    except BaseException as error:
+        if not state.exhausted_in_checkout and not state.delivery.hot:
+            report_exhaustion(state, started, error)
+        raise
     try:
         conn_state = register_connection(connection, state)
         delivery = state.delivery

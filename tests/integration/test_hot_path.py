@@ -51,16 +51,33 @@ class TestPerCommandPatches:
         rl.uninstrument(client)
         client.close()
 
-    def test_exhaustion_subscriber_patches_checkout_only(self, redis_url: str) -> None:
-        """pool_exhausted needs the checkout examined, not the release."""
+    def test_exhaustion_subscriber_on_a_plain_pool_patches_nothing_per_command(
+        self, redis_url: str
+    ) -> None:
+        """A ConnectionPool runs out in make_connection, which is hooked
+        anyway: pool_exhausted alone leaves checkout and release untouched."""
         client = redis.Redis.from_url(redis_url)
         handle = rl.instrument(client)
+        handle.dispatcher.subscribe(rl.PoolExhaustedEvent, lambda event: None)
+        client.ping()
+        assert pool_methods_are_redis_pys()
+        rl.uninstrument(client)
+        client.close()
+
+    def test_exhaustion_subscriber_on_a_blocking_pool_patches_checkout_only(
+        self, redis_url: str
+    ) -> None:
+        """A BlockingConnectionPool runs out in its checkout (a timed wait): the
+        checkout is guarded, the release is not patched."""
+        pool = rconn.BlockingConnectionPool.from_url(redis_url)
+        handle = rl.instrument(pool)
         handle.dispatcher.subscribe(rl.PoolExhaustedEvent, lambda event: None)
         assert SYNC_CHECKOUT_PATCHER.installed
         assert not SYNC_RELEASE_PATCHER.installed
         assert rconn.ConnectionPool.__dict__["release"] is ORIGINAL_RELEASE
-        rl.uninstrument(client)
-        client.close()
+        rl.uninstrument(pool)
+        assert not SYNC_CHECKOUT_PATCHER.installed
+        pool.disconnect()
 
     def test_subscribing_later_patches_and_unsubscribing_unpatches(
         self, redis_url: str, recorder: Recorder

@@ -12,6 +12,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -302,6 +303,41 @@ class TestPoolEvents:
         assert exhausted.timeout is None
         assert 0 <= exhausted.waited < 5
         pool.release(held)
+        assert checkout(pool) is held  # the pool still works
+        pool.disconnect()
+
+    @pytest.mark.parametrize("blocking", [False, True], ids=["plain", "blocking"])
+    @pytest.mark.parametrize("lifecycle_pool", [False, True], ids=["instrumented", "lifecycle"])
+    def test_pool_exhausted_alone_is_reported(
+        self, server: RedisServer, blocking: bool, lifecycle_pool: bool
+    ) -> None:
+        """With pool_exhausted the only event wanted, a checkout that finds the
+        pool used up still reports it, once: from make_connection for a plain
+        pool, from the guarded checkout for a blocking one."""
+        recorder = Recorder()
+        kwargs: dict[str, Any] = {"host": server.host, "port": server.port, "max_connections": 1}
+        if blocking:
+            kwargs["timeout"] = 0.05
+        pool: Any
+        if lifecycle_pool:
+            cls = rl.LifecycleBlockingConnectionPool if blocking else rl.LifecycleConnectionPool
+            pool = cls(**kwargs)
+            handle = pool.lifecycle
+        else:
+            cls = redis.BlockingConnectionPool if blocking else redis.ConnectionPool
+            pool = cls(**kwargs)
+            handle = rl.instrument(pool)
+        handle.dispatcher.subscribe(rl.PoolExhaustedEvent, recorder)
+        held = checkout(pool)
+        try:
+            with pytest.raises(redis.exceptions.ConnectionError):
+                checkout(pool)
+        finally:
+            pool.release(held)
+        [exhausted] = recorder.events
+        assert isinstance(exhausted, rl.PoolExhaustedEvent)
+        assert (exhausted.size, exhausted.port) == (1, server.port)
+        assert exhausted.waited >= (0.05 if blocking else 0.0)
         assert checkout(pool) is held  # the pool still works
         pool.disconnect()
 
