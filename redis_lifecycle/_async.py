@@ -218,7 +218,7 @@ async def _get_connection(
         event._active_connections = len(pool._in_use_connections)
         event._idle_connections = len(pool._available_connections)
         try:
-            delivery.emit(event)
+            delivery.emit_acquired(event)
         except CallbackError:
             await pool.release(connection)
             raise
@@ -261,7 +261,7 @@ async def _release(pool: Any, state: PoolState, call: Any, connection: Any) -> N
         event._held_time = held_time
         event._active_connections = len(pool._in_use_connections)
         event._idle_connections = len(pool._available_connections)
-        delivery.emit(event)
+        delivery.emit_released(event)
 
 
 #: Class-level patches of the asyncio pools for the pools instrument()

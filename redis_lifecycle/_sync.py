@@ -207,7 +207,7 @@ def _checkout_hook(original: Any) -> Any:
             event._active_connections = active
             event._idle_connections = idle
             try:
-                delivery.emit(event)
+                delivery.emit_acquired(event)
             except CallbackError:
                 self.release(connection)
                 raise
@@ -265,7 +265,7 @@ def _release_hook(original: Any) -> Any:
             event._held_time = held_time
             event._active_connections = active
             event._idle_connections = idle
-            delivery.emit(event)
+            delivery.emit_released(event)
         return result
 
     return release
