@@ -80,15 +80,11 @@ class _HotPatches:
     on every subscription change (a delivery watcher).
     """
 
-    def __init__(
-        self,
-        delivery: Delivery,
-        patchers: tuple[MethodPatcher, MethodPatcher],
-        exhausted_in_checkout: bool,
-    ) -> None:
+    def __init__(self, delivery: Delivery, kind: PoolKind) -> None:
+        assert kind.hot_patchers is not None
         self.delivery = delivery
-        self.checkout, self.release = patchers
-        self.exhausted_in_checkout = exhausted_in_checkout
+        self.checkout, self.release = kind.hot_patchers
+        self.exhausted_in_checkout = kind.exhausted_in_checkout
         self.holds_checkout = False
         self.holds_release = False
         self._lock = threading.Lock()
@@ -204,9 +200,7 @@ def attach_pool(
                 register_connection(connection, state).checked_out_at = now
             POOLS[id(pool)] = state  # where the hooks look
             if strategy == "registry" and kind.hot_patchers is not None:
-                hot = _hot[id(state)] = _HotPatches(
-                    delivery, kind.hot_patchers, kind.exhausted_in_checkout
-                )
+                hot = _hot[id(state)] = _HotPatches(delivery, kind)
                 delivery.watchers.append(hot.update)
                 hot.update()
         except BaseException:

@@ -14,7 +14,7 @@ built after each :meth:`~Delivery.refresh` with that class's callbacks
 resolved and, for the two per-command events, its pool metrics recorded in
 the same frame. The hooks call those two directly
 (:attr:`Delivery.emit_acquired`, :attr:`Delivery.emit_released`): about
-1,500 fewer instructions per event than a generic ``emit`` with a
+1,300 fewer instructions per event than a generic ``emit`` with a
 dispatcher lookup and ``Instrumentation._observe``
 (``benchmarks/instructions.py``).
 """
@@ -85,7 +85,8 @@ class Delivery:
         #: Called with no argument after each refresh: the pools that install
         #: their per-command patches only while this delivery is hot.
         self.watchers: list[Callable[[], None]] = []
-        #: :meth:`emit` for the two per-command events (see command_emitter).
+        #: One emitter per event class (see :func:`emitter`); the hooks call the
+        #: two per-command ones directly.
         self._emitters: dict[type[LifecycleEvent], Callable[[Any], None]] = {}
         self.emit_acquired: Callable[[Any], None] = _ignore
         self.emit_released: Callable[[Any], None] = _ignore

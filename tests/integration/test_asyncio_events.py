@@ -54,6 +54,18 @@ def assert_address(event: rl.LifecycleEvent, server: RedisServer, transport: str
     assert event.db == 0
 
 
+async def check_out_one_too_many(pool: Any) -> None:
+    """Hold the only connection of a ``max_connections=1`` pool, check that
+    one more checkout fails with redis-py's error, then close the pool."""
+    held = await async_checkout(pool)
+    try:
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await async_checkout(pool)
+    finally:
+        await pool.release(held)
+        await pool.aclose()
+
+
 def listen(target: object, recorder: Recorder, **kwargs: Any) -> rl.LifecycleHandle:
     handle = rl.instrument(target, **kwargs)
     handle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
@@ -378,13 +390,7 @@ class TestPoolEvents:
         redis-py's error and pool_exhausted(size=1) fires."""
         pool = LifecycleConnectionPool(max_connections=1, **pool_kwargs(server, transport))
         pool.lifecycle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
-        held = await async_checkout(pool)
-        try:
-            with pytest.raises(redis.exceptions.ConnectionError):
-                await async_checkout(pool)
-        finally:
-            await pool.release(held)
-            await pool.aclose()
+        await check_out_one_too_many(pool)
         [exhausted] = recorder.exactly(rl.PoolExhaustedEvent)
         assert (exhausted.size, exhausted.timeout) == (1, None)
         assert exhausted.waited >= 0
@@ -406,13 +412,7 @@ class TestPoolEvents:
             pool = aconn.ConnectionPool(max_connections=1, **kwargs)
             handle = rl.instrument(pool)
         handle.dispatcher.subscribe(rl.PoolExhaustedEvent, recorder)
-        held = await async_checkout(pool)
-        try:
-            with pytest.raises(redis.exceptions.ConnectionError):
-                await async_checkout(pool)
-        finally:
-            await pool.release(held)
-            await pool.aclose()
+        await check_out_one_too_many(pool)
         [exhausted] = recorder.events
         assert isinstance(exhausted, rl.PoolExhaustedEvent)
         assert exhausted.size == 1

@@ -428,7 +428,7 @@ class TestAsyncPubSubHealthPing:
         assert event.healthy is True
         assert 0 < event.latency < 10_000
         assert event.connection_id == CONNECTIONS[id(pubsub.connection)].origin.connection_id
-        # redis-py still swallowed the reply: no message reached the application
+        # The reply was paired with its ping: none is left waiting.
         assert CONNECTIONS[id(pubsub.connection)].health_pings == deque()
 
     async def test_unanswered_ping_is_unhealthy_when_the_connection_dies(
