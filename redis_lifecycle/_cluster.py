@@ -44,7 +44,10 @@ __all__ = [
     "node_pool_name",
 ]
 
-_lock = threading.Lock()
+#: Reentrant: a cluster's finalizer (``undo`` in attach_cluster) takes it,
+#: and a garbage collection can start under it on the same thread (see
+#: _state._lock).
+_lock = threading.RLock()
 
 
 class ClusterBinding:

@@ -33,6 +33,10 @@ __all__ = [
 ]
 
 _connection_ids = itertools.count(1)
+#: Serialises registration. Never taken by a finalizer or weakref callback
+#: (forget_pool, the connections' removers): a garbage collection can start
+#: at any allocation made under it and run those on this very thread, which
+#: would then wait for itself (tests/integration/gc_inside_locks.py).
 _lock = threading.Lock()
 
 
@@ -237,13 +241,16 @@ def _make_remover(key: int) -> Callable[[weakref.ref[Any]], None]:
 
 def forget_connection(connection: Any) -> None:
     """Stop tracking ``connection``."""
-    connection = _unwrap(connection)
-    with _lock:
-        CONNECTIONS.pop(id(connection), None)
+    CONNECTIONS.pop(id(_unwrap(connection)), None)
 
 
 def forget_pool(pool_state: PoolState) -> None:
-    """Stop tracking every connection of ``pool_state``."""
-    with _lock:
-        for key in [k for k, s in CONNECTIONS.items() if s.pool_state is pool_state]:
-            del CONNECTIONS[key]
+    """Stop tracking every connection of ``pool_state``.
+
+    Takes no lock (it runs in finalizers, which a garbage collection may
+    start anywhere): it walks a copy, made in one step, since a connection's
+    weakref callback may remove entries meanwhile, and removes an entry only
+    if it is still the one it saw."""
+    for key, state in CONNECTIONS.copy().items():
+        if state.pool_state is pool_state and CONNECTIONS.get(key) is state:
+            CONNECTIONS.pop(key, None)

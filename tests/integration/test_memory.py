@@ -173,6 +173,27 @@ class TestClientGoesAway:
         assert sum(p["acquisitions"] for p in metrics.pool_metrics().values()) >= 10
 
 
+class TestGarbageCollectionInsideOurLocks:
+    def test_pool_finalized_while_a_connection_registers_does_not_deadlock(
+        self, redis_url: str
+    ) -> None:
+        """A collection can start at any allocation, also while a new
+        connection is registered under redis_lifecycle's lock; the pools it
+        finalizes then forget their connections under the same lock. Found by
+        redis-py's own test suite (scripts/redis_py_suite.py), which hung.
+        Run in a child process with a deadline, so that a deadlock fails this
+        test instead of hanging the suite."""
+        command = [sys.executable, "-m", "tests.integration.gc_inside_locks", "register", redis_url]
+        try:
+            result = subprocess.run(
+                command, cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail("deadlock: the child did not finish within 30 s")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "ok"
+
+
 class TestAsyncio:
     async def test_uninstrument_releases_asyncio_state(self, redis_url: str) -> None:
         """uninstrument of an asyncio client releases its handle, delivery and

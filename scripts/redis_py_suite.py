@@ -1,0 +1,205 @@
+"""Run redis-py's own test suite twice, bare and instrumented, and compare.
+
+redis_lifecycle promises never to change how redis-py behaves. This checks it
+against the strictest witness there is: redis-py's own tests, from the source
+distribution of the installed version (downloaded once with ``pip download``
+and cached in ``.cache/``). A ``redis-server`` on a free port serves both
+runs. The first run is bare redis-py; the second loads
+``scripts/redis_py_suite_plugin.py``, which instruments every pool the tests
+create with every event subscribed and ``Instrumentation`` on.
+
+Exit status 1 if a test that passed bare did not pass instrumented, if
+redis_lifecycle logged an error about itself, or if no event was delivered
+(the hooks did not run); 0 otherwise. Tests that fail bare (a feature this
+server lacks, say) are reported only as a count: they say nothing about
+redis_lifecycle.
+
+    python scripts/redis_py_suite.py                 # the default files, ~3 min
+    python scripts/redis_py_suite.py tests/test_connection_pool.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".cache"
+
+#: redis-py's test files about connections, pools and the commands that use
+#: them, sync and asyncio, that need only one plain server (no cluster,
+#: sentinel, TLS or modules).
+DEFAULT_FILES = (
+    "tests/test_connection_pool.py",
+    "tests/test_connection.py",
+    "tests/test_commands.py",
+    "tests/test_pipeline.py",
+    "tests/test_pubsub.py",
+    "tests/test_lock.py",
+    "tests/test_retry.py",
+    "tests/test_multiprocessing.py",
+    "tests/test_monitor.py",
+    "tests/test_scripting.py",
+    "tests/test_encoding.py",
+    "tests/test_asyncio/test_connection_pool.py",
+    "tests/test_asyncio/test_connection.py",
+    "tests/test_asyncio/test_commands.py",
+    "tests/test_asyncio/test_pipeline.py",
+    "tests/test_asyncio/test_pubsub.py",
+    "tests/test_asyncio/test_lock.py",
+    "tests/test_asyncio/test_retry.py",
+)
+
+
+def progress(message: str) -> None:
+    print(f"[redis-py suite] {message}", file=sys.stderr, flush=True)
+
+
+def redis_py_tests(version: str) -> Path:
+    """The source tree of redis-py ``version`` with its tests, without its
+    ``redis`` package (the installed one is what runs)."""
+    tree = CACHE / f"redis-py-{version}"
+    if (tree / "tests").is_dir():
+        return tree
+    CACHE.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        progress(f"downloading the redis-py {version} source distribution")
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"redis=={version}",
+                "--dest",
+                tmp,
+            ],
+            check=True,
+        )
+        (archive,) = Path(tmp).glob("redis-*.tar.gz")
+        with tarfile.open(archive) as sdist:
+            top = sdist.getnames()[0].split("/")[0]
+            members = [
+                m
+                for m in sdist.getmembers()
+                if m.name.startswith((f"{top}/tests/", f"{top}/pyproject.toml"))
+            ]
+            sdist.extractall(tmp, members=members, filter="data")
+        (Path(tmp) / top).rename(tree)
+    return tree
+
+
+def run(tree: Path, files: list[str], url: str, instrumented: bool) -> dict[str, str]:
+    """One pytest run; the outcome of each test by its id."""
+    label = "instrumented" if instrumented else "bare"
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = Path(tmp) / "junit.xml"
+        report = Path(tmp) / "report.json"
+        env = {**os.environ, "REDIS_LIFECYCLE_SUITE_REPORT": str(report)}
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(ROOT / "scripts"), env.get("PYTHONPATH")])
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:redis_lifecycle",  # our own plugin: not needed, and the bare run stays bare
+            *(["-p", "redis_py_suite_plugin"] if instrumented else []),
+            "-W",
+            "ignore",
+            f"--redis-url={url}",
+            f"--junit-xml={junit}",
+            *files,
+        ]
+        progress(f"{label} run: {len(files)} files")
+        started = time.monotonic()
+        subprocess.run(command, cwd=tree, env=env, stdout=subprocess.DEVNULL, check=False)
+        if not junit.exists():
+            raise SystemExit(f"the {label} run reported no results (pytest could not start?)")
+        outcomes = parse_junit(junit)
+        progress(f"{label} run: {len(outcomes)} tests in {time.monotonic() - started:.0f} s")
+        extra = json.loads(report.read_text()) if instrumented and report.exists() else None
+    if instrumented:
+        outcomes["__report__"] = json.dumps(extra)
+    return outcomes
+
+
+def parse_junit(path: Path) -> dict[str, str]:
+    outcomes: dict[str, str] = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        test_id = f"{case.get('classname')}::{case.get('name')}"
+        outcome = "passed"
+        for child in case:
+            if child.tag in ("failure", "error", "skipped"):
+                outcome = child.tag
+                break
+        outcomes[test_id] = outcome
+    return outcomes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "files", nargs="*", help=f"redis-py test files (default: {len(DEFAULT_FILES)})"
+    )
+    parser.add_argument("--url", help="a Redis to use (default: start a redis-server here)")
+    args = parser.parse_args(argv)
+
+    import redis
+
+    from redis_lifecycle.server import RedisServer, find_server_binary
+
+    tree = redis_py_tests(redis.__version__)
+    files = args.files or [f for f in DEFAULT_FILES if (tree / f).exists()]
+    server = None
+    url = args.url
+    if url is None:
+        binary, reasons = find_server_binary()
+        if binary is None:
+            raise SystemExit("no Redis server binary: " + "; ".join(reasons) + "; or pass --url")
+        server = RedisServer(binary).start()
+        url = server.url
+    try:
+        bare = run(tree, files, url, instrumented=False)
+        instrumented = run(tree, files, url, instrumented=True)
+    finally:
+        if server is not None:
+            server.stop()
+
+    report = json.loads(instrumented.pop("__report__")) or {"events": {}, "logged": []}
+    broken = sorted(t for t, o in bare.items() if o == "passed" and instrumented.get(t) != "passed")
+    passed = sum(1 for o in bare.values() if o == "passed")
+    print(f"redis-py {redis.__version__}: {len(bare)} tests in {len(files)} files")
+    print(f"  passed bare: {passed}; of those, not passed instrumented: {len(broken)}")
+    print(f"  failed or skipped bare (not compared): {len(bare) - passed}")
+    events = report["events"]
+    print(f"  events delivered while instrumented: {sum(events.values()):,}")
+    for name, count in sorted(events.items()):
+        print(f"    {name:32} {count:,}")
+    for test in broken:
+        print(f"  BROKEN: {test} ({instrumented.get(test, 'not run')})")
+    for line in report["logged"]:
+        print(f"  LOGGED: {line}")
+    ok = not broken and not report["logged"] and sum(events.values()) > 0
+    print("OK: redis-py's tests behave the same instrumented" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Run by test_memory.py in a child process (a deadlock must not hang the
+suite): a garbage collection that runs while redis_lifecycle holds one of its
+own locks finds an instrumented pool to finalize, whose finalizer needs that
+same lock.
+
+A collection can start at any allocation, so the child makes it start at the
+worst place: it wraps a function called inside the lock with one that runs
+``gc.collect()`` first. Prints ``ok`` and what was collected; a deadlock is
+the parent's timeout.
+
+    python -m tests.integration.gc_inside_locks register REDIS_URL
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import weakref
+from typing import Any
+
+import redis
+
+import redis_lifecycle as rl
+from redis_lifecycle import _state
+
+
+def dead_instrumented_pool(url: str) -> weakref.ref[Any]:
+    """An instrumented client's pool, unreachable, that only the cyclic
+    collector can free (its finalizer then needs redis_lifecycle's locks)."""
+    client = redis.Redis.from_url(url)
+    rl.instrument(client)
+    client.ping()
+    client.close()
+    client._cycle = client  # type: ignore[attr-defined]
+    return weakref.ref(client.connection_pool)
+
+
+def collect_first(function: Any) -> Any:
+    """``function``, but the first call runs a full collection before it."""
+    pending = [True]
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if pending:
+            pending.clear()
+            gc.collect()
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+def register(url: str) -> None:
+    """GC inside register_connection's lock (a new connection)."""
+    live = redis.Redis.from_url(url)
+    rl.instrument(live)
+    dead = dead_instrumented_pool(url)
+    _state.connection_origin = collect_first(_state.connection_origin)
+    live.ping()  # its first connection: registered under the lock
+    assert dead() is None, "the dead pool was not collected inside the lock"
+    live.close()
+
+
+if __name__ == "__main__":
+    gc.disable()  # the only collection is the one injected above
+    {"register": register}[sys.argv[1]](sys.argv[2])
+    print("ok")
