@@ -33,18 +33,20 @@ __all__ = [
 ]
 
 _connection_ids = itertools.count(1)
-#: Serialises registration. Never taken by a finalizer or weakref callback
-#: (forget_pool, the connections' removers): a garbage collection can start
-#: at any allocation made under it and run those on this very thread, which
-#: would then wait for itself (tests/integration/gc_inside_locks.py).
-_lock = threading.Lock()
+#: Serialises registration. A garbage collection can start at any allocation
+#: made under it and run, on this very thread, pool finalizers and redis-py's
+#: ``__del__`` methods (a connection's disconnect: hooks, callbacks, even a
+#: command that registers a new connection). So it is reentrant, and the
+#: finalizers' own paths (forget_pool, the connections' removers) take no
+#: lock at all (tests/integration/gc_inside_locks.py).
+_lock = threading.RLock()
 
 
 def _new_lock_in_child() -> None:
     """A fork while another thread held ``_lock`` would leave the child's copy
     locked forever: its first new connection would hang. Start it afresh."""
     global _lock
-    _lock = threading.Lock()
+    _lock = threading.RLock()
 
 
 os.register_at_fork(after_in_child=_new_lock_in_child)
@@ -220,8 +222,8 @@ def register_connection(connection: Any, pool_state: PoolState | None) -> ConnSt
         state.connected = _is_connected(connection)
         state.ever_connected = state.connected
         state.ref = weakref.ref(connection, _make_remover(key))
-        CONNECTIONS[key] = state
-        return state
+        # A collection above may have run code that registered it meanwhile.
+        return CONNECTIONS.setdefault(key, state)
 
 
 def _is_connected(connection: Any) -> bool:
