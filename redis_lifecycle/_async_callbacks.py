@@ -60,7 +60,10 @@ __all__ = ["drain", "pending", "remember_loop", "schedule"]
 
 logger = logging.getLogger("redis_lifecycle")
 
-_lock = threading.Lock()
+#: Reentrant: a garbage collection can start at any allocation made under it
+#: and run redis-py's ``__del__`` methods on this thread, whose hooks may
+#: deliver an event to an ``async def`` callback and come back here.
+_lock = threading.RLock()
 # Keyed by delivery, weakly: entries go with their pool or handle.
 _pending: weakref.WeakKeyDictionary[Delivery, set[Any]] = weakref.WeakKeyDictionary()
 _failures: weakref.WeakKeyDictionary[Delivery, list[CallbackError]] = weakref.WeakKeyDictionary()
