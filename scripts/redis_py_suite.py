@@ -9,8 +9,9 @@ runs. The first run is bare redis-py; the second loads
 create with every event subscribed and ``Instrumentation`` on.
 
 Exit status 1 if a test that passed bare did not pass instrumented, if
-redis_lifecycle logged an error about itself, or if no event was delivered
-(the hooks did not run); 0 otherwise. Tests that fail bare (a feature this
+redis_lifecycle logged an error about itself, if no event was delivered
+(the hooks did not run) or if no test passed bare (nothing was compared); 0
+otherwise. Tests that fail bare (a feature this
 server lacks, say) are reported only as a count: they say nothing about
 redis_lifecycle.
 
@@ -59,6 +60,25 @@ DEFAULT_FILES = (
 )
 
 
+#: Where a pytest configuration can be, with the section that makes it one.
+PYTEST_CONFIGS = {
+    "pytest.ini": "",
+    "pyproject.toml": "[tool.pytest.ini_options]",
+    "tox.ini": "[pytest]",
+    "setup.cfg": "[tool:pytest]",
+}
+
+
+def has_pytest_config(source: Path) -> bool:
+    """Whether redis-py's sdist brought its pytest configuration (8.x does,
+    in pyproject.toml; 5.0 ships none)."""
+    for name, section in PYTEST_CONFIGS.items():
+        path = source / name
+        if path.exists() and section in path.read_text(encoding="utf-8"):
+            return True
+    return False
+
+
 def progress(message: str) -> None:
     print(f"[redis-py suite] {message}", file=sys.stderr, flush=True)
 
@@ -94,10 +114,16 @@ def redis_py_tests(version: str) -> Path:
             members = [
                 m
                 for m in sdist.getmembers()
-                if m.name.startswith((f"{top}/tests/", f"{top}/pyproject.toml"))
+                if m.name.startswith(f"{top}/tests/")
+                or m.name in {f"{top}/{config}" for config in PYTEST_CONFIGS}
             ]
             sdist.extractall(tmp, members=members, filter="data")
-        (Path(tmp) / top).rename(tree)
+        source = Path(tmp) / top
+        if not has_pytest_config(source):
+            # Older sdists ship no pytest configuration: without one, pytest
+            # would take this repository's (strict markers, warnings as errors).
+            (source / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\n")
+        source.rename(tree)
     return tree
 
 
@@ -123,6 +149,7 @@ def run(tree: Path, files: list[str], url: str, instrumented: bool) -> dict[str,
             *(["-p", "redis_py_suite_plugin"] if instrumented else []),
             "-W",
             "ignore",
+            f"--rootdir={tree}",
             f"--redis-url={url}",
             f"--junit-xml={junit}",
             *files,
@@ -222,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  BROKEN: {test} ({instrumented.get(test, 'not run')})")
     for line in report["logged"]:
         print(f"  LOGGED: {line}")
-    ok = not broken and not report["logged"] and sum(events.values()) > 0
+    if not passed:
+        print(f"  nothing passed bare, so nothing was compared: run pytest in {tree} to see why")
+    ok = passed > 0 and not broken and not report["logged"] and sum(events.values()) > 0
     print("OK: redis-py's tests behave the same instrumented" if ok else "FAILED")
     return 0 if ok else 1
 
