@@ -1,7 +1,7 @@
 """Run by test_memory.py in a child process (a deadlock must not hang the
 suite): a garbage collection that runs while redis_lifecycle holds one of its
-own locks finds an instrumented pool to finalize, whose finalizer needs that
-same lock.
+own locks finds an instrumented pool (or cluster) to finalize, whose
+finalizer needs that same lock.
 
 A collection can start at any allocation, so the child makes it start at the
 worst place: it wraps a function called inside the lock with one that runs
@@ -9,6 +9,7 @@ worst place: it wraps a function called inside the lock with one that runs
 the parent's timeout.
 
     python -m tests.integration.gc_inside_locks register REDIS_URL
+    python -m tests.integration.gc_inside_locks cluster HOST:PORT
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import redis
 
 import redis_lifecycle as rl
-from redis_lifecycle import _state
+from redis_lifecycle import _cluster, _state
 
 
 def dead_instrumented_pool(url: str) -> weakref.ref[Any]:
@@ -59,7 +60,34 @@ def register(url: str) -> None:
     live.close()
 
 
+def cluster(address: str) -> None:
+    """GC inside attach_cluster's lock: a dead instrumented cluster's
+    finalizer (undo) takes that lock too."""
+    from redis.cluster import RedisCluster
+
+    host, port = address.rsplit(":", 1)
+    dead = RedisCluster(host=host, port=int(port))
+    rl.instrument(dead)
+    dead.ping()
+    dead.close()
+    dead._cycle = dead  # type: ignore[attr-defined]
+    dead_ref = weakref.ref(dead)
+    del dead
+
+    class CollectFirst(type(_cluster._MANAGERS)):  # type: ignore[misc]
+        """The registry, with a collection before the first store."""
+
+        __setitem__ = collect_first(type(_cluster._MANAGERS).__setitem__)
+
+    _cluster._MANAGERS = CollectFirst()
+    live = RedisCluster(host=host, port=int(port))
+    rl.instrument(live)  # stores its manager under the lock
+    assert dead_ref() is None, "the dead cluster was not collected inside the lock"
+    live.ping()
+    live.close()
+
+
 if __name__ == "__main__":
     gc.disable()  # the only collection is the one injected above
-    {"register": register}[sys.argv[1]](sys.argv[2])
+    {"register": register, "cluster": cluster}[sys.argv[1]](sys.argv[2])
     print("ok")
