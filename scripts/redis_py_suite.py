@@ -117,7 +117,10 @@ def redis_py_tests(version: str) -> Path:
                 if m.name.startswith(f"{top}/tests/")
                 or m.name in {f"{top}/{config}" for config in PYTEST_CONFIGS}
             ]
-            sdist.extractall(tmp, members=members, filter="data")
+            if hasattr(tarfile, "data_filter"):  # 3.12, and 3.10.12/3.11.4 on
+                sdist.extractall(tmp, members=members, filter="data")
+            else:
+                sdist.extractall(tmp, members=members)
         source = Path(tmp) / top
         if not has_pytest_config(source):
             # Older sdists ship no pytest configuration: without one, pytest
