@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -18,9 +15,8 @@ from redis_lifecycle._attach import pool_state_of
 from redis_lifecycle._cluster import NODE_PATCHER
 
 from ..helpers import Recorder, wait_until
+from ..integration.gc_inside_locks import run_in_child
 from .conftest import Cluster
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def keys_on_every_node(cluster: Cluster, count: int = 60) -> list[str]:
@@ -214,13 +210,4 @@ def test_cluster_finalized_while_another_attaches_does_not_deadlock(cluster: Clu
     its lock may finalize another, dead, instrumented cluster, whose
     finalizer takes the same lock (tests/integration/gc_inside_locks.py; in a
     child process with a deadline, so that a deadlock fails this test)."""
-    address = f"{cluster.host}:{cluster.port}"
-    command = [sys.executable, "-m", "tests.integration.gc_inside_locks", "cluster", address]
-    try:
-        result = subprocess.run(
-            command, cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail("deadlock: the child did not finish within 30 s")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    run_in_child("cluster", f"{cluster.host}:{cluster.port}")

@@ -15,14 +15,33 @@ the parent's timeout.
 from __future__ import annotations
 
 import gc
+import subprocess
 import sys
 import weakref
+from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 import redis_lifecycle as rl
 from redis_lifecycle import _cluster, _state
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_in_child(scenario: str, target: str, deadline: float = 30.0) -> None:
+    """For the tests: run ``scenario`` against ``target`` in a child process;
+    fail if it deadlocks (does not finish by ``deadline`` seconds) or fails."""
+    command = [sys.executable, "-m", "tests.integration.gc_inside_locks", scenario, target]
+    try:
+        result = subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=deadline, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"deadlock: the child did not finish within {deadline:.0f} s")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
 
 
 def dead_instrumented_pool(url: str) -> weakref.ref[Any]:

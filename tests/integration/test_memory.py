@@ -30,6 +30,7 @@ from redis_lifecycle.events import EVENT_CLASSES
 from redis_lifecycle.instrument import LifecycleHandle, _handles
 
 from ..helpers import checkout
+from .gc_inside_locks import run_in_child
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -183,15 +184,7 @@ class TestGarbageCollectionInsideOurLocks:
         redis-py's own test suite (scripts/redis_py_suite.py), which hung.
         Run in a child process with a deadline, so that a deadlock fails this
         test instead of hanging the suite."""
-        command = [sys.executable, "-m", "tests.integration.gc_inside_locks", "register", redis_url]
-        try:
-            result = subprocess.run(
-                command, cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
-            )
-        except subprocess.TimeoutExpired:
-            pytest.fail("deadlock: the child did not finish within 30 s")
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == "ok"
+        run_in_child("register", redis_url)
 
 
 class TestAsyncio:
