@@ -226,7 +226,9 @@ class AsyncCallbackExecutor:
         self._local = threading.local()
         self._counts: list[_Counts] = []
         self._retired = _Counts(None)
-        self._counts_lock = threading.Lock()
+        # Reentrant: a collection under it (a thread's first event) can run
+        # redis-py's __del__ methods, whose events come back to _submit.
+        self._counts_lock = threading.RLock()
         self._errors: list[CallbackError] = []
         self._errors_omitted = 0
         self._accepting = start_workers
