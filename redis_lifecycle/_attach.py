@@ -84,7 +84,7 @@ class _HotPatches:
         assert kind.hot_patchers is not None
         self.delivery = delivery
         self.checkout, self.release = kind.hot_patchers
-        self.exhausted_in_checkout = kind.exhausted_in_checkout
+        self.kind = kind
         self.holds_checkout = False
         self.holds_release = False
         self._lock = threading.Lock()
@@ -93,7 +93,7 @@ class _HotPatches:
         delivery = self.delivery
         with self._lock:
             want_checkout = delivery.hot or (
-                delivery.watch_exhaustion and self.exhausted_in_checkout
+                delivery.watch_exhaustion and self.kind.exhausted_in_checkout
             )
             if want_checkout != self.holds_checkout:
                 (self.checkout.acquire if want_checkout else self.checkout.release)()

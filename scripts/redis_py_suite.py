@@ -31,6 +31,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
@@ -130,8 +131,11 @@ def redis_py_tests(version: str) -> Path:
     return tree
 
 
-def run(tree: Path, files: list[str], url: str, instrumented: bool) -> dict[str, str]:
-    """One pytest run; the outcome of each test by its id."""
+def run(
+    tree: Path, files: list[str], url: str, instrumented: bool
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """One pytest run: the outcome of each test by its id, and what the
+    plugin reported (``events`` by type, ``logged`` lines; empty when bare)."""
     label = "instrumented" if instrumented else "bare"
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "junit.xml"
@@ -164,10 +168,8 @@ def run(tree: Path, files: list[str], url: str, instrumented: bool) -> dict[str,
             raise SystemExit(f"the {label} run reported no results (pytest could not start?)")
         outcomes = parse_junit(junit)
         progress(f"{label} run: {len(outcomes)} tests in {time.monotonic() - started:.0f} s")
-        extra = json.loads(report.read_text()) if instrumented and report.exists() else None
-    if instrumented:
-        outcomes["__report__"] = json.dumps(extra)
-    return outcomes
+        reported = json.loads(report.read_text()) if report.exists() else {}
+    return outcomes, {"events": {}, "logged": [], **reported}
 
 
 def node_id(classname: str, name: str) -> str:
@@ -218,9 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         server = RedisServer(binary).start()
         url = server.url
     try:
-        bare = run(tree, files, url, instrumented=False)
-        instrumented = run(tree, files, url, instrumented=True)
-        report = json.loads(instrumented.pop("__report__")) or {"events": {}, "logged": []}
+        bare, _ = run(tree, files, url, instrumented=False)
+        instrumented, report = run(tree, files, url, instrumented=True)
         broken = sorted(
             t for t, o in bare.items() if o == "passed" and instrumented.get(t) != "passed"
         )
@@ -230,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(2):
             if not broken:
                 break
-            again = run(tree, broken, url, instrumented=True)
-            again.pop("__report__", None)
+            again, again_report = run(tree, broken, url, instrumented=True)
+            report["logged"] += again_report["logged"]
             flaky += [t for t in broken if again.get(t) == "passed"]
             broken = [t for t in broken if again.get(t) != "passed"]
     finally:

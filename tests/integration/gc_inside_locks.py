@@ -1,12 +1,12 @@
-"""Run by test_memory.py in a child process (a deadlock must not hang the
-suite): a garbage collection that runs while redis_lifecycle holds one of its
-own locks finds an instrumented pool (or cluster) to finalize, whose
-finalizer needs that same lock.
+"""Run in a child process by test_memory.py and tests/cluster (a deadlock
+must not hang the suite; see :func:`run_in_child`): a garbage collection that
+runs while redis_lifecycle holds one of its own locks finds an instrumented
+pool (or cluster) to finalize, whose finalizer needs that same lock.
 
 A collection can start at any allocation, so the child makes it start at the
 worst place: it wraps a function called inside the lock with one that runs
-``gc.collect()`` first. Prints ``ok`` and what was collected; a deadlock is
-the parent's timeout.
+``gc.collect()`` first. Prints ``ok`` once the dead object was collected
+there and the live client still works; a deadlock is the parent's timeout.
 
     python -m tests.integration.gc_inside_locks register REDIS_URL
     python -m tests.integration.gc_inside_locks cluster HOST:PORT
