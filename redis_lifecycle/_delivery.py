@@ -158,8 +158,7 @@ class Delivery:
                 if result is not None and hasattr(result, "__await__"):
                     self._schedule(result, event, callback)
             return failures, first_error
-        # As in the emitters: this thread's stats for the event, looked up once.
-        stats = instrumentation._callback_stats(event.type)
+        stats = instrumentation._callbacks[event.type]
         histogram = stats.histogram
         for subscription in subscriptions:
             callback = subscription.callback
@@ -168,7 +167,7 @@ class Delivery:
                 result = callback(event)
             except Exception as exc:
                 histogram.pending.append(perf_counter() - started)
-                stats.errors += 1
+                instrumentation._callback_failed(stats)
                 failures += 1
                 error = self.error_handler.handle(exc, event, callback)
                 if error is not None and first_error is None:
@@ -249,25 +248,21 @@ def emitter(delivery: Delivery, event_cls: type[LifecycleEvent]) -> Callable[[An
 
         return emit_unmeasured
 
-    from .metrics import _PoolShard
-
     per_command = event_cls in PER_COMMAND_EVENTS
     acquired = event_cls is PoolConnectionAcquiredEvent
-    event_type = event_cls.type
+    # Looked up once here, not per event: the records outlive every reset.
+    pools = instrumentation._pools
+    new_pool = instrumentation._pool
+    stats = instrumentation._callbacks[event_cls.type]
+    histogram = stats.histogram
+    timings = histogram.pending  # never replaced (see LogHistogram)
 
     def emit_measured(event: Any) -> None:
         if per_command:
             # Instrumentation._observe for these two, inlined: this runs
             # twice per command.
-            try:
-                shard = instrumentation._local.shard
-            except AttributeError:
-                shard = instrumentation._shard()
             name = event._origin.pool_name
-            try:
-                pool = shard.pools[name]
-            except KeyError:
-                pool = shard.pools[name] = _PoolShard()
+            pool = pools.get(name) or new_pool(name)
             if acquired:
                 durations = pool.wait
                 durations.pending.append(event._wait_time)
@@ -277,33 +272,27 @@ def emitter(delivery: Delivery, event_cls: type[LifecycleEvent]) -> Callable[[An
             if len(durations.pending) >= FLUSH_AT:
                 durations.flush()
             pool.last = event
-            if not callbacks:
-                return
-            stats = shard.callbacks[event_type]
         else:
-            stats = instrumentation._observe(event)
-            if not callbacks:
-                return
-        # Callback timings go straight into this thread's histogram. Its
-        # buffer is read after each callback: one that emits the same event
-        # type (a command run from a callback) may have flushed it.
-        histogram = stats.histogram
+            instrumentation._observe(event)
+        if not callbacks:
+            return
+        # Callback timings go straight into the event name's histogram.
         first_error: CallbackError | None = None
         for callback in callbacks:
             started = perf_counter()
             try:
                 result = callback(event)
             except Exception as exc:
-                histogram.pending.append(perf_counter() - started)
-                stats.errors += 1
+                timings.append(perf_counter() - started)
+                instrumentation._callback_failed(stats)
                 error = error_handler.handle(exc, event, callback)
                 if error is not None and first_error is None:
                     first_error = error
                 continue
-            histogram.pending.append(perf_counter() - started)
+            timings.append(perf_counter() - started)
             if result is not None and hasattr(result, "__await__"):
                 schedule(result, event, callback)
-        if len(histogram.pending) >= FLUSH_AT:
+        if len(timings) >= FLUSH_AT:
             histogram.flush()
         if first_error is not None:
             raise first_error

@@ -23,8 +23,13 @@ and a full buffer is bucketed in one pass of C-level operations (``struct``
 packing, byte slicing, ``Counter.update``), which costs a fraction of
 bucketing each value in Python.
 
-Not thread-safe on its own: :class:`~redis_lifecycle.Instrumentation` keeps
-one histogram per writing thread and merges them when read.
+Safe for many writing threads without a lock per value: :meth:`LogHistogram.add`
+appends to the buffer (one step, under the GIL or the list's own lock), and
+one thread at a time flushes it (a try-lock: a writer that finds a flush
+under way leaves its values buffered for the next one). A flush takes the
+values it copied off the front of the buffer, so values appended meanwhile
+stay. :class:`~redis_lifecycle.Instrumentation` shares one histogram per
+pool and event name between all threads.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from __future__ import annotations
 import math
 import struct
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterable
 from typing import TypedDict
@@ -114,19 +120,22 @@ class LogHistogram:
     """Counts of values in logarithmic buckets, plus exact count, total, min, max.
 
     :meth:`add` only appends to a short buffer (``pending``); every
-    :data:`FLUSH_AT` values the buffer is sorted and counted into the
-    buckets in one pass (one ``bisect`` per occupied bucket), which costs a
-    fraction of bucketing each value on its own. One thread writes a
-    histogram; other threads may :meth:`merge` it into their own copy at any
-    time and then read that copy.
+    :data:`FLUSH_AT` values the buffer is counted into the buckets in one
+    pass, which costs a fraction of bucketing each value on its own. Any
+    number of threads may add; a reader merges it into a copy of its own
+    (:meth:`merge`) and reads that copy.
     """
 
-    __slots__ = ("buckets", "count", "max", "min", "pending", "total")
+    __slots__ = ("_flushing", "buckets", "count", "max", "min", "pending", "total")
 
     def __init__(self) -> None:
         self.buckets: Counter[int] = Counter()
-        #: Values added since the last flush (at most FLUSH_AT).
+        #: Values added since the last flush (at most FLUSH_AT, give or take
+        #: what other threads add during a flush). Never replaced: writers
+        #: may keep a reference to it.
         self.pending: list[float] = []
+        #: Held by the one thread flushing.
+        self._flushing = threading.Lock()
         #: Count, sum, min and max of the flushed values.
         self.count = 0
         self.total = 0.0
@@ -141,11 +150,33 @@ class LogHistogram:
             self.flush()
 
     def flush(self) -> None:
-        """Count the buffered values into the buckets (writer thread only)."""
-        values = self.pending
-        if values:
-            self.pending = []
-            self._count(values)
+        """Count the buffered values into the buckets, unless another thread
+        is doing so right now (then they wait for the next flush)."""
+        if not self._flushing.acquire(blocking=False):
+            return
+        try:
+            pending = self.pending
+            values = pending[:]  # one step each: values appended meanwhile stay
+            if values:
+                del pending[: len(values)]
+                self._count(values)
+        finally:
+            self._flushing.release()
+
+    def clear(self) -> None:
+        """Forget every value. A value added by another thread at the same
+        moment may be lost or kept."""
+        with self._flushing:
+            self.pending.clear()
+            self.buckets = Counter()
+            self.count = 0
+            self.total = 0.0
+            self.min = math.inf
+            self.max = -math.inf
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: a thread of the parent may have been flushing."""
+        self._flushing = threading.Lock()
 
     def _count(self, values: list[float]) -> None:
         self.buckets.update(_keys(values))
@@ -159,9 +190,11 @@ class LogHistogram:
             self.max = high
 
     def merge(self, other: LogHistogram) -> None:
-        """Add ``other``'s values to this one. ``other`` may be written by another
-        thread meanwhile: its buckets and buffer are each copied in one step,
-        so a flush racing with the merge can leave out up to one buffer."""
+        """Add ``other``'s values to this one. ``other`` may be written by other
+        threads meanwhile: its buckets and buffer are each copied in one step,
+        so a flush racing with the merge can leave out up to one buffer (a
+        flush removes values from the buffer before it counts them: none is
+        counted twice)."""
         self.buckets.update(other.buckets.copy())
         self.count += other.count
         self.total += other.total

@@ -26,10 +26,14 @@ Percentiles come from a log-bucketed histogram: bounded memory, and within
 :mod:`redis_lifecycle._histogram`). ``count``, ``errors``, ``total_time``,
 ``min`` and ``max`` are exact.
 
-Thread-safe without a lock per event: each thread writes its own shard and a
-read merges them, so counts are exact once the writers are quiet (a read that
-races with writers sees each shard as of a moment during the read). Shards of
-threads that ended are folded into one, so memory follows the live threads.
+Thread-safe without a lock per command: all threads append to the same
+histogram buffers (one step each) and one of them at a time counts a full
+buffer into the buckets (see :mod:`redis_lifecycle._histogram`); the counts
+of the rare events and of failed callbacks are updated under a lock. So
+counts are exact once the writers are quiet; a read that races with writers
+may miss what is being recorded at that moment (up to one buffer), and never
+counts a value twice. Memory follows the pools and event names, not the
+threads or the number of events.
 """
 
 from __future__ import annotations
@@ -117,20 +121,24 @@ class PoolMetrics(TypedDict):
     idle: int | None
 
 
-class _CallbackShard:
+class _CallbackRecord:
+    """The callbacks of one event name: every thread writes here."""
+
     __slots__ = ("errors", "histogram")
 
     def __init__(self) -> None:
         self.histogram = LogHistogram()
+        #: Written under Instrumentation._lock (failures are rare).
         self.errors = 0
 
-    def merge(self, other: _CallbackShard) -> None:
-        self.histogram.merge(other.histogram)
-        self.errors += other.errors
 
+class _PoolRecord:
+    """One pool name's metrics: every thread writes here.
 
-class _PoolShard:
-    """One thread's view of one pool."""
+    ``wait``, ``held`` and ``last`` are written on every command without a
+    lock (appends to a histogram's buffer, one reference store); the other
+    fields only under ``Instrumentation._lock``.
+    """
 
     __slots__ = (
         "connections_created",
@@ -166,48 +174,11 @@ class _PoolShard:
         #: The latest acquired/released event (for active/idle).
         self.last: Any = None
 
-    def merge(self, other: _PoolShard) -> None:
-        self.wait.merge(other.wait)
-        self.held.merge(other.held)
-        self.exhaustions += other.exhaustions
-        self.connections_created += other.connections_created
-        self.connects += other.connects
-        self.reconnects += other.reconnects
-        for reason, count in other.disconnects.copy().items():
-            self.disconnects[reason] = self.disconnects.get(reason, 0) + count
-        for phase, count in other.errors.copy().items():
-            self.errors[phase] = self.errors.get(phase, 0) + count
-        self.health_passed += other.health_passed
-        self.health_failed += other.health_failed
-        self.health_latency.merge(other.health_latency)
-        self.marked += other.marked
-        self.resets += other.resets
-        last = other.last
-        if last is not None and (self.last is None or last._timestamp > self.last._timestamp):
-            self.last = last
+    def histograms(self) -> tuple[LogHistogram, ...]:
+        return self.wait, self.held, self.health_latency
 
 
-class _Shard:
-    """Everything one thread recorded."""
-
-    __slots__ = ("callbacks", "pools", "thread")
-
-    def __init__(self, thread: threading.Thread | None) -> None:
-        self.thread = thread
-        self.callbacks: dict[EventType, _CallbackShard] = {t: _CallbackShard() for t in EventType}
-        self.pools: dict[str | None, _PoolShard] = {}
-
-    def merge(self, other: _Shard) -> None:
-        for event_type, stats in other.callbacks.items():
-            self.callbacks[event_type].merge(stats)
-        for name, pool in other.pools.copy().items():
-            mine = self.pools.get(name)
-            if mine is None:
-                mine = self.pools[name] = _PoolShard()
-            mine.merge(pool)
-
-
-def _observe_rare(pool: _PoolShard, event: Any) -> None:
+def _observe_rare(pool: _PoolRecord, event: Any) -> None:
     """Pool metrics of the events that are not per-command."""
     cls = type(event)
     if cls is ConnectionConnectedEvent:
@@ -236,8 +207,13 @@ def _observe_rare(pool: _PoolShard, event: Any) -> None:
         pool.resets += 1
 
 
-def _callback_metrics(stats: _CallbackShard) -> CallbackMetrics:
-    summary = stats.histogram.summary()
+def _summary(histogram: LogHistogram) -> DurationSummary:
+    """``histogram.summary()``, read from a copy: other threads may be writing it."""
+    return LogHistogram.merged((histogram,)).summary()
+
+
+def _callback_metrics(stats: _CallbackRecord) -> CallbackMetrics:
+    summary = _summary(stats.histogram)
     return {
         "count": summary["count"],
         "total_time": summary["total"],
@@ -251,9 +227,9 @@ def _callback_metrics(stats: _CallbackShard) -> CallbackMetrics:
     }
 
 
-def _pool_metrics(pool: _PoolShard) -> PoolMetrics:
-    wait = pool.wait.summary()
-    held = pool.held.summary()
+def _pool_metrics(pool: _PoolRecord) -> PoolMetrics:
+    wait = _summary(pool.wait)
+    held = _summary(pool.held)
     last = pool.last
     return {
         "acquisitions": wait["count"],
@@ -264,13 +240,13 @@ def _pool_metrics(pool: _PoolShard) -> PoolMetrics:
         "connections_created": pool.connections_created,
         "connects": pool.connects,
         "reconnects": pool.reconnects,
-        "disconnects": dict(sorted(pool.disconnects.items())),
-        "errors": sum(pool.errors.values()),
-        "errors_by_phase": dict(sorted(pool.errors.items())),
+        "disconnects": dict(sorted(pool.disconnects.copy().items())),
+        "errors": sum(pool.errors.copy().values()),
+        "errors_by_phase": dict(sorted(pool.errors.copy().items())),
         "health_checks": {
             "passed": pool.health_passed,
             "failed": pool.health_failed,
-            "latency_ms": pool.health_latency.summary(),
+            "latency_ms": _summary(pool.health_latency),
         },
         "marked_for_reconnect": pool.marked,
         "resets": pool.resets,
@@ -295,10 +271,16 @@ class Instrumentation:
     _wanted: frozenset[type[LifecycleEvent]] = frozenset(EVENT_CLASSES)
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # readers and shard registration only
-        self._local = threading.local()
-        self._shards: list[_Shard] = []
-        self._retired = _Shard(None)
+        # Reentrant: a garbage collection under it can run redis-py's
+        # __del__ methods, whose events come back here on the same thread.
+        self._lock = threading.RLock()  # rare events, new pool names, readers
+        #: Per event name; the records live as long as this object (reset()
+        #: clears them in place): the deliveries' emitters hold them.
+        self._callbacks: dict[EventType, _CallbackRecord] = {
+            event_type: _CallbackRecord() for event_type in EventType
+        }
+        #: Per pool name; reset() clears the dict in place.
+        self._pools: dict[str | None, _PoolRecord] = {}
         self._deliveries: weakref.WeakSet[Delivery] = weakref.WeakSet()
         _INSTANCES.add(self)
 
@@ -308,30 +290,21 @@ class Instrumentation:
         """Called once by each :class:`~redis_lifecycle._delivery.Delivery` using it."""
         self._deliveries.add(delivery)
 
-    def _shard(self) -> _Shard:
-        thread = threading.current_thread()
-        shard = _Shard(thread)
+    def _pool(self, name: str | None) -> _PoolRecord:
+        """The record of pool ``name``, made on first use."""
         with self._lock:
-            self._fold_dead()
-            self._shards.append(shard)
-        self._local.shard = shard
-        return shard
+            pool = self._pools.get(name)
+            if pool is None:
+                pool = self._pools[name] = _PoolRecord()
+        return pool
 
-    def _observe(self, event: LifecycleEvent) -> _CallbackShard:
+    def _observe(self, event: LifecycleEvent) -> _CallbackRecord:
         """Update the pool metrics with ``event`` (on the emitting thread);
-        return this thread's callback stats for its event name, for the
-        delivery to time the event's inline callbacks into without a second
-        thread-local lookup (see ``Delivery.run``)."""
-        try:
-            shard: _Shard = self._local.shard
-        except AttributeError:
-            shard = self._shard()
+        return the callback record of its event name, for the delivery to
+        time the event's inline callbacks into."""
         ev: Any = event
         name = ev._origin.pool_name
-        try:
-            pool = shard.pools[name]
-        except KeyError:
-            pool = shard.pools[name] = _PoolShard()
+        pool = self._pools.get(name) or self._pool(name)
         cls = type(ev)
         # LogHistogram.add, inlined: these two run on every command.
         # Acquisitions and releases are the counts of the wait and held
@@ -349,54 +322,23 @@ class Instrumentation:
                 pool.held.flush()
             pool.last = ev
         else:
-            _observe_rare(pool, ev)
-        return shard.callbacks[ev.type]
+            with self._lock:
+                _observe_rare(pool, ev)
+        return self._callbacks[ev.type]
 
-    def _callback_stats(self, event_type: EventType) -> _CallbackShard:
-        """This thread's callback stats for ``event_type`` (write them from
-        this thread only)."""
-        try:
-            shard: _Shard = self._local.shard
-        except AttributeError:
-            shard = self._shard()
-        return shard.callbacks[event_type]
+    def _callback_failed(self, stats: _CallbackRecord) -> None:
+        """Count one callback that raised."""
+        with self._lock:
+            stats.errors += 1
 
     def _record_callback(self, event_type: EventType, seconds: float, failed: bool) -> None:
         """Record one callback run of ``seconds``; ``failed`` if it raised."""
-        try:
-            shard: _Shard = self._local.shard
-        except AttributeError:
-            shard = self._shard()
-        stats = shard.callbacks[event_type]
-        pending = stats.histogram.pending
-        pending.append(seconds)
-        if len(pending) >= FLUSH_AT:
-            stats.histogram.flush()
+        stats = self._callbacks[event_type]
+        stats.histogram.add(seconds)
         if failed:
-            stats.errors += 1
+            self._callback_failed(stats)
 
     # --- reading ----------------------------------------------------------
-
-    def _fold_dead(self) -> None:
-        """Merge the shards of threads that ended into ``_retired`` (lock held)."""
-        alive: list[_Shard] = []
-        for shard in self._shards:
-            thread = shard.thread
-            if thread is not None and not thread.is_alive():
-                self._retired.merge(shard)
-            else:
-                alive.append(shard)
-        if len(alive) != len(self._shards):
-            self._shards = alive
-
-    def _merged(self) -> _Shard:
-        with self._lock:
-            self._fold_dead()
-            total = _Shard(None)
-            total.merge(self._retired)
-            for shard in list(self._shards):
-                total.merge(shard)
-        return total
 
     def callback_metrics(self, name: EventType | str) -> CallbackMetrics:
         """Timings of the callbacks for events named ``name`` (``"connected"``,
@@ -407,23 +349,23 @@ class Instrumentation:
         Raises :class:`ValueError` listing the valid names for an unknown name.
         """
         event_type = _event_type(name)
-        return _callback_metrics(self._merged().callbacks[event_type])
+        return _callback_metrics(self._callbacks[event_type])
 
     def all_callback_metrics(self) -> dict[str, CallbackMetrics]:
         """:meth:`callback_metrics` for every event name that had a callback run."""
-        merged = self._merged()
         return {
             event_type.value: _callback_metrics(stats)
-            for event_type, stats in merged.callbacks.items()
-            if stats.histogram.count
+            for event_type, stats in self._callbacks.items()
+            if len(stats.histogram)
         }
 
     def pool_metrics(self) -> dict[str, PoolMetrics]:
         """Per pool name: see :class:`PoolMetrics`."""
-        merged = self._merged()
+        with self._lock:
+            pools = list(self._pools.items())
         return {
             str(name): _pool_metrics(pool)
-            for name, pool in sorted(merged.pools.items(), key=lambda item: str(item[0]))
+            for name, pool in sorted(pools, key=lambda item: str(item[0]))
         }
 
     def reset(self) -> None:
@@ -433,17 +375,22 @@ class Instrumentation:
         lost or land after the reset.
         """
         with self._lock:
-            self._local = threading.local()
-            self._shards = []
-            self._retired = _Shard(None)
+            for stats in self._callbacks.values():
+                stats.histogram.clear()
+                stats.errors = 0
+            self._pools.clear()
 
     def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()
+        # A thread of the parent may have held a lock: it does not exist here.
+        self._lock = threading.RLock()
+        for stats in self._callbacks.values():
+            stats.histogram._after_fork_in_child()
+        for pool in list(self._pools.values()):
+            for histogram in pool.histograms():
+                histogram._after_fork_in_child()
 
     def __repr__(self) -> str:
-        with self._lock:
-            threads = len(self._shards)
-        return f"<Instrumentation shards={threads}>"
+        return f"<Instrumentation pools={len(self._pools)}>"
 
 
 _INSTANCES: weakref.WeakSet[Instrumentation] = weakref.WeakSet()

@@ -101,19 +101,50 @@ class TestCallbackMetrics:
         assert stats["errors"] == 8 * per_thread // 10
         assert metrics.pool_metrics()["cache"]["acquisitions"] == 8 * per_thread
 
-    def test_shards_of_ended_threads_are_folded(self) -> None:
-        """Threads that ended leave their counts but not their shards behind."""
+    @pytest.mark.usefixtures("fast_thread_switches")
+    def test_exact_counts_when_threads_flush_the_same_buffers(self) -> None:
+        """With the GIL handed over every microsecond, threads appending to and
+        flushing the same histograms neither lose nor double-count a value:
+        count, total and the buckets all agree."""
         metrics = rl.Instrumentation()
+        per_thread = 3_000
+        start = threading.Barrier(8)
+
+        def record(value: float) -> None:
+            start.wait()
+            for _ in range(per_thread):
+                metrics._observe(acquired(value))
+
+        threads = [threading.Thread(target=record, args=(float(n),)) for n in range(1, 9)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wait = metrics.pool_metrics()["cache"]["wait_time"]
+        assert wait["count"] == 8 * per_thread
+        assert wait["total"] == per_thread * sum(range(1, 9))
+        assert (wait["min"], wait["max"]) == (1.0, 8.0)
+        record_ = metrics._pools["cache"].wait
+        record_.flush()
+        assert sum(record_.buckets.values()) == record_.count == 8 * per_thread
+
+    def test_memory_follows_event_names_not_threads(self) -> None:
+        """Threads that recorded and ended leave their counts, and nothing of
+        their own, behind: one record per pool name and per event name."""
+        metrics = rl.Instrumentation()
+        records = dict(metrics._callbacks)
 
         def once() -> None:
             metrics._record_callback(EventType.CONNECTED, 0.001, False)
+            metrics._observe(acquired(0.001))
 
         for _ in range(20):
             thread = threading.Thread(target=once)
             thread.start()
             thread.join()
         assert metrics.callback_metrics("connected")["count"] == 20
-        assert len(metrics._shards) <= 1
+        assert metrics._callbacks == records
+        assert list(metrics._pools) == ["cache"]
 
 
 class TestPoolMetrics:
@@ -200,3 +231,18 @@ class TestPoolMetrics:
         assert metrics.all_callback_metrics() == {}
         metrics._observe(acquired(0.001))
         assert metrics.pool_metrics()["cache"]["acquisitions"] == 1
+
+    def test_a_delivery_made_before_reset_records_after_it(self) -> None:
+        """reset() empties the records in place: a delivery's emitters, built
+        before it, go on recording pool and callback metrics after it."""
+        metrics = rl.Instrumentation()
+        dispatcher = rl.EventDispatcher()
+        dispatcher.subscribe(rl.PoolConnectionAcquiredEvent, lambda event: None)
+        delivery = Delivery(dispatcher, instrumentation=metrics)
+        delivery.emit(acquired(0.001))
+        metrics.reset()
+        for _ in range(3):
+            delivery.emit(acquired(0.002))
+        assert metrics.pool_metrics()["cache"]["acquisitions"] == 3
+        assert metrics.pool_metrics()["cache"]["wait_time"]["min"] == 0.002
+        assert metrics.callback_metrics("connection_acquired")["count"] == 3
