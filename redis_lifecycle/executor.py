@@ -217,7 +217,10 @@ class AsyncCallbackExecutor:
 
     def _start(self, start_workers: bool = True) -> None:
         """(Re)build every piece of state and start the workers."""
-        self._room = threading.Condition(threading.Lock())
+        # Reentrant: a collection while an event waits here for a slot can
+        # run redis-py's __del__ methods, whose events may overflow too and
+        # wait here on the same thread (wait() releases every level).
+        self._room = threading.Condition(threading.RLock())
         self._hurry = threading.Event()
         self._blocked = 0
         #: One item per free slot: popped to queue an event, appended back

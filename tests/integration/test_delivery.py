@@ -20,6 +20,7 @@ import redis
 import redis_lifecycle as rl
 
 from ..helpers import wait_until
+from .gc_inside_locks import run_in_child
 
 THREADS = 16
 PER_THREAD = 250
@@ -241,6 +242,17 @@ class TestOverflowWithSlowCallbacks:
         assert gate.count == 200
         stats = executor.stats()
         assert (stats["completed"], stats["dropped"], stats["queued"]) == (200, 0, 0)
+
+
+class TestGarbageCollectionWhileWaitingForRoom:
+    def test_a_finalizer_overflowing_the_same_executor_does_not_deadlock(
+        self, redis_url: str
+    ) -> None:
+        """A collection while an event waits for a slot (overflow "block",
+        under the executor's room lock) runs a dead client's __del__, whose
+        released connection overflows the same executor: the nested wait
+        times out like the outer one instead of deadlocking on the lock."""
+        run_in_child("executor", redis_url)
 
 
 class TestCallbackFailures:
