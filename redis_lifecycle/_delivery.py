@@ -198,8 +198,9 @@ def emitter(delivery: Delivery, event_cls: type[LifecycleEvent]) -> Callable[[An
     specialised with what ``delivery`` has now: the callbacks resolved once
     (not per event), and for the two per-command events their pool metrics
     recorded in the same frame (``Instrumentation._observe`` does it for the
-    others). Rebuilt by every refresh, which follows every subscription
-    change; :attr:`Delivery.emit_acquired` and ``emit_released`` are two.
+    others), before the callbacks run inline or are handed to the executor.
+    Rebuilt by every refresh, which follows every subscription change;
+    :attr:`Delivery.emit_acquired` and ``emit_released`` are two.
 
     The functions hold no strong reference to ``delivery``, which holds them.
     """
@@ -216,11 +217,9 @@ def emitter(delivery: Delivery, event_cls: type[LifecycleEvent]) -> Callable[[An
         if owner is not None:
             owner._schedule(result, event, callback)
 
-    if executor is not None:
+    if executor is not None and instrumentation is None:
 
         def emit_queued(event: Any) -> None:
-            if instrumentation is not None:
-                instrumentation._observe(event)
             owner = delivery_ref()
             if subscriptions and owner is not None:
                 executor._submit(owner, event, subscriptions)
@@ -274,6 +273,11 @@ def emitter(delivery: Delivery, event_cls: type[LifecycleEvent]) -> Callable[[An
             pool.last = event
         else:
             instrumentation._observe(event)
+        if executor is not None:  # the executor's workers time the callbacks
+            owner = delivery_ref()
+            if subscriptions and owner is not None:
+                executor._submit(owner, event, subscriptions)
+            return
         if not callbacks:
             return
         # Callback timings go straight into the event name's histogram.
