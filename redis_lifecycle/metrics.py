@@ -175,6 +175,7 @@ class _PoolRecord:
         self.last: Any = None
 
     def histograms(self) -> tuple[LogHistogram, ...]:
+        """Every histogram of the record (for the fork handler)."""
         return self.wait, self.held, self.health_latency
 
 
@@ -298,10 +299,10 @@ class Instrumentation:
                 pool = self._pools[name] = _PoolRecord()
         return pool
 
-    def _observe(self, event: LifecycleEvent) -> _CallbackRecord:
-        """Update the pool metrics with ``event`` (on the emitting thread);
-        return the callback record of its event name, for the delivery to
-        time the event's inline callbacks into."""
+    def _observe(self, event: LifecycleEvent) -> None:
+        """Update the pool metrics with ``event``, on the emitting thread
+        (the deliveries' emitters do it themselves for the two per-command
+        events; this serves the rest, and the tests)."""
         ev: Any = event
         name = ev._origin.pool_name
         pool = self._pools.get(name) or self._pool(name)
@@ -324,7 +325,6 @@ class Instrumentation:
         else:
             with self._lock:
                 _observe_rare(pool, ev)
-        return self._callbacks[ev.type]
 
     def _callback_failed(self, stats: _CallbackRecord) -> None:
         """Count one callback that raised."""

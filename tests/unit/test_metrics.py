@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 
 import pytest
 
 import redis_lifecycle as rl
 from redis_lifecycle._delivery import Delivery
-from redis_lifecycle._histogram import RELATIVE_ERROR
+from redis_lifecycle._histogram import FLUSH_AT, RELATIVE_ERROR
 from redis_lifecycle.events import EVENT_CLASSES, EventOrigin, EventType
+from tests.helpers import wait_until
 
 
 def origin(pool: str = "cache", connection_id: int = 1) -> EventOrigin:
@@ -246,3 +249,55 @@ class TestPoolMetrics:
         assert metrics.pool_metrics()["cache"]["acquisitions"] == 3
         assert metrics.pool_metrics()["cache"]["wait_time"]["min"] == 0.002
         assert metrics.callback_metrics("connection_acquired")["count"] == 3
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_child_forked_while_another_thread_held_the_locks_records_everything() -> None:
+    """A thread of the parent was flushing a histogram and holding the lock
+    of the rare events when the process forked: in the child, that thread
+    does not exist, yet rare events are counted (no deadlock) and full
+    buffers are flushed (they do not grow without bound)."""
+    metrics = rl.Instrumentation()
+    metrics._observe(acquired(0.001))
+    holding = threading.Event()
+    done = threading.Event()
+
+    def hold_the_locks() -> None:
+        with metrics._lock, metrics._pools["cache"].wait._flushing:
+            holding.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=hold_the_locks)
+    holder.start()
+    assert holding.wait(10)
+    pid = os.fork()
+    if pid == 0:  # child: report through the exit code only
+        code = 1
+        try:
+            for _ in range(FLUSH_AT + 1):
+                metrics._observe(acquired(0.002))
+            metrics._observe(rl.ConnectionConnectedEvent(1.0, origin(), 0.01))
+            pool = metrics.pool_metrics()["cache"]
+            flushed = len(metrics._pools["cache"].wait.pending) < FLUSH_AT
+            if pool["acquisitions"] == FLUSH_AT + 2 and pool["connects"] == 1 and flushed:
+                code = 0
+        finally:
+            os._exit(code)
+    done.set()
+    holder.join()
+    statuses: list[int] = []
+
+    def exited() -> bool:
+        finished, status = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            statuses.append(status)
+        return bool(finished)
+
+    try:
+        wait_until(exited, timeout=20, what="the forked child to finish (a deadlock hangs it)")
+    finally:
+        if not statuses:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(statuses[0]) == 0
