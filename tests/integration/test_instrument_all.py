@@ -12,7 +12,7 @@ import redis_lifecycle as rl
 from redis_lifecycle._auto import is_instrumenting_all
 from redis_lifecycle.server import RedisServer
 
-from ..helpers import Recorder
+from ..helpers import Recorder, wait_until
 
 
 @pytest.fixture
@@ -103,6 +103,45 @@ class TestFrameworkClients:
         assert len(acquired) >= 5  # registration, dequeue, bookkeeping
         assert len(recorder.exactly(rl.PoolConnectionReleasedEvent)) == len(acquired)
         connection.close()
+
+    @pytest.mark.filterwarnings("ignore::DeprecationWarning")
+    def test_celery_worker_reports_a_broker_restart(
+        self, server: RedisServer, everything: rl.EventDispatcher, recorder: Recorder
+    ) -> None:
+        """Celery's Redis broker (kombu's own pools) is instrumented by
+        instrument_all(): a task runs through a worker, and a restart of the
+        server shows up as connections closed by the server and reconnected,
+        after which the next task runs too. (No result backend: its result
+        consumer would go on reconnecting in a thread after the test.)"""
+        celery = pytest.importorskip("celery")
+        from celery.contrib.testing.worker import start_worker
+
+        app = celery.Celery("lifecycle", broker=server.url)
+        app.conf.broker_connection_retry_on_startup = True
+        results: list[int] = []
+
+        @app.task  # type: ignore[misc]
+        def add(x: int, y: int) -> None:
+            results.append(x + y)
+
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+            add.delay(2, 3)
+            wait_until(lambda: results == [5], timeout=10, what="the first task")
+            created = recorder.exactly(rl.PoolCreatedEvent)
+            assert created, recorder.types()
+            assert {event.port for event in created} == {server.port}
+            assert recorder.exactly(rl.ConnectionConnectedEvent)
+            assert all(check.healthy for check in recorder.exactly(rl.ConnectionHealthCheckEvent))
+            recorder.clear()
+            server.restart()
+            add.delay(3, 4)
+            wait_until(lambda: results == [5, 7], timeout=30, what="the task after the restart")
+        app.close()
+        closed = recorder.exactly(rl.ConnectionDisconnectedEvent)
+        assert rl.CloseReason.SERVER_CLOSED in {event.reason for event in closed}
+        reconnected = recorder.exactly(rl.ConnectionReconnectedEvent)
+        assert reconnected, recorder.types()
+        assert {event.port for event in reconnected} == {server.port}
 
     def test_from_url_client_is_instrumented(
         self, server: RedisServer, everything: rl.EventDispatcher, recorder: Recorder
