@@ -1,4 +1,4 @@
-"""Run in a child process by test_memory.py, test_executor.py and
+"""Run in a child process by test_memory.py, test_delivery.py and
 tests/cluster (a deadlock must not hang the suite; see :func:`run_in_child`):
 a garbage collection that runs while redis_lifecycle holds one of its own
 locks finds an object to finalize (an instrumented pool or cluster, or a
