@@ -56,7 +56,15 @@ from ._hooks import (
     report_ping,
 )
 from ._pubsub_health import async_pubsub_targets
-from ._state import CONNECTIONS, POOLS, ConnState, PoolState, register_connection
+from ._state import (
+    CONNECTIONS,
+    POOLS,
+    ConnState,
+    PoolState,
+    conn_state_of,
+    pool_state_of,
+    register_connection,
+)
 from ._sync import _mark_for_reconnect, mark_connected, new_event, report_exhaustion
 from ._sync import hooked_make_connection as sync_make_connection
 from .errors import CallbackError
@@ -113,7 +121,7 @@ def _checkout_hook(original: Any) -> Any:
     no checkout event is wanted, and a coroutine of ours around it otherwise."""
 
     def get_connection(self: Any, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
-        state = POOLS.get(id(self))
+        state = pool_state_of(id(self))
         if state is None:
             method = original or next_method(self, AsyncPoolHooks, "get_connection")
             return method(self, *args, **kwargs)  # type: ignore[no-any-return]
@@ -133,7 +141,7 @@ def _release_hook(original: Any) -> Any:
     :func:`_checkout_hook`."""
 
     def release(self: Any, connection: Any) -> Coroutine[Any, Any, None]:
-        state = POOLS.get(id(self))
+        state = pool_state_of(id(self))
         if state is None:
             method = original or next_method(self, AsyncPoolHooks, "release")
             return method(self, connection)  # type: ignore[no-any-return]
@@ -204,7 +212,7 @@ async def _get_connection(
         report_exhaustion(state, started, error)
         raise
     now = perf_counter()
-    conn_state = CONNECTIONS.get(id(connection)) or register_connection(connection, state)
+    conn_state = conn_state_of(id(connection)) or register_connection(connection, state)
     conn_state.checked_out_at = now
     if PoolConnectionAcquiredEvent in delivery.wanted:
         wait_time = now - started
@@ -217,8 +225,9 @@ async def _get_connection(
         event._wait_time = wait_time
         event._active_connections = len(pool._in_use_connections)
         event._idle_connections = len(pool._available_connections)
+        emit_acquired = delivery.emit_acquired  # as in the sync hook
         try:
-            delivery.emit_acquired(event)
+            emit_acquired(event)
         except CallbackError:
             await pool.release(connection)
             raise
@@ -238,7 +247,7 @@ async def _guarded_get_connection(
 
 
 async def _release(pool: Any, state: PoolState, call: Any, connection: Any) -> None:
-    conn_state = CONNECTIONS.get(id(connection))
+    conn_state = conn_state_of(id(connection))
     if conn_state is None or conn_state.checked_out_at is None:
         # Not ours, or being reported already (BlockingConnectionPool's
         # super().release).
@@ -261,7 +270,8 @@ async def _release(pool: Any, state: PoolState, call: Any, connection: Any) -> N
         event._held_time = held_time
         event._active_connections = len(pool._in_use_connections)
         event._idle_connections = len(pool._available_connections)
-        delivery.emit_released(event)
+        emit_released = delivery.emit_released
+        emit_released(event)
 
 
 #: Class-level patches of the asyncio pools for the pools instrument()

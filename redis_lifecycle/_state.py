@@ -26,9 +26,11 @@ __all__ = [
     "POOLS",
     "ConnState",
     "PoolState",
+    "conn_state_of",
     "connection_origin",
     "forget_connection",
     "forget_pool",
+    "pool_state_of",
     "register_connection",
 ]
 
@@ -58,6 +60,14 @@ POOLS: dict[int, PoolState] = {}
 #: Connection state by ``id(connection)``; read without a lock (a dict lookup
 #: is atomic), written under ``_lock``.
 CONNECTIONS: dict[int, ConnState] = {}
+
+#: ``POOLS.get`` and ``CONNECTIONS.get``, bound once, for the per-command
+#: hooks: CPython 3.11 compiles ``POOLS.get(key)`` on an imported name as an
+#: attribute load plus a call, which builds a bound method on every call
+#: (``benchmarks/instructions.py``: about 150 instructions each, four per
+#: command).
+pool_state_of = POOLS.get
+conn_state_of = CONNECTIONS.get
 
 
 class PoolState:

@@ -40,7 +40,7 @@ from ._hooks import (
     report_ping,
 )
 from ._pubsub_health import pubsub_targets
-from ._state import CONNECTIONS, POOLS, PoolState, register_connection
+from ._state import CONNECTIONS, POOLS, PoolState, conn_state_of, pool_state_of, register_connection
 from .errors import CallbackError
 from .events import (
     ConnectionConnectedEvent,
@@ -166,7 +166,7 @@ def _checkout_hook(original: Any) -> Any:
     """``get_connection`` for ``original`` (``None``: the lifecycle pools')."""
 
     def get_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
-        state = POOLS.get(id(self))
+        state = pool_state_of(id(self))
         if state is None:
             return (original or next_method(self, SyncPoolHooks, "get_connection"))(
                 self, *args, **kwargs
@@ -186,7 +186,7 @@ def _checkout_hook(original: Any) -> Any:
             report_exhaustion(state, started, error)
             raise
         now = perf_counter()
-        conn_state = CONNECTIONS.get(id(connection)) or register_connection(connection, state)
+        conn_state = conn_state_of(id(connection)) or register_connection(connection, state)
         conn_state.checked_out_at = now
         if PoolConnectionAcquiredEvent in delivery.wanted:
             wait_time = now - started
@@ -206,8 +206,11 @@ def _checkout_hook(original: Any) -> Any:
             event._wait_time = wait_time
             event._active_connections = active
             event._idle_connections = idle
+            # A slot holding a function: loaded as an attribute, since a
+            # method call on it would take CPython 3.11's slow path.
+            emit_acquired = delivery.emit_acquired
             try:
-                delivery.emit_acquired(event)
+                emit_acquired(event)
             except CallbackError:
                 self.release(connection)
                 raise
@@ -233,14 +236,14 @@ def _release_hook(original: Any) -> Any:
     """``release`` for ``original`` (``None``: the lifecycle pools')."""
 
     def release(self: Any, connection: Any) -> Any:
-        state = POOLS.get(id(self))
+        state = pool_state_of(id(self))
         if state is None:
             return (original or next_method(self, SyncPoolHooks, "release"))(self, connection)
         call = original or state.f_release
         delivery = state.delivery
         if not delivery.hot:
             return call(self, connection)
-        conn_state = CONNECTIONS.get(id(connection))
+        conn_state = conn_state_of(id(connection))
         if conn_state is None or conn_state.checked_out_at is None:
             return call(self, connection)
         # Taken before the connection goes back: once it is back, another
@@ -265,7 +268,8 @@ def _release_hook(original: Any) -> Any:
             event._held_time = held_time
             event._active_connections = active
             event._idle_connections = idle
-            delivery.emit_released(event)
+            emit_released = delivery.emit_released  # as emit_acquired
+            emit_released(event)
         return result
 
     return release
