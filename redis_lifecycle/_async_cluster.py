@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._cluster import node_pool_name
 from ._hooks import ClassPatcher, emit, emit_quietly, internal_error
-from ._state import CONNECTIONS, PoolState, forget_pool, register_connection
+from ._state import PoolState, conn_state_of, forget_pool, register_connection
 from ._sync import is_exhaustion
 from .errors import CallbackError
 from .events import (
@@ -157,7 +157,7 @@ def _acquire_connection(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> 
         if not delivery.hot:
             return connection
         now = perf_counter()
-        conn_state = CONNECTIONS.get(id(connection)) or register_connection(connection, state)
+        conn_state = conn_state_of(id(connection)) or register_connection(connection, state)
         conn_state.checked_out_at = now
         _ACQUIRED.set(connection)
     except Exception:
@@ -178,7 +178,7 @@ def _acquire_connection(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> 
 
 def _report_release(node: Any, state: PoolState, connection: Any) -> None:
     """Emit ``connection_released`` once per checkout."""
-    conn_state = CONNECTIONS.get(id(connection))
+    conn_state = conn_state_of(id(connection))
     if conn_state is None or conn_state.checked_out_at is None:
         return
     held_time = perf_counter() - conn_state.checked_out_at
