@@ -383,11 +383,10 @@ class AsyncCallbackExecutor:
         try:
             self._thread_counts(worker=True)
             get = worker.queue.get
-            get_nowait = worker.queue.get_nowait
             linger = self._linger
             item = get()
             while item is not _STOP:
-                item = self._run_batch(worker, item, get_nowait)
+                item = self._run_batch(worker, item)
                 if item is not None:
                     break  # the stop marker
                 # Waking a worker per event (a futex wake, a thread switch, a
@@ -396,29 +395,33 @@ class AsyncCallbackExecutor:
                 # cuts the linger short (``_hurry``).
                 if linger and self._hurry.wait(linger):
                     self._hurry.clear()
-                try:
-                    item = get_nowait()
-                except Empty:
-                    item = get()
+                item = get()  # at once if the linger brought something
         finally:
             worker.exited = True
             self._drain(worker)
 
-    def _run_batch(self, worker: _Worker, item: Any, get_nowait: Any) -> Any:
+    def _run_batch(self, worker: _Worker, item: Any) -> Any:
         """Run ``item`` and whatever else is queued; return the stop marker if
         met, else ``None`` once the queue is empty. The per-event work is kept
-        inline here: it is the executor's hot loop."""
+        inline here: it is the executor's hot loop.
+
+        The queue is asked whether it is empty before it is read: an empty
+        ``get_nowait`` raises, which costs ten times as much (about 470 ns
+        against 45 ns), and a worker finds its queue empty after most events
+        when commands come one at a time. Only this worker takes from its
+        queue while it runs, so a queue that is not empty stays so."""
         slots_append = self._slots.append
+        is_empty = worker.queue.empty
+        get_nowait = worker.queue.get_nowait
         completed = failed = 0
         worker.running = True
         try:
             while True:
                 if type(item) is threading.Event:  # a caller_runs marker: caught up
                     item.set()
-                    try:
-                        item = get_nowait()
-                    except Empty:
+                    if is_empty():
                         return None
+                    item = get_nowait()
                     if item is _STOP:
                         return item
                     continue
@@ -437,10 +440,9 @@ class AsyncCallbackExecutor:
                     failed += 1
                 if error is not None:
                     self._collect(error)
-                try:
-                    item = get_nowait()
-                except Empty:
+                if is_empty():
                     return None
+                item = get_nowait()
                 if item is _STOP:
                     return item
         finally:
