@@ -17,6 +17,13 @@ redis_lifecycle.
 
     python scripts/redis_py_suite.py                 # the default files, ~3 min
     python scripts/redis_py_suite.py tests/test_connection_pool.py
+    python scripts/redis_py_suite.py --cluster       # the sync cluster tests, ~5 min
+
+With ``--cluster`` it forms a cluster of six servers on free ports (three
+primaries, each with a replica, as redis-py's own CI does) and runs
+redis-py's sync cluster tests against it (see ``CLUSTER_FILES``). redis-py's
+conftest sees ``cluster_enabled`` and runs the cluster-only tests. The few
+that do not pass bare are only counted.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -60,6 +69,13 @@ DEFAULT_FILES = (
     "tests/test_asyncio/test_retry.py",
 )
 
+
+#: redis-py's cluster tests (``--cluster``): the sync ones. Its asyncio
+#: cluster tests would run uninstrumented: an asyncio ``RedisCluster`` keeps
+#: its connections in ``ClusterNode`` objects, not pools, and the plugin's
+#: ``instrument_all()`` instruments pools (a run of both files delivered no
+#: more events than the sync file alone).
+CLUSTER_FILES = ("tests/test_cluster.py",)
 
 #: Where a pytest configuration can be, with the section that makes it one.
 PYTEST_CONFIGS = {
@@ -129,6 +145,71 @@ def redis_py_tests(version: str) -> Path:
             (source / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\n")
         source.rename(tree)
     return tree
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too."""
+    from redis_lifecycle.server import free_port
+
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise SystemExit("no free port pair (port, port + 10000) for a cluster node")
+
+
+def start_cluster(binary: str) -> list[Any]:
+    """Six cluster-enabled servers formed into one cluster (three primaries,
+    three replicas) by ``redis-cli --cluster create``; stopped again if the
+    cluster does not form."""
+    from redis_lifecycle.server import RedisServer
+
+    cli = shutil.which("redis-cli", path=str(Path(binary).parent)) or shutil.which("redis-cli")
+    if cli is None:
+        raise SystemExit("--cluster needs redis-cli (Debian: redis-tools) to form the cluster")
+    servers: list[Any] = []
+    try:
+        for _ in range(6):
+            node = RedisServer(
+                binary,
+                port=cluster_port(),
+                extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+            )
+            servers.append(node.start())
+        addresses = [f"{node.host}:{node.port}" for node in servers]
+        progress(f"forming a cluster of {' '.join(addresses)}")
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        import redis
+
+        deadline = time.monotonic() + 60
+        for node in servers:
+            client = redis.Redis(host=node.host, port=node.port)
+            try:
+                while True:
+                    info = client.cluster("INFO")
+                    state = info.get("cluster_state") if isinstance(info, dict) else None
+                    if state == "ok" and int(info.get("cluster_known_nodes", 0)) == 6:
+                        break
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"the cluster did not form within 60 s: {info}")
+                    time.sleep(0.2)
+            finally:
+                client.close()
+    except BaseException:
+        for node in servers:
+            node.stop()
+        raise
+    return servers
 
 
 def run(
@@ -203,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
         "files", nargs="*", help=f"redis-py test files (default: {len(DEFAULT_FILES)})"
     )
     parser.add_argument("--url", help="a Redis to use (default: start a redis-server here)")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="run redis-py's cluster tests against a six-node cluster formed here "
+        "(or the cluster node given with --url)",
+    )
     args = parser.parse_args(argv)
 
     import redis
@@ -210,15 +297,16 @@ def main(argv: list[str] | None = None) -> int:
     from redis_lifecycle.server import RedisServer, find_server_binary
 
     tree = redis_py_tests(redis.__version__)
-    files = args.files or [f for f in DEFAULT_FILES if (tree / f).exists()]
-    server = None
+    defaults = CLUSTER_FILES if args.cluster else DEFAULT_FILES
+    files = args.files or [f for f in defaults if (tree / f).exists()]
+    servers: list[Any] = []
     url = args.url
     if url is None:
         binary, reasons = find_server_binary()
         if binary is None:
             raise SystemExit("no Redis server binary: " + "; ".join(reasons) + "; or pass --url")
-        server = RedisServer(binary).start()
-        url = server.url
+        servers = start_cluster(binary) if args.cluster else [RedisServer(binary).start()]
+        url = servers[0].url
     try:
         bare, _ = run(tree, files, url, instrumented=False)
         instrumented, report = run(tree, files, url, instrumented=True)
@@ -236,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             flaky += [t for t in broken if again.get(t) == "passed"]
             broken = [t for t in broken if again.get(t) != "passed"]
     finally:
-        if server is not None:
+        for server in servers:
             server.stop()
 
     passed = sum(1 for o in bare.values() if o == "passed")
