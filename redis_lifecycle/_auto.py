@@ -10,14 +10,16 @@ afterwards, including the ones a framework builds for you.
 
 It wraps ``__init__`` of redis-py's connection pools (``redis.ConnectionPool``,
 ``BlockingConnectionPool`` and every subclass that defines its own
-``__init__``, such as Sentinel's pool; and the ``redis.asyncio`` pools once
-``instrument()`` supports them) with class-level ``wrapt`` wrappers. When the
-outermost ``__init__`` of a new pool returns, the pool is passed to
-:func:`~redis_lifecycle.instrument` with the arguments given here, so every
-pool gets its own handle and all of them share one dispatcher. A client is
+``__init__``, such as Sentinel's pool; the same for ``redis.asyncio``) and of
+``redis.asyncio.cluster.RedisCluster``, whose nodes hold their connections
+without a pool, with class-level ``wrapt`` wrappers. When the outermost
+``__init__`` of a new pool (or asyncio cluster client) returns, it is passed
+to :func:`~redis_lifecycle.instrument` with the arguments given here, so each
+gets its own handle and all of them share one dispatcher. A client is
 instrumented through its pool: ``redis.Redis(...)`` and ``Redis.from_url``
-build one. Pools created before the call are left alone (instrument them
-with :func:`~redis_lifecycle.instrument`).
+build one, and so does each node of a sync ``RedisCluster``. Pools and
+clients created before the call are left alone (instrument them with
+:func:`~redis_lifecycle.instrument`).
 
 :func:`uninstrument_all` removes every wrapper it installed and uninstruments
 every pool it instrumented; they keep working. Callbacks run as with
@@ -65,13 +67,17 @@ class _Auto:
 _active: _Auto | None = None
 
 
-def _pool_bases() -> list[type]:
+def _bases() -> list[type]:
+    """The classes whose new instances are instrumented, with their subclasses."""
     bases: list[type] = [rconn.ConnectionPool]
     try:
+        import redis.asyncio.cluster as acluster
         import redis.asyncio.connection as aconn
     except ImportError:  # pragma: no cover - every supported redis-py has asyncio
         return bases
-    bases.append(aconn.ConnectionPool)
+    # An asyncio cluster's nodes hold their connections themselves: no pool
+    # is built for them, so the client itself is instrumented.
+    bases += [aconn.ConnectionPool, acluster.RedisCluster]
     return bases
 
 
@@ -80,10 +86,10 @@ def _is_ours(cls: type) -> bool:
     return cls.__module__.startswith("redis_lifecycle.")
 
 
-def _pool_classes() -> Iterator[type]:
-    """Every pool class defining its own ``__init__``, base classes first."""
+def _classes() -> Iterator[type]:
+    """Every such class defining its own ``__init__``, base classes first."""
     seen: set[type] = set()
-    stack = list(reversed(_pool_bases()))
+    stack = list(reversed(_bases()))
     while stack:
         cls = stack.pop()
         if cls in seen:
@@ -102,7 +108,8 @@ def _in_init() -> set[int]:
 
 
 def _init_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """Around a pool's ``__init__``: instrument it once the outermost returns."""
+    """Around a pool's (or an asyncio cluster client's) ``__init__``:
+    instrument it once the outermost returns."""
     building = _in_init()
     key = id(instance)
     if key in building:
@@ -119,6 +126,7 @@ def _init_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 
 def _instrument_new_pool(auto: _Auto, pool: Any) -> None:
+    """Instrument a new pool or asyncio cluster client; never raises."""
     from ._targets import resolve_target
     from .instrument import instrument
 
@@ -146,7 +154,8 @@ def instrument_all(
     callback_error_handler: CallbackErrorHandler | None = None,
     instrumentation: Instrumentation | None = None,
 ) -> EventDispatcher:
-    """Instrument every redis-py pool (and so every client) created from now on.
+    """Instrument every redis-py pool (and so every client) and every asyncio
+    ``RedisCluster`` created from now on.
 
     Returns the :class:`~redis_lifecycle.EventDispatcher` that receives every
     event (``event_dispatcher`` if given). The other arguments are those of
@@ -183,7 +192,7 @@ def instrument_all(
             }
         )
         try:
-            for cls in _pool_classes():
+            for cls in _classes():
                 original = cls.__dict__["__init__"]
                 wrapper = wrapt.FunctionWrapper(original, _init_wrapper)
                 cls.__init__ = wrapper  # type: ignore[misc]

@@ -157,3 +157,33 @@ class TestUninstrument:
         for key in keys_on_every_node(cluster):
             await client.set(key, "v")
         assert recorder.events == []
+
+
+class TestInstrumentAll:
+    async def test_a_cluster_built_under_instrument_all_emits_from_every_node(
+        self, cluster: Cluster, recorder: Recorder
+    ) -> None:
+        """An asyncio ``RedisCluster`` has no pool for ``instrument_all()``'s
+        pool wrappers to catch: the client itself is instrumented when built.
+        Every master reports checkouts to the shared dispatcher, and after
+        ``uninstrument_all()`` none does and the client keeps working."""
+        dispatcher = rl.instrument_all()
+        try:
+            dispatcher.subscribe(rl.LifecycleEvent, recorder)
+            client = RedisCluster(host=cluster.host, port=cluster.port)
+            keys = keys_on_every_node(cluster)
+            try:
+                for key in keys:
+                    await client.set(key, "v")
+                for cls in (rl.PoolCreatedEvent, rl.PoolConnectionAcquiredEvent):
+                    ports = {e.port for e in recorder.of(cls)}
+                    assert ports == cluster.ports(), f"{cls.__name__} only from {ports}"
+                assert rl.uninstrument_all()
+                recorder.clear()
+                for key in keys:
+                    assert await client.get(key) == b"v"
+                assert recorder.events == []
+            finally:
+                await client.aclose()
+        finally:
+            rl.uninstrument_all()
