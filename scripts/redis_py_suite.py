@@ -252,6 +252,17 @@ def run(
     return outcomes, {"events": {}, "logged": [], **reported}
 
 
+#: What redis_lifecycle logs when it finds someone else's function on top of
+#: one of its class-level wrappers as it removes them. redis-py's own tests
+#: do that with ``mock.patch.object(ClusterNode, "execute_command")``: the
+#: warning is right, and says nothing wrong about redis_lifecycle.
+FOREIGN_WRAPPER = ("was wrapped again by another library", "was replaced again by another library")
+
+
+def is_foreign_wrapper(line: str) -> bool:
+    return any(message in line for message in FOREIGN_WRAPPER)
+
+
 def node_id(classname: str, name: str) -> str:
     """pytest's node id from a JUnit ``classname`` (``tests.test_x.TestY``)
     and test name."""
@@ -338,11 +349,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  flaky (passed instrumented when run again): {test}")
     for test in broken:
         print(f"  BROKEN: {test} ({instrumented.get(test, 'not run')})")
+    logged = [line for line in report["logged"] if not is_foreign_wrapper(line)]
     for line in report["logged"]:
-        print(f"  LOGGED: {line}")
+        print(f"  {'LOGGED' if line in logged else 'note (a test patched a class)'}: {line}")
     if not passed:
         print(f"  nothing passed bare, so nothing was compared: run pytest in {tree} to see why")
-    ok = passed > 0 and not broken and not report["logged"] and sum(events.values()) > 0
+    ok = passed > 0 and not broken and not logged and sum(events.values()) > 0
     print("OK: redis-py's tests behave the same instrumented" if ok else "FAILED")
     return 0 if ok else 1
 

@@ -1,8 +1,8 @@
 """pytest plugin for running redis-py's own test suite instrumented.
 
 Loaded by ``scripts/redis_py_suite.py`` (``-p redis_py_suite_plugin``) into
-the second of its two runs. At start-up every pool redis-py's tests create is
-instrumented (``instrument_all``) with every event subscribed and
+the second of its two runs. At start-up every pool and asyncio cluster client
+redis-py's tests create is instrumented (``instrument_all``) with every event subscribed and
 ``Instrumentation`` on: the heaviest configuration, so every hook runs. At the
 end it writes, to the JSON file named by ``REDIS_LIFECYCLE_SUITE_REPORT``, how
 many events of each type were delivered and every error that redis_lifecycle
