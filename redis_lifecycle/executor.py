@@ -21,6 +21,10 @@ one at a time, in the order the events happened. That holds under
 queued before it, then runs on the emitting thread. Only if that wait times
 out (a callback stuck, say, or one waiting for a lock the emitting thread
 holds) does it run at once, possibly ahead of its connection's queued events.
+A known gap, inline as well: ``connection_released`` is emitted after the
+connection is back in the pool, so a thread that checks it out at that
+instant can emit its ``connection_acquired`` first (seen about once in a
+dozen runs of an eight-thread test on a loaded 2-CPU machine).
 
 **Overflow.** ``queue_size`` bounds the events waiting in all queues
 together (events being run do not count). When it is full:
