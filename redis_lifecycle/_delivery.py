@@ -40,7 +40,12 @@ if TYPE_CHECKING:
     from .executor import AsyncCallbackExecutor
     from .metrics import Instrumentation
 
-__all__ = ["Delivery", "default_delivery", "emitter"]
+__all__ = ["ORDER_TIMEOUT", "Delivery", "default_delivery", "emitter"]
+
+#: How long, by default, an event may wait for an earlier event of its
+#: connection to be delivered first, before it goes regardless of order
+#: (the executor's ``order_timeout``; _sync.py's ``await_release``).
+ORDER_TIMEOUT = 1.0
 
 #: Events built on every command: their hooks are skipped entirely when none
 #: of them is wanted.

@@ -162,6 +162,7 @@ class ConnState:
         "origin",
         "pool_state",
         "ref",
+        "releasing",
     )
 
     def __init__(self, origin: EventOrigin, pool_state: PoolState | None) -> None:
@@ -180,6 +181,10 @@ class ConnState:
         self.last_connect_time = 0.0
         self.disconnected_at: float | None = None
         self.checked_out_at: float | None = None
+        #: The thread whose ``release`` of it is under way, from just before
+        #: it goes back into the pool until its ``connection_released`` is
+        #: delivered (see _sync.py's ``await_release``).
+        self.releasing: int | None = None
         #: Reason given when redis-py marked it for reconnect, until it closes.
         self.mark_reason: str | None = None
         #: perf_counter of each PubSub health ping sent and not yet answered.

@@ -18,16 +18,19 @@ Two techniques, chosen per hook point by measurement (``benchmarks/``):
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterable
-from time import perf_counter, time
+from threading import get_ident
+from time import perf_counter, sleep, time
 from types import FrameType
 from typing import Any
 
 import redis.connection as rconn
 import redis.exceptions as rexc
 
+from ._delivery import ORDER_TIMEOUT, Delivery
 from ._hooks import (
     ClassPatcher,
     disconnect_error,
@@ -40,7 +43,15 @@ from ._hooks import (
     report_ping,
 )
 from ._pubsub_health import pubsub_targets
-from ._state import CONNECTIONS, POOLS, PoolState, conn_state_of, pool_state_of, register_connection
+from ._state import (
+    CONNECTIONS,
+    POOLS,
+    ConnState,
+    PoolState,
+    conn_state_of,
+    pool_state_of,
+    register_connection,
+)
 from .errors import CallbackError
 from .events import (
     ConnectionConnectedEvent,
@@ -61,6 +72,7 @@ __all__ = [
     "SYNC_POOL_PATCHER",
     "SYNC_RELEASE_PATCHER",
     "SyncPoolHooks",
+    "await_release",
     "blocking_counts",
     "blocking_total",
     "hooked_make_connection",
@@ -71,6 +83,8 @@ __all__ = [
     "pool_total",
     "report_exhaustion",
 ]
+
+logger = logging.getLogger("redis_lifecycle")
 
 _MAX_CONNECTIONS_ERROR: type[BaseException] | None = getattr(rexc, "MaxConnectionsError", None)
 _EXHAUSTION_MESSAGES = ("Too many connections", "No connection available.")
@@ -188,6 +202,8 @@ def _checkout_hook(original: Any) -> Any:
         now = perf_counter()
         conn_state = conn_state_of(id(connection)) or register_connection(connection, state)
         conn_state.checked_out_at = now
+        if conn_state.releasing is not None:  # its release is still being reported
+            await_release(conn_state, delivery)
         if PoolConnectionAcquiredEvent in delivery.wanted:
             wait_time = now - started
             if conn_state.connected_at > started:
@@ -217,6 +233,39 @@ def _checkout_hook(original: Any) -> Any:
         return connection
 
     return get_connection
+
+
+def await_release(conn_state: ConnState, delivery: Delivery) -> None:
+    """Wait until another thread's release of this connection has delivered
+    its ``connection_released`` (to the executor's queue, or inline to its
+    callbacks), so that the ``connection_acquired`` to come follows it.
+
+    Only a thread that got the connection in the instant between its return
+    to the pool and that delivery waits: for microseconds, or as long as
+    inline ``connection_released`` callbacks take. Bounded by the executor's
+    ``order_timeout`` (without one, :data:`ORDER_TIMEOUT`): then it logs a
+    warning and goes on, so a callback blocked on something this thread holds
+    delays it but cannot deadlock it. The releasing thread itself (a callback
+    running a command on the same pool) never waits.
+    """
+    releasing = conn_state.releasing
+    if releasing is None or releasing == get_ident():
+        return
+    executor = delivery.executor
+    timeout = ORDER_TIMEOUT if executor is None else executor.order_timeout
+    deadline = perf_counter() + timeout
+    pause = 0.0  # the first pause only lets the releasing thread have the GIL
+    while conn_state.releasing is not None:
+        if perf_counter() >= deadline:
+            logger.warning(
+                "redis_lifecycle: connection_released of connection %s was not delivered"
+                " within %.1fs; its connection_acquired goes first",
+                conn_state.origin.connection_id,
+                timeout,
+            )
+            return
+        sleep(pause)
+        pause = min(2 * pause or 1e-5, 1e-3)
 
 
 def guarded_get_connection(
@@ -251,12 +300,23 @@ def _release_hook(original: Any) -> Any:
         checked_out_at = conn_state.checked_out_at
         conn_state.checked_out_at = None
         held_time = perf_counter() - checked_out_at
+        if PoolConnectionReleasedEvent not in delivery.wanted:
+            try:
+                return call(self, connection)
+            except BaseException:
+                conn_state.checked_out_at = checked_out_at  # still out: released later
+                raise
+        # Once back in the pool, the connection may be checked out by another
+        # thread before its connection_released is delivered: that thread
+        # waits for it (await_release), so each connection's events arrive in
+        # the order they happened.
+        conn_state.releasing = get_ident()
         try:
-            result = call(self, connection)
-        except BaseException:
-            conn_state.checked_out_at = checked_out_at  # still out: its release comes later
-            raise
-        if PoolConnectionReleasedEvent in delivery.wanted:
+            try:
+                result = call(self, connection)
+            except BaseException:
+                conn_state.checked_out_at = checked_out_at  # as above
+                raise
             if state.counts is pool_counts:  # inlined for the common pool
                 active = len(self._in_use_connections)
                 idle = len(self._available_connections)
@@ -270,6 +330,8 @@ def _release_hook(original: Any) -> Any:
             event._idle_connections = idle
             emit_released = delivery.emit_released  # as emit_acquired
             emit_released(event)
+        finally:
+            conn_state.releasing = None
         return result
 
     return release

@@ -21,10 +21,9 @@ one at a time, in the order the events happened. That holds under
 queued before it, then runs on the emitting thread. Only if that wait times
 out (a callback stuck, say, or one waiting for a lock the emitting thread
 holds) does it run at once, possibly ahead of its connection's queued events.
-A known gap, inline as well: ``connection_released`` is emitted after the
-connection is back in the pool, so a thread that checks it out at that
-instant can emit its ``connection_acquired`` first (seen about once in a
-dozen runs of an eight-thread test on a loaded 2-CPU machine).
+A connection goes back into its pool before its ``connection_released``
+is handed over; a thread that checks it out in that instant waits (again at
+most ``order_timeout``) until it is, so its ``connection_acquired`` follows.
 
 **Overflow.** ``queue_size`` bounds the events waiting in all queues
 together (events being run do not count). When it is full:
@@ -72,6 +71,7 @@ from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._delivery import ORDER_TIMEOUT
 from .errors import CallbackError
 
 if TYPE_CHECKING:
@@ -92,9 +92,6 @@ _STOP: Any = object()
 #: See ``_work``: the latency a callback may gain, traded for one wake-up per
 #: burst instead of one per event.
 _LINGER = 0.005
-#: Default bound on how long an overflowing ``caller_runs`` event waits for
-#: its worker to catch up before it runs regardless of order.
-_ORDER_TIMEOUT = 1.0
 # Outcomes of an overflow.
 _DROPPED = object()
 _SLOT_TAKEN = object()
@@ -176,7 +173,7 @@ class AsyncCallbackExecutor:
         queue_size: int = 100,
         overflow: OverflowPolicy = "caller_runs",
         block_timeout: float | None = None,
-        order_timeout: float = _ORDER_TIMEOUT,
+        order_timeout: float = ORDER_TIMEOUT,
     ) -> None:
         self.pool_size = _positive_int("pool_size", pool_size)
         self.queue_size = _positive_int("queue_size", queue_size)

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 import redis_lifecycle as rl
+import redis_lifecycle._sync as rl_sync
 
 from ..helpers import wait_until
 from .gc_inside_locks import run_in_child
@@ -349,36 +350,164 @@ class TestCallbackFailures:
         assert executor.stats()["failed"] == 3
 
 
-class TestOrderThroughExecutor:
-    def test_each_connections_events_arrive_in_order(
+def assert_in_order(per_connection: dict[int | None, list[rl.LifecycleEvent]]) -> None:
+    """Every connection's events alternate acquired/released, timestamps rising."""
+    assert 1 <= len(per_connection) <= 4
+    assert sum(len(events) for events in per_connection.values()) == 2 * COMMANDS
+    for events in per_connection.values():
+        kinds = [type(e) for e in events]
+        assert kinds[0::2] == [rl.PoolConnectionAcquiredEvent] * len(kinds[0::2])
+        assert kinds[1::2] == [rl.PoolConnectionReleasedEvent] * len(kinds[1::2])
+        stamps = [e.timestamp for e in events]
+        assert stamps == sorted(stamps)
+
+
+class OrderRecorder:
+    """A callback keeping each connection's events in the order it saw them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.per_connection: dict[int | None, list[rl.LifecycleEvent]] = {}
+
+    def __call__(self, event: rl.LifecycleEvent) -> None:
+        with self.lock:
+            self.per_connection.setdefault(event.connection_id, []).append(event)
+
+    def dispatcher(self) -> rl.EventDispatcher:
+        dispatcher = rl.EventDispatcher()
+        dispatcher.subscribe(rl.PoolConnectionAcquiredEvent, self)
+        dispatcher.subscribe(rl.PoolConnectionReleasedEvent, self)
+        return dispatcher
+
+
+@pytest.mark.usefixtures("fast_thread_switches")
+class TestEachConnectionsOrder:
+    """A connection goes back into the pool before its ``connection_released``
+    is delivered; a thread that checks it out in that instant waits for that
+    delivery before its ``connection_acquired``. With the GIL handed over
+    every microsecond, 16 threads on 4 connections hit that instant many
+    times per run: these tests failed in every run before the wait."""
+
+    def test_through_the_executor(
         self, make_pool: Callable[..., Any], executors: list[rl.AsyncCallbackExecutor]
     ) -> None:
-        """Through four workers, every connection's events alternate acquired/released
-        with increasing timestamps: the order they happened in."""
+        """Through four workers, every connection's events alternate
+        acquired/released with increasing timestamps: the order they happened in."""
         executor = rl.AsyncCallbackExecutor(pool_size=4, queue_size=100_000, overflow="block")
         executors.append(executor)
-        lock = threading.Lock()
-        per_connection: dict[int | None, list[rl.LifecycleEvent]] = {}
-
-        def record(event: rl.LifecycleEvent) -> None:
-            with lock:
-                per_connection.setdefault(event.connection_id, []).append(event)
-
-        dispatcher = rl.EventDispatcher()
-        dispatcher.subscribe(rl.PoolConnectionAcquiredEvent, record)
-        dispatcher.subscribe(rl.PoolConnectionReleasedEvent, record)
-        pool = make_pool(event_dispatcher=dispatcher, async_callbacks=executor)
+        recorder = OrderRecorder()
+        pool = make_pool(event_dispatcher=recorder.dispatcher(), async_callbacks=executor)
         hammer(redis.Redis(connection_pool=pool))
         assert executor.shutdown(timeout=60)
         assert executor.stats()["ran_inline"] == 0
-        assert 1 <= len(per_connection) <= 4
-        assert sum(len(events) for events in per_connection.values()) == 2 * COMMANDS
-        for events in per_connection.values():
-            kinds = [type(e) for e in events]
-            assert kinds[0::2] == [rl.PoolConnectionAcquiredEvent] * len(kinds[0::2])
-            assert kinds[1::2] == [rl.PoolConnectionReleasedEvent] * len(kinds[1::2])
-            stamps = [e.timestamp for e in events]
-            assert stamps == sorted(stamps)
+        assert_in_order(recorder.per_connection)
+
+    def test_inline(self, make_pool: Callable[..., Any]) -> None:
+        """Inline, a connection's callbacks also see its events in order."""
+        recorder = OrderRecorder()
+        pool = make_pool(event_dispatcher=recorder.dispatcher())
+        hammer(redis.Redis(connection_pool=pool))
+        assert_in_order(recorder.per_connection)
+
+    def test_on_a_plain_pool_of_an_instrumented_client(self, redis_url: str) -> None:
+        """The same for redis-py's own pool, hooked by instrument()."""
+        recorder = OrderRecorder()
+        pool = redis.BlockingConnectionPool.from_url(redis_url, max_connections=4, timeout=30)
+        client = redis.Redis(connection_pool=pool)
+        rl.instrument(client, event_dispatcher=recorder.dispatcher())
+        try:
+            hammer(client)
+        finally:
+            rl.uninstrument(client)
+            pool.disconnect()
+        assert_in_order(recorder.per_connection)
+
+    def test_a_callback_commanding_the_same_pool_does_not_wait_for_itself(
+        self, make_pool: Callable[..., Any], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A ``connection_released`` callback that runs a command on the same
+        pool gets the connection being released back at once: no wait, no
+        warning, and its events follow the outer release."""
+        pool = make_pool(max_connections=1)
+        client = redis.Redis(connection_pool=pool)
+        recorder = OrderRecorder()
+        inner: list[rl.LifecycleEvent] = []
+
+        def command_once(event: rl.LifecycleEvent) -> None:
+            if not inner:
+                inner.append(event)
+                client.get("rl:delivery")
+
+        pool.lifecycle.dispatcher.subscribe(rl.PoolConnectionAcquiredEvent, recorder)
+        pool.lifecycle.dispatcher.subscribe(rl.PoolConnectionReleasedEvent, recorder)
+        pool.lifecycle.dispatcher.subscribe(rl.PoolConnectionReleasedEvent, command_once)
+        with caplog.at_level(logging.WARNING, logger="redis_lifecycle"):
+            client.get("rl:delivery")
+        assert caplog.records == []
+        [events] = recorder.per_connection.values()
+        assert [type(e) for e in events] == [
+            rl.PoolConnectionAcquiredEvent,
+            rl.PoolConnectionReleasedEvent,
+            rl.PoolConnectionAcquiredEvent,
+            rl.PoolConnectionReleasedEvent,
+        ]
+
+    def test_the_wait_is_bounded(
+        self,
+        make_pool: Callable[..., Any],
+        caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A release whose delivery is stuck (an inline callback waiting on a
+        gate) holds up the next user of its connection for ``ORDER_TIMEOUT``
+        only (the executor's ``order_timeout`` when there is one); then a
+        warning, and that command goes on. Nothing is lost."""
+        monkeypatch.setattr(rl_sync, "ORDER_TIMEOUT", 0.2)
+        held = threading.Event()
+        gate = Gate()
+
+        def hold(event: rl.LifecycleEvent) -> None:
+            held.set()
+            gate(event)
+
+        recorder = OrderRecorder()
+        dispatcher = rl.EventDispatcher()
+        dispatcher.subscribe(rl.PoolConnectionAcquiredEvent, recorder)
+        dispatcher.subscribe(rl.PoolConnectionReleasedEvent, hold)
+        pool = make_pool(max_connections=1, event_dispatcher=dispatcher)
+        client = redis.Redis(connection_pool=pool)
+        errors: list[BaseException] = []
+
+        def command() -> None:
+            try:
+                client.get("rl:delivery")
+            except BaseException as error:  # reported by the main thread
+                errors.append(error)
+
+        def acquisitions() -> int:
+            with recorder.lock:
+                return sum(len(events) for events in recorder.per_connection.values())
+
+        first = threading.Thread(target=command)
+        second = threading.Thread(target=command)
+        with caplog.at_level(logging.WARNING, logger="redis_lifecycle"):
+            first.start()
+            assert held.wait(30), "the first release never reached its callback"
+            second.start()
+            # The second thread has the connection and went on: its
+            # connection_acquired ran while the first release is still stuck.
+            wait_until(lambda: acquisitions() == 2, what="the second connection_acquired")
+            assert not gate.opened.is_set()
+            [warning] = [r for r in caplog.records if "was not delivered" in r.getMessage()]
+            assert "within 0.2s" in warning.getMessage()
+        gate.opened.set()
+        first.join(30)
+        second.join(30)
+        assert not first.is_alive()
+        assert not second.is_alive()
+        assert not errors
+        assert gate.count == 2
+        assert counts(pool) == (0, 1, 1)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
