@@ -8,6 +8,7 @@ server, a wrong password, an unknown command.
 from __future__ import annotations
 
 import contextlib
+import select
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -389,6 +390,53 @@ class TestPubSubHealthPing:
         types = recorder.types()
         assert types.index("health_check") < types.index("disconnected")
         assert types.index("disconnected") < types.index("reconnected")
+
+    @pytest.mark.skipif(not hasattr(select, "poll"), reason="needs select.poll")
+    def test_a_ping_sent_into_a_reset_socket_carries_the_error_of_its_send(
+        self, subscriber: tuple[redis.Redis, Any], admin: redis.Redis, recorder: Recorder
+    ) -> None:
+        """Ping sent, CLIENT KILL, and the server's kernel resets the socket
+        (it answers one stray write with a RST) before the next ping goes out:
+        that send fails. The first ping is unhealthy with the error that closed
+        the socket; the second with the ConnectionError redis-py raised for
+        its send, chained from it. (The race the test above allows for,
+        forced here every run.)"""
+        client, pubsub = subscriber
+        listen(client, recorder)
+        pubsub.subscribe("health-news")
+        assert pubsub.get_message(timeout=2)["type"] == "subscribe"
+        connection = pubsub.connection
+        kill_id = next(
+            int(c["id"]) for c in admin.client_list(_type="pubsub") if c["cmd"] == "subscribe"
+        )
+        connection.next_health_check = 0  # due (see the test above)
+        pubsub.check_health()
+        recorder.clear()
+        assert admin.client_kill_filter(_id=str(kill_id)) == 1
+        sock = connection._sock
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLRDHUP)
+        flags = lambda: sum(mask for _, mask in poller.poll(0))  # noqa: E731
+        wait_until(lambda: flags() & select.POLLRDHUP, what="the server's FIN")
+        sock.send(b"\r\n")  # to a closed socket: its kernel answers with a RST
+        wait_until(lambda: flags() & select.POLLERR, what="the RST")
+        connection.next_health_check = 0  # the next read sends a ping first
+        with pytest.raises(redis.exceptions.ConnectionError) as raised:
+            pubsub.get_message(timeout=0.1)
+        closed_by = raised.value.__context__
+        assert isinstance(closed_by, (BrokenPipeError, ConnectionResetError))
+        first, second = recorder.exactly(rl.ConnectionHealthCheckEvent)
+        assert not first.healthy
+        assert not second.healthy
+        assert first.error is closed_by
+        assert second.error is raised.value
+        [disconnected] = recorder.exactly(rl.ConnectionDisconnectedEvent)
+        assert disconnected.reason is rl.CloseReason.SERVER_CLOSED
+        assert disconnected.error is closed_by
+        assert recorder.types() == ["error", "health_check", "disconnected", "health_check"]
+        # and it comes back
+        assert pubsub.get_message(timeout=2)["type"] == "subscribe"
+        assert recorder.types()[-1] == "reconnected"
 
 
 class TestAsyncPubSubHealthPing:
