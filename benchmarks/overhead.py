@@ -26,6 +26,9 @@ Variants:
 * ``otel``: ``opentelemetry-instrumentation-redis`` (a peer, for reference;
   only when installed), with an SDK ``TracerProvider`` that has no span
   processor: spans are built, then dropped.
+* ``callbacks`` and ``metrics``, run only when named: the two halves of
+  ``all`` (the callbacks without ``Instrumentation``, ``Instrumentation``
+  without callbacks), to see where its cost goes.
 
 Workloads: ``get`` and ``set`` (one command per op), ``pipeline`` (100 GETs
 per op, one checkout), ``asyncio`` (``redis.asyncio`` GET), ``threads`` (8
@@ -140,6 +143,38 @@ def setup_all(client: Any) -> Teardown:
     return _setup_all(client, None)
 
 
+def setup_callbacks(client: Any) -> Teardown:
+    """Like ``all`` without ``Instrumentation``: what delivering to the callbacks costs."""
+    dispatcher = rl.EventDispatcher()
+    seen = [0]
+
+    def count(event: Any) -> None:
+        seen[0] += 1
+
+    for cls in EVENT_CLASSES:
+        dispatcher.subscribe(cls, count, exact=True)
+    rl.instrument(client, event_dispatcher=dispatcher)
+
+    def teardown() -> int:
+        rl.uninstrument(client)
+        return seen[0]
+
+    return teardown
+
+
+def setup_metrics(client: Any) -> Teardown:
+    """Like ``all`` without callbacks: what ``Instrumentation`` alone costs."""
+    metrics = rl.Instrumentation()
+    rl.instrument(client, instrumentation=metrics)
+
+    def teardown() -> int:
+        rl.uninstrument(client)
+        pools = metrics.pool_metrics().values()
+        return sum(p["acquisitions"] + p["releases"] for p in pools)
+
+    return teardown
+
+
 def setup_executor(client: Any) -> Teardown:
     return _setup_all(client, rl.AsyncCallbackExecutor())
 
@@ -172,7 +207,12 @@ VARIANTS: dict[str, tuple[str, Callable[[Any], Teardown]]] = {
     "all": ("all events + Instrumentation", setup_all),
     "executor": ("all + Instr., executor", setup_executor),
     "otel": ("opentelemetry-instr.-redis", setup_otel),
+    # Parts of "all", for attributing its cost; run only when named.
+    "callbacks": ("all events, no Instrumentation", setup_callbacks),
+    "metrics": ("Instrumentation, no callbacks", setup_metrics),
 }
+#: What runs when ``--variants`` is not given.
+DEFAULT_VARIANTS = ("bare", "none", "rare", "all", "executor", "otel")
 
 
 # --- workloads ---------------------------------------------------------------
@@ -531,7 +571,9 @@ def main(argv: list[str] | None = None) -> int:
         "--workloads", default=",".join(WORKLOADS), help=f"comma-separated: {','.join(WORKLOADS)}"
     )
     parser.add_argument(
-        "--variants", default=",".join(VARIANTS), help=f"comma-separated: {','.join(VARIANTS)}"
+        "--variants",
+        default=",".join(DEFAULT_VARIANTS),
+        help=f"comma-separated: {','.join(VARIANTS)} (default: all but the last two)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)

@@ -313,6 +313,29 @@ class TestAutomaticHealthChecks:
             client.close()
 
 
+def ping_then_kill(
+    subscriber: tuple[redis.Redis, Any], admin: redis.Redis, recorder: Recorder
+) -> Any:
+    """Subscribe, send a health ping whose reply is left unread, clear the
+    recorder and CLIENT KILL the connection; returns the connection."""
+    client, pubsub = subscriber
+    listen(client, recorder)
+    pubsub.subscribe("health-news")
+    assert pubsub.get_message(timeout=2)["type"] == "subscribe"
+    connection = pubsub.connection
+    kill_id = next(
+        int(c["id"]) for c in admin.client_list(_type="pubsub") if c["cmd"] == "subscribe"
+    )
+    # The interval has passed (0 is before "now" whether redis-py keeps
+    # time.time(), as 5.x does, or time.monotonic(), as 6.0+ does).
+    connection.next_health_check = 0
+    pubsub.check_health()  # sends the ping; its reply is read later
+    assert pubsub.health_check_response_counter == 1
+    recorder.clear()
+    assert admin.client_kill_filter(_id=str(kill_id)) == 1
+    return connection
+
+
 class TestPubSubHealthPing:
     @pytest.fixture
     def subscriber(self, server: RedisServer) -> Iterator[tuple[redis.Redis, Any]]:
@@ -350,21 +373,8 @@ class TestPubSubHealthPing:
         self, subscriber: tuple[redis.Redis, Any], admin: redis.Redis, recorder: Recorder
     ) -> None:
         """Ping sent, then CLIENT KILL: one unhealthy check with the error, then reconnected."""
-        client, pubsub = subscriber
-        listen(client, recorder)
-        pubsub.subscribe("health-news")
-        assert pubsub.get_message(timeout=2)["type"] == "subscribe"
-        connection = pubsub.connection
-        kill_id = next(
-            int(c["id"]) for c in admin.client_list(_type="pubsub") if c["cmd"] == "subscribe"
-        )
-        # The interval has passed (0 is before "now" whether redis-py keeps
-        # time.time(), as 5.x does, or time.monotonic(), as 6.0+ does).
-        connection.next_health_check = 0
-        pubsub.check_health()  # sends the ping; its reply is read later
-        assert pubsub.health_check_response_counter == 1
-        recorder.clear()
-        assert admin.client_kill_filter(_id=str(kill_id)) == 1
+        _, pubsub = subscriber
+        ping_then_kill(subscriber, admin, recorder)
 
         def reconnected() -> bool:
             try:
@@ -401,18 +411,8 @@ class TestPubSubHealthPing:
         the socket; the second with the ConnectionError redis-py raised for
         its send, chained from it. (The race the test above allows for,
         forced here every run.)"""
-        client, pubsub = subscriber
-        listen(client, recorder)
-        pubsub.subscribe("health-news")
-        assert pubsub.get_message(timeout=2)["type"] == "subscribe"
-        connection = pubsub.connection
-        kill_id = next(
-            int(c["id"]) for c in admin.client_list(_type="pubsub") if c["cmd"] == "subscribe"
-        )
-        connection.next_health_check = 0  # due (see the test above)
-        pubsub.check_health()
-        recorder.clear()
-        assert admin.client_kill_filter(_id=str(kill_id)) == 1
+        _, pubsub = subscriber
+        connection = ping_then_kill(subscriber, admin, recorder)
         sock = connection._sock
         poller = select.poll()
         poller.register(sock, select.POLLIN | select.POLLRDHUP)
@@ -420,7 +420,7 @@ class TestPubSubHealthPing:
         wait_until(lambda: flags() & select.POLLRDHUP, what="the server's FIN")
         sock.send(b"\r\n")  # to a closed socket: its kernel answers with a RST
         wait_until(lambda: flags() & select.POLLERR, what="the RST")
-        connection.next_health_check = 0  # the next read sends a ping first
+        connection.next_health_check = 0  # due again: the next read sends a ping first
         with pytest.raises(redis.exceptions.ConnectionError) as raised:
             pubsub.get_message(timeout=0.1)
         closed_by = raised.value.__context__
