@@ -19,12 +19,20 @@ redis_lifecycle.
     python scripts/redis_py_suite.py tests/test_connection_pool.py
     python scripts/redis_py_suite.py --cluster       # the sync cluster tests, ~5 min
     python scripts/redis_py_suite.py --cluster tests/test_asyncio/test_cluster.py   # ~11 min
+    python scripts/redis_py_suite.py --sentinel      # the sentinel tests, ~1 min
 
 With ``--cluster`` it forms a cluster of six servers on free ports (three
 primaries, each with a replica, as redis-py's own CI does) and runs
 redis-py's sync cluster tests against it (see ``CLUSTER_FILES``). redis-py's
 conftest sees ``cluster_enabled`` and runs the cluster-only tests. The few
 that do not pass bare are only counted.
+
+With ``--sentinel`` it starts three sentinels on free ports that monitor the
+server as ``redis-py-test`` (the service redis-py's conftest asks for) and runs
+redis-py's sentinel tests, sync and asyncio (``SENTINEL_FILES``), with
+``--sentinels`` pointing at them: ``Sentinel.master_for`` clients and their
+``SentinelConnectionPool`` against real sentinels, besides the tests that
+mock the sentinels.
 """
 
 from __future__ import annotations
@@ -75,6 +83,11 @@ DEFAULT_FILES = (
 #: 5 min for both runs. The asyncio ones (``tests/test_asyncio/test_cluster.py``)
 #: take about 11 min more: pass them by name.
 CLUSTER_FILES = ("tests/test_cluster.py",)
+
+#: redis-py's sentinel tests (``--sentinel``), and the service they ask the
+#: sentinels for (redis-py's conftest default of ``--master-service``).
+SENTINEL_FILES = ("tests/test_sentinel.py", "tests/test_asyncio/test_sentinel.py")
+SENTINEL_SERVICE = "redis-py-test"
 
 #: Where a pytest configuration can be, with the section that makes it one.
 PYTEST_CONFIGS = {
@@ -211,8 +224,81 @@ def start_cluster(binary: str) -> list[Any]:
     return servers
 
 
+class SentinelProcess:
+    """One ``redis-server --sentinel`` on a free port, with its own directory
+    (a sentinel rewrites its configuration file)."""
+
+    def __init__(self, binary: str, primary: Any) -> None:
+        from redis_lifecycle.server import free_port
+
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="redis-lifecycle-sentinel-")
+        config = Path(self.dir) / "sentinel.conf"
+        config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+            f"logfile {self.dir}/sentinel.log\n"
+            f"sentinel monitor {SENTINEL_SERVICE} {primary.host} {primary.port} 2\n"
+            f"sentinel down-after-milliseconds {SENTINEL_SERVICE} 5000\n"
+            f"sentinel failover-timeout {SENTINEL_SERVICE} 60000\n"
+        )
+        self.process = subprocess.Popen(
+            [binary, str(config), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def start_sentinels(binary: str, primary: Any) -> list[SentinelProcess]:
+    """Three sentinels monitoring ``primary`` as :data:`SENTINEL_SERVICE`,
+    once each answers for it and knows the other two (they find each other
+    through the primary, every two seconds); stopped again if they do not."""
+    import redis
+
+    sentinels: list[SentinelProcess] = []
+    try:
+        sentinels = [SentinelProcess(binary, primary) for _ in range(3)]
+        progress(f"starting sentinels on {', '.join(str(s.port) for s in sentinels)}")
+        deadline = time.monotonic() + 60
+        for sentinel in sentinels:
+            client = redis.Redis(host=sentinel.host, port=sentinel.port, socket_timeout=1)
+            try:
+                while True:
+                    try:
+                        address = client.sentinel_get_master_addr_by_name(SENTINEL_SERVICE)
+                        others = client.sentinel_sentinels(SENTINEL_SERVICE)
+                    except redis.exceptions.ConnectionError:
+                        address, others = None, []
+                    if address is not None and len(others) == len(sentinels) - 1:
+                        break
+                    if time.monotonic() > deadline:
+                        raise SystemExit(
+                            f"the sentinels did not see {primary.port} and each other within"
+                            f" 60 s (sentinel {sentinel.port}: {address}, {len(others)} others)"
+                        )
+                    time.sleep(0.2)
+            finally:
+                client.close()
+    except BaseException:
+        for sentinel in sentinels:
+            sentinel.stop()
+        raise
+    return sentinels
+
+
 def run(
-    tree: Path, files: list[str], url: str, instrumented: bool
+    tree: Path, files: list[str], url: str, instrumented: bool, extra: tuple[str, ...] = ()
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """One pytest run: the outcome of each test by its id, and what the
     plugin reported (``events`` by type, ``logged`` lines; empty when bare)."""
@@ -239,6 +325,7 @@ def run(
             f"--rootdir={tree}",
             f"--redis-url={url}",
             f"--junit-xml={junit}",
+            *extra,
             *files,
         ]
         progress(f"{label} run: {len(files)} paths")
@@ -300,14 +387,21 @@ def main(argv: list[str] | None = None) -> int:
         help="run redis-py's cluster tests against a six-node cluster formed here "
         "(or the cluster node given with --url)",
     )
+    parser.add_argument(
+        "--sentinel",
+        action="store_true",
+        help="run redis-py's sentinel tests against three sentinels started here",
+    )
     args = parser.parse_args(argv)
+    if args.sentinel and (args.cluster or args.url):
+        parser.error("--sentinel starts its own server and sentinels: not with --cluster or --url")
 
     import redis
 
     from redis_lifecycle.server import RedisServer, find_server_binary
 
     tree = redis_py_tests(redis.__version__)
-    defaults = CLUSTER_FILES if args.cluster else DEFAULT_FILES
+    defaults = CLUSTER_FILES if args.cluster else SENTINEL_FILES if args.sentinel else DEFAULT_FILES
     files = args.files or [f for f in defaults if (tree / f).exists()]
     servers: list[Any] = []
     url = args.url
@@ -317,9 +411,16 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("no Redis server binary: " + "; ".join(reasons) + "; or pass --url")
         servers = start_cluster(binary) if args.cluster else [RedisServer(binary).start()]
         url = servers[0].url
+    extra: tuple[str, ...] = ()
     try:
-        bare, _ = run(tree, files, url, instrumented=False)
-        instrumented, report = run(tree, files, url, instrumented=True)
+        if args.sentinel:
+            sentinels = start_sentinels(binary, servers[0])
+            servers += sentinels
+            # redis-py 5.0's tests mock every sentinel: no --sentinels option.
+            if "--sentinels" in (tree / "tests" / "conftest.py").read_text(encoding="utf-8"):
+                extra = ("--sentinels", ",".join(f"{s.host}:{s.port}" for s in sentinels))
+        bare, _ = run(tree, files, url, instrumented=False, extra=extra)
+        instrumented, report = run(tree, files, url, instrumented=True, extra=extra)
         broken = sorted(
             t for t, o in bare.items() if o == "passed" and instrumented.get(t) != "passed"
         )
@@ -329,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(2):
             if not broken:
                 break
-            again, again_report = run(tree, broken, url, instrumented=True)
+            again, again_report = run(tree, broken, url, instrumented=True, extra=extra)
             report["logged"] += again_report["logged"]
             flaky += [t for t in broken if again.get(t) == "passed"]
             broken = [t for t in broken if again.get(t) != "passed"]
