@@ -25,18 +25,31 @@ SOCKET_TIMEOUT = 0.25
 STALL = 1.0
 
 
-def pause_with_client_pause(admin: redis.Redis) -> None:
+def pause_with_client_pause(admin: redis.Redis) -> Callable[[], None]:
     admin.client_pause(int(STALL * 1000))
+    return lambda: None
 
 
-def pause_with_debug_sleep(admin: redis.Redis) -> None:
-    # DEBUG SLEEP blocks the caller too: run it beside the test.
-    threading.Thread(
+def pause_with_debug_sleep(admin: redis.Redis) -> Callable[[], None]:
+    """DEBUG SLEEP blocks the caller too: run it beside the test. Returns how
+    to wait for it: its reply may come after the test is done with the
+    server (it starts late on a busy machine), and must come before ``admin``
+    is closed under it."""
+    sleeper = threading.Thread(
         target=admin.execute_command, args=("DEBUG", "SLEEP", str(STALL)), daemon=True
-    ).start()
+    )
+    sleeper.start()
+
+    def join() -> None:
+        sleeper.join(STALL * 10)
+        assert not sleeper.is_alive(), "DEBUG SLEEP never returned"
+
+    return join
 
 
-STALLS: dict[str, Callable[[redis.Redis], None]] = {
+#: Each stalls the server for STALL seconds and returns how to wait until
+#: nothing of it is left running.
+STALLS: dict[str, Callable[[redis.Redis], Callable[[], None]]] = {
     "client_pause": pause_with_client_pause,
     "debug_sleep": pause_with_debug_sleep,
 }
@@ -56,10 +69,11 @@ def test_socket_timeout_gives_error_and_disconnected(
         socket_timeout=SOCKET_TIMEOUT,
         retry=Retry(NoBackoff(), 0),
     )
+    stall_over: Callable[[], None] = lambda: None  # noqa: E731
     try:
         assert client.ping() is True
         started = time.monotonic()
-        STALLS[stall](admin)
+        stall_over = STALLS[stall](admin)
         seen: list[BaseException] = []
 
         def command_times_out() -> bool:
@@ -90,4 +104,5 @@ def test_socket_timeout_gives_error_and_disconnected(
         invariants.check_pool_accounting(events, 0)
         invariants.check_only_from(events, POOL_NAME, [admin.connection_pool])
     finally:
+        stall_over()
         client.close()
