@@ -300,12 +300,6 @@ def _release_hook(original: Any) -> Any:
         checked_out_at = conn_state.checked_out_at
         conn_state.checked_out_at = None
         held_time = perf_counter() - checked_out_at
-        if PoolConnectionReleasedEvent not in delivery.wanted:
-            try:
-                return call(self, connection)
-            except BaseException:
-                conn_state.checked_out_at = checked_out_at  # still out: released later
-                raise
         # Once back in the pool, the connection may be checked out by another
         # thread before its connection_released is delivered: that thread
         # waits for it (await_release), so each connection's events arrive in
@@ -315,21 +309,22 @@ def _release_hook(original: Any) -> Any:
             try:
                 result = call(self, connection)
             except BaseException:
-                conn_state.checked_out_at = checked_out_at  # as above
+                conn_state.checked_out_at = checked_out_at  # still out: released later
                 raise
-            if state.counts is pool_counts:  # inlined for the common pool
-                active = len(self._in_use_connections)
-                idle = len(self._available_connections)
-            else:
-                active, idle = state.counts(self)
-            event = new_event(PoolConnectionReleasedEvent)  # as in get_connection
-            event._timestamp = time()
-            event._origin = conn_state.origin
-            event._held_time = held_time
-            event._active_connections = active
-            event._idle_connections = idle
-            emit_released = delivery.emit_released  # as emit_acquired
-            emit_released(event)
+            if PoolConnectionReleasedEvent in delivery.wanted:
+                if state.counts is pool_counts:  # inlined for the common pool
+                    active = len(self._in_use_connections)
+                    idle = len(self._available_connections)
+                else:
+                    active, idle = state.counts(self)
+                event = new_event(PoolConnectionReleasedEvent)  # as in get_connection
+                event._timestamp = time()
+                event._origin = conn_state.origin
+                event._held_time = held_time
+                event._active_connections = active
+                event._idle_connections = idle
+                emit_released = delivery.emit_released  # as emit_acquired
+                emit_released(event)
         finally:
             conn_state.releasing = None
         return result

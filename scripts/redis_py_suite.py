@@ -19,7 +19,7 @@ redis_lifecycle.
     python scripts/redis_py_suite.py tests/test_connection_pool.py
     python scripts/redis_py_suite.py --cluster       # the sync cluster tests, ~5 min
     python scripts/redis_py_suite.py --cluster tests/test_asyncio/test_cluster.py   # ~11 min
-    python scripts/redis_py_suite.py --sentinel      # the sentinel tests, ~1 min
+    python scripts/redis_py_suite.py --sentinel      # the sentinel tests, ~15 s
 
 With ``--cluster`` it forms a cluster of six servers on free ports (three
 primaries, each with a replica, as redis-py's own CI does) and runs
