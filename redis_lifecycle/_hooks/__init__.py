@@ -14,10 +14,10 @@ from typing import Any
 
 import wrapt
 
-from ._delivery import Delivery
-from ._state import CONNECTIONS, POOLS, ConnState
-from .errors import CallbackError
-from .events import (
+from .._delivery import Delivery
+from .._state import CONNECTIONS, POOLS, ConnState
+from ..errors import CallbackError
+from ..events import (
     CloseReason,
     ConnectionDisconnectedEvent,
     ConnectionErrorEvent,
@@ -201,7 +201,7 @@ def report_disconnect(
         phase = "health_check" if reason is CloseReason.HEALTH_CHECK_FAILED else "io"
         emit_quietly(delivery, ConnectionErrorEvent(time(), state.origin, error, phase))
     if state.health_pings:  # PubSub health pings this close leaves unanswered
-        from ._pubsub_health import fail_pending_pings
+        from .._pubsub_health import fail_pending_pings
 
         fail_pending_pings(state, None if reason is CloseReason.FORK else error)
     if ConnectionDisconnectedEvent in wanted:
