@@ -49,7 +49,9 @@ from ._hooks import (
     emit,
     emit_quietly,
     error_in_flight,
+    flush_close,
     internal_error,
+    may_be_rewrapped,
     next_method,
     pool_patchers,
     report_disconnect,
@@ -307,6 +309,8 @@ async def _socket_attempt_async(wrapped: Any, state: ConnState, args: Any, kwarg
     assert pool_state is not None
     delivery = pool_state.delivery
     remember_loop(delivery)
+    if state.pending_close is not None:  # the close this reconnect follows
+        flush_close(state, None)
     state.in_connect = True
     try:
         state.connect_started = perf_counter()
@@ -362,13 +366,21 @@ def _disconnect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     the failure that made it close the connection.
     """
     state = CONNECTIONS.get(id(instance))
-    if state is None or not state.connected:
+    if state is None:
+        return wrapped(*args, **kwargs)
+    if not state.connected:
+        if state.pending_close is not None:  # redis-py's failure handler
+            try:
+                flush_close(state, disconnect_error(args, kwargs))
+            except Exception:
+                internal_error("disconnect")
         return wrapped(*args, **kwargs)
     try:
         error = disconnect_error(args, kwargs, instance) or _probe_error(instance)
+        defer = may_be_rewrapped(error)
     except Exception:
-        error = None
-    return _disconnect_async(wrapped, instance, state, error, args, kwargs)
+        error, defer = None, False
+    return _disconnect_async(wrapped, instance, state, error, defer, args, kwargs)
 
 
 def _probe_error(connection: Any) -> BaseException | None:
@@ -402,6 +414,7 @@ async def _disconnect_async(
     instance: Any,
     state: ConnState,
     error: BaseException | None,
+    defer: bool,
     args: Any,
     kwargs: Any,
 ) -> Any:
@@ -418,6 +431,7 @@ async def _disconnect_async(
                     error,
                     bool(kwargs.get("health_check_failed")),
                     perf_counter(),
+                    defer=defer,
                 )
         except Exception:
             internal_error("disconnect")
@@ -427,7 +441,14 @@ def _close(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """Around ``_close``: the synchronous close used by ``__del__``, by
     ``Redis.__del__`` and (8.1) by ``disconnect`` outside a task."""
     state = CONNECTIONS.get(id(instance))
-    if state is None or not state.connected:
+    if state is None:
+        return wrapped(*args, **kwargs)
+    if not state.connected:
+        if state.pending_close is not None:
+            try:
+                flush_close(state, error_in_flight())
+            except Exception:
+                internal_error("_close")
         return wrapped(*args, **kwargs)
     try:
         error = error_in_flight(instance)
@@ -453,12 +474,17 @@ def _send_ping(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 
 async def _send_ping_async(wrapped: Any, state: ConnState, args: Any, kwargs: Any) -> Any:
+    if state.pending_close is not None:
+        flush_close(state, None)
     started = perf_counter()
     state.in_health_check = True
     try:
         result = await wrapped(*args, **kwargs)
     except BaseException as error:
+        state.in_health_check = False
         report_ping(state, started, error)
+        # The close the failed check caused, after the check.
+        flush_close(state, error)
         raise
     finally:
         state.in_health_check = False

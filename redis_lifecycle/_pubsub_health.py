@@ -14,8 +14,9 @@ the reply later, among the messages (``is_health_check_response``). These
 wrappers pair each reply with its request, oldest first: ``latency`` is the
 time from sending the ping to reading its reply (an upper bound when the
 application reads late). A ping that cannot be sent is reported unhealthy at
-once; pings still unanswered when the connection closes on an error are
-reported unhealthy with that error (see :func:`fail_pending_pings`).
+once, before the close its send ran into; pings still unanswered when the
+connection closes on an error are reported unhealthy with that error (see
+:func:`fail_pending_pings`).
 
 asyncio's ``PubSub`` has neither the counter nor the method: its
 ``check_health`` is watched for a ping it is about to send (redis-py's own
@@ -34,7 +35,7 @@ from collections.abc import Iterable
 from time import perf_counter, time
 from typing import Any
 
-from ._hooks import emit, emit_quietly
+from ._hooks import emit, emit_quietly, flush_close
 from ._state import CONNECTIONS, ConnState
 from .events import ConnectionHealthCheckEvent
 
@@ -59,6 +60,14 @@ def _state_of(pubsub: Any) -> ConnState | None:
     if ConnectionHealthCheckEvent not in state.pool_state.delivery.wanted:
         return None
     return state
+
+
+def _flush_close_of(pubsub: Any, error: BaseException) -> None:
+    """Report the close that ``pubsub``'s failed ping ran into (no ping is
+    reported: nobody listens to health checks)."""
+    state = CONNECTIONS.get(id(getattr(pubsub, "connection", None)))
+    if state is not None and state.pending_close is not None:
+        flush_close(state, error)
 
 
 def _ping_failed(state: ConnState, started: float, error: BaseException) -> None:
@@ -102,13 +111,18 @@ def _check_health(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """Around ``PubSub.check_health``: note when a health ping is sent."""
     state = _state_of(instance)
     if state is None:
-        return wrapped(*args, **kwargs)
+        try:
+            return wrapped(*args, **kwargs)
+        except Exception as error:
+            _flush_close_of(instance, error)
+            raise
     before = getattr(instance, "health_check_response_counter", 0)
     started = perf_counter()
     try:
         result = wrapped(*args, **kwargs)
     except Exception as error:
         _ping_failed(state, started, error)
+        flush_close(state, error)  # the close its send ran into, after it
         raise
     if getattr(instance, "health_check_response_counter", 0) > before:
         _ping_sent(state, started)
@@ -133,7 +147,7 @@ def _check_health_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> 
     unless it is about to send a ping (the same test redis-py makes)."""
     state = _state_of(instance)
     if state is None:
-        return wrapped(*args, **kwargs)
+        return _check_health_quietly(wrapped, instance, args, kwargs)
     connection = instance.connection
     try:
         due = bool(connection.health_check_interval) and (
@@ -146,12 +160,21 @@ def _check_health_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> 
     return _check_health_sending(wrapped, state, args, kwargs)
 
 
+async def _check_health_quietly(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    try:
+        return await wrapped(*args, **kwargs)
+    except Exception as error:
+        _flush_close_of(instance, error)
+        raise
+
+
 async def _check_health_sending(wrapped: Any, state: ConnState, args: Any, kwargs: Any) -> Any:
     started = perf_counter()
     try:
         result = await wrapped(*args, **kwargs)
     except Exception as error:
         _ping_failed(state, started, error)
+        flush_close(state, error)  # the close its send ran into, after it
         raise
     _ping_sent(state, started)
     return result

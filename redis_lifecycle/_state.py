@@ -160,6 +160,7 @@ class ConnState:
         "last_connect_time",
         "mark_reason",
         "origin",
+        "pending_close",
         "pool_state",
         "ref",
         "releasing",
@@ -189,6 +190,9 @@ class ConnState:
         self.mark_reason: str | None = None
         #: perf_counter of each PubSub health ping sent and not yet answered.
         self.health_pings: deque[float] | None = None
+        #: A close not reported yet: it waits for the exception redis-py
+        #: raises to its caller (a ``_hooks.PendingClose``).
+        self.pending_close: Any = None
 
 
 def connection_origin(connection: Any, pool_name: str | None, connection_id: int) -> EventOrigin:
@@ -247,18 +251,32 @@ def _is_connected(connection: Any) -> bool:
     return getattr(connection, "_writer", None) is not None
 
 
+#: Set by the hooks: delivers a close still waiting for its caller's
+#: exception (``ConnState.pending_close``) when its connection is forgotten,
+#: so that it is reported, with the error redis-py closed on, rather than lost.
+report_pending_close: Callable[[ConnState], None] | None = None
+
+
+def _forgotten(state: ConnState) -> None:
+    if state.pending_close is not None and report_pending_close is not None:
+        report_pending_close(state)
+
+
 def _make_remover(key: int) -> Callable[[weakref.ref[Any]], None]:
     def remove(ref: weakref.ref[Any]) -> None:
         state = CONNECTIONS.get(key)
         if state is not None and state.ref is ref:
             CONNECTIONS.pop(key, None)
+            _forgotten(state)
 
     return remove
 
 
 def forget_connection(connection: Any) -> None:
     """Stop tracking ``connection``."""
-    CONNECTIONS.pop(id(_unwrap(connection)), None)
+    state = CONNECTIONS.pop(id(_unwrap(connection)), None)
+    if state is not None:
+        _forgotten(state)
 
 
 def forget_pool(pool_state: PoolState) -> None:
@@ -271,3 +289,4 @@ def forget_pool(pool_state: PoolState) -> None:
     for key, state in CONNECTIONS.copy().items():
         if state.pool_state is pool_state and CONNECTIONS.get(key) is state:
             CONNECTIONS.pop(key, None)
+            _forgotten(state)

@@ -36,7 +36,9 @@ from ._hooks import (
     disconnect_error,
     emit,
     emit_quietly,
+    flush_close,
     internal_error,
+    may_be_rewrapped,
     next_method,
     pool_patchers,
     report_disconnect,
@@ -466,6 +468,8 @@ def _socket_attempt(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     state = CONNECTIONS.get(id(instance))
     if state is None or state.in_connect or state.pool_state is None:
         return wrapped(*args, **kwargs)
+    if state.pending_close is not None:  # the close this reconnect follows
+        flush_close(state, None)
     state.in_connect = True
     delivery = state.pool_state.delivery
     try:
@@ -528,12 +532,20 @@ def mark_connected(state: Any) -> None:
 def _disconnect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """Around ``disconnect``: a connected connection's socket closing."""
     state = CONNECTIONS.get(id(instance))
-    if state is None or not state.connected:
+    if state is None:
+        return wrapped(*args, **kwargs)
+    if not state.connected:
+        if state.pending_close is not None:  # redis-py's failure handler
+            try:
+                flush_close(state, disconnect_error(args, kwargs))
+            except Exception:
+                internal_error("disconnect")
         return wrapped(*args, **kwargs)
     try:
         error = disconnect_error(args, kwargs, instance)
+        defer = may_be_rewrapped(error)
     except Exception:
-        error = None
+        error, defer = None, False
     result = wrapped(*args, **kwargs)
     try:
         if getattr(instance, "_sock", None) is None:
@@ -543,6 +555,7 @@ def _disconnect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
                 error,
                 bool(kwargs.get("health_check_failed")),
                 perf_counter(),
+                defer=defer,
             )
     except Exception:
         internal_error("disconnect")
@@ -556,12 +569,17 @@ def _send_ping(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     state = CONNECTIONS.get(id(instance))
     if state is None or state.pool_state is None:
         return wrapped(*args, **kwargs)
+    if state.pending_close is not None:
+        flush_close(state, None)
     started = perf_counter()
     state.in_health_check = True
     try:
         result = wrapped(*args, **kwargs)
     except BaseException as error:
+        state.in_health_check = False
         report_ping(state, started, error)
+        # The close the failed check caused, after the check.
+        flush_close(state, error)
         raise
     finally:
         state.in_health_check = False

@@ -3,6 +3,7 @@ errors and close reasons, and the class-level wrappers' bookkeeping."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 
 import wrapt
 
+from .. import _state
 from .._delivery import Delivery
 from .._state import CONNECTIONS, POOLS, ConnState
 from ..errors import CallbackError
@@ -32,7 +34,9 @@ __all__ = [
     "emit",
     "emit_quietly",
     "error_in_flight",
+    "flush_close",
     "internal_error",
+    "may_be_rewrapped",
     "next_method",
     "pool_patchers",
     "report_ping",
@@ -176,14 +180,56 @@ def classify_close(
     return CloseReason.APPLICATION
 
 
+def may_be_rewrapped(error: BaseException | None) -> bool:
+    """Whether ``error``, read by a ``disconnect`` hook, is the exception
+    redis-py is handling right now and one it may still replace with one of
+    its own after closing the connection on it: ``raise TimeoutError("Timeout
+    reading from HOST")`` inside ``except socket.timeout`` (every version) or
+    ``except TimeoutError`` (8.2), ``raise ConnectionError(...) from e``
+    inside ``except OSError``. The caller catches the new one, so the close
+    is reported once it is known (see :func:`report_disconnect`)."""
+    if error is None or error is not sys.exc_info()[1]:
+        return False
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(error, (OSError, asyncio.TimeoutError, RedisTimeoutError))
+
+
+class PendingClose:
+    """A close whose report waits for the exception the caller will get."""
+
+    __slots__ = ("error", "reason", "timestamp")
+
+    def __init__(self, reason: CloseReason, error: BaseException, timestamp: float) -> None:
+        self.reason = reason
+        self.error = error
+        self.timestamp = timestamp
+
+
 def report_disconnect(
     connection: Any,
     state: ConnState,
     error: BaseException | None,
     health_check_failed: bool,
     now: float,
+    *,
+    defer: bool = False,
 ) -> None:
-    """Emit ``error`` (when the close carries one) then ``disconnected``.
+    """Record a close, and emit ``error`` (when the close carries one) then
+    ``disconnected`` -- now, or, with ``defer``, when :func:`flush_close` is
+    given the exception the caller receives.
+
+    redis-py closes a connection inside its ``except`` block, *before* it
+    raises the exception its caller gets, and may raise a new one then
+    (:func:`may_be_rewrapped`): the events must carry that one (the lower
+    error stays reachable as its ``__context__``/``__cause__``). Every
+    redis-py path that lets such an error out (commands, pipelines, PubSub,
+    health checks, cluster nodes) runs a failure handler that calls
+    ``disconnect()`` again with it in flight: that call flushes the report.
+    A close during a health check waits too, so that the failed check comes
+    before the close it caused. Whatever comes first on the connection after
+    that (a reconnect, a health check) flushes it too, so events still arrive
+    in order.
 
     Never raises: redis-py calls disconnect from places (loops over a pool,
     ``release``, ``__del__``) that a raising callback would leave half done.
@@ -192,6 +238,50 @@ def report_disconnect(
     state.connected = False
     state.disconnected_at = now
     state.mark_reason = None
+    if state.pool_state is None:
+        return
+    if error is not None and (defer or state.in_health_check) and reason is not CloseReason.FORK:
+        state.pending_close = PendingClose(reason, error, time())
+        return
+    _deliver_close(state, reason, error, time())
+
+
+def flush_close(state: ConnState, caught: BaseException | None) -> None:
+    """Deliver ``state``'s pending close (if any) with ``caught`` as its
+    error when ``caught`` is, or was raised from, the error it closed on."""
+    pending = state.pending_close
+    if pending is None:
+        return
+    state.pending_close = None
+    error = caught if caught is not None and _raised_from(caught, pending.error) else pending.error
+    _deliver_close(state, pending.reason, error, pending.timestamp)
+
+
+def _report_forgotten_close(state: ConnState) -> None:
+    try:
+        flush_close(state, None)
+    except Exception:
+        internal_error("reporting the close of a forgotten connection")
+
+
+_state.report_pending_close = _report_forgotten_close
+
+
+def _raised_from(error: BaseException, cause: BaseException) -> bool:
+    """Whether ``error`` is ``cause`` or was raised while handling it."""
+    for _ in range(8):  # redis-py wraps once or twice; a chain is finite anyway
+        if error is cause:
+            return True
+        following = error.__cause__ or error.__context__
+        if following is None:
+            return False
+        error = following
+    return False
+
+
+def _deliver_close(
+    state: ConnState, reason: CloseReason, error: BaseException | None, timestamp: float
+) -> None:
     pool_state = state.pool_state
     if pool_state is None:
         return
@@ -199,13 +289,13 @@ def report_disconnect(
     wanted = delivery.wanted
     if error is not None and reason is not CloseReason.FORK and ConnectionErrorEvent in wanted:
         phase = "health_check" if reason is CloseReason.HEALTH_CHECK_FAILED else "io"
-        emit_quietly(delivery, ConnectionErrorEvent(time(), state.origin, error, phase))
+        emit_quietly(delivery, ConnectionErrorEvent(timestamp, state.origin, error, phase))
     if state.health_pings:  # PubSub health pings this close leaves unanswered
         from .._pubsub_health import fail_pending_pings
 
         fail_pending_pings(state, None if reason is CloseReason.FORK else error)
     if ConnectionDisconnectedEvent in wanted:
-        emit_quietly(delivery, ConnectionDisconnectedEvent(time(), state.origin, reason, error))
+        emit_quietly(delivery, ConnectionDisconnectedEvent(timestamp, state.origin, reason, error))
 
 
 def report_ping(state: ConnState, started: float, error: BaseException | None) -> None:

@@ -408,10 +408,11 @@ class TestPubSubHealthPing:
         """Ping sent, CLIENT KILL, and the server's kernel resets the socket
         (it answers one stray write with a RST, if it did not reset it when
         it closed) before the next ping goes out:
-        that send fails. The first ping is unhealthy with the error that closed
-        the socket; the second with the ConnectionError redis-py raised for
-        its send, chained from it. (The race the test above allows for,
-        forced here every run.)"""
+        that send fails. The failed send is reported first, then the close
+        it ran into, which leaves the first ping unanswered: every event
+        carries the ConnectionError redis-py raised to the caller, chained
+        from the socket's error. (The race the test above allows for, forced
+        here every run.)"""
         _, pubsub = subscriber
         connection = ping_then_kill(subscriber, admin, recorder)
         sock = connection._sock
@@ -429,15 +430,17 @@ class TestPubSubHealthPing:
             pubsub.get_message(timeout=0.1)
         closed_by = raised.value.__context__
         assert isinstance(closed_by, (BrokenPipeError, ConnectionResetError))
-        first, second = recorder.exactly(rl.ConnectionHealthCheckEvent)
+        second, first = recorder.exactly(rl.ConnectionHealthCheckEvent)
         assert not first.healthy
         assert not second.healthy
-        assert first.error is closed_by
+        assert first.error is raised.value
         assert second.error is raised.value
+        [error] = recorder.exactly(rl.ConnectionErrorEvent)
+        assert error.error is raised.value
         [disconnected] = recorder.exactly(rl.ConnectionDisconnectedEvent)
         assert disconnected.reason is rl.CloseReason.SERVER_CLOSED
-        assert disconnected.error is closed_by
-        assert recorder.types() == ["error", "health_check", "disconnected", "health_check"]
+        assert disconnected.error is raised.value
+        assert recorder.types() == ["health_check", "error", "health_check", "disconnected"]
         # and it comes back
         assert pubsub.get_message(timeout=2)["type"] == "subscribe"
         assert recorder.types()[-1] == "reconnected"
