@@ -40,6 +40,7 @@ __all__ = [
     "ConnectionMarkedForReconnectEvent",
     "ConnectionReconnectedEvent",
     "EVENT_CLASSES",
+    "ErrorCategory",
     "EventOrigin",
     "EventType",
     "LifecycleEvent",
@@ -50,6 +51,7 @@ __all__ = [
     "PoolExhaustedEvent",
     "PoolResetEvent",
     "describe_error",
+    "error_category",
 ]
 
 
@@ -94,6 +96,81 @@ class CloseReason(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+class ErrorCategory(str, enum.Enum):
+    """Whose problem an error is (:attr:`ConnectionErrorEvent.category`): the
+    categories of redis-py 8.2's ``RedisError.error_type``, given the same way
+    on every supported redis-py (see :func:`error_category`)."""
+
+    #: The network or the socket: refused, reset or closed connections,
+    #: timeouts, a server still loading, an unreachable cluster.
+    NETWORK = "network"
+    #: The TLS layer: handshake, certificates.
+    TLS = "tls"
+    #: Credentials or permissions: wrong password, no permission.
+    AUTH = "auth"
+    #: The server answered with an error, or refused the connection because
+    #: it is full (``maxclients``).
+    SERVER = "server"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: redis-py exception class names by category, checked along the class's MRO
+#: (by name: older redis-py lacks some of them).
+_CATEGORY_BY_CLASS = {
+    "MaxClientsReachedError": ErrorCategory.SERVER,
+    "RedisClusterUnreachableError": ErrorCategory.NETWORK,
+    "AuthenticationError": ErrorCategory.AUTH,
+    "AuthorizationError": ErrorCategory.AUTH,
+    "AuthenticationWrongNumberOfArgsError": ErrorCategory.AUTH,
+    "NoPermissionError": ErrorCategory.AUTH,
+    "SSLError": ErrorCategory.TLS,
+    "BusyLoadingError": ErrorCategory.NETWORK,
+    "ConnectionError": ErrorCategory.NETWORK,
+    "TimeoutError": ErrorCategory.NETWORK,
+}
+_MAX_CLIENTS_MESSAGE = "max number of clients reached"
+
+
+def error_category(error: BaseException) -> ErrorCategory:
+    """The :class:`ErrorCategory` of ``error``, the same on every redis-py.
+
+    The category redis-py 8.2 gives each of its exception classes
+    (``error_type``), read from the class so that older redis-py, which has
+    no ``error_type``, gives the same: authentication and permission errors
+    ``auth``; connection and timeout errors (and any ``OSError``)
+    ``network``; every other redis-py error ``server``. Two refinements,
+    as redis-py's own docstrings describe these errors: a connect refused
+    because the server reached ``maxclients`` is ``server`` (8.2's
+    ``MaxClientsReachedError``; before, a ``ConnectionError`` with that
+    message), and an unreachable cluster (``RedisClusterUnreachableError``)
+    is ``network``. A TLS error anywhere in the chain of causes is ``tls``.
+    A class the table does not know keeps the ``error_type`` it carries.
+    """
+    if _MAX_CLIENTS_MESSAGE in str(error):
+        return ErrorCategory.SERVER
+    cause: BaseException | None = error
+    for _ in range(8):
+        if cause is None:
+            break
+        if any(k.__name__ == "SSLError" for k in type(cause).__mro__):
+            return ErrorCategory.TLS
+        cause = cause.__cause__ or cause.__context__
+    for klass in type(error).__mro__:
+        category = _CATEGORY_BY_CLASS.get(klass.__name__)
+        if category is not None and (
+            klass.__module__.startswith("redis") or klass.__name__ == "TimeoutError"
+        ):
+            return category
+    error_type = getattr(getattr(error, "error_type", None), "value", None)
+    if error_type in ErrorCategory._value2member_map_:
+        return ErrorCategory(error_type)
+    if isinstance(error, (OSError, EOFError)):
+        return ErrorCategory.NETWORK
+    return ErrorCategory.SERVER
 
 
 def describe_error(error: BaseException | None) -> str | None:
@@ -371,14 +448,26 @@ class ConnectionDisconnectedEvent(LifecycleEvent):
 class ConnectionErrorEvent(LifecycleEvent):
     """A connection error: connect, handshake, command I/O or timeout.
 
+    Fires for each failed socket attempt (``phase="connect"``), a failed
+    handshake, and each close on an error, just before that close's
+    ``disconnected``. ``error`` is the exception redis-py raises to its
+    caller, the very object the caller catches, on every supported redis-py;
+    where redis-py raised it over a lower error (a socket reset, the socket's
+    own timeout) that one is its ``__cause__`` or ``__context__``. For
+    ``phase="connect"`` it is each attempt's socket error (redis-py raises
+    its ``ConnectionError`` over the last one once it stops retrying).
+
     ``phase`` is ``"connect"`` (the socket could not be opened),
-    ``"handshake"`` (AUTH/HELLO/SELECT/CLIENT SETNAME failed) or ``"io"``
-    (reading or writing a command failed, including timeouts).
+    ``"handshake"`` (AUTH/HELLO/SELECT/CLIENT SETNAME failed), ``"io"``
+    (reading or writing a command failed, including timeouts) or
+    ``"health_check"`` (redis-py's own health check failed and closed the
+    connection). ``category`` says whose problem it is
+    (:class:`ErrorCategory`).
     """
 
     __slots__ = ("_error", "_phase")
     type = EventType.ERROR
-    _fields = ("error", "phase")
+    _fields = ("error", "phase", "category")
 
     def __init__(
         self,
@@ -399,8 +488,13 @@ class ConnectionErrorEvent(LifecycleEvent):
 
     @property
     def phase(self) -> str:
-        """``"connect"``, ``"handshake"`` or ``"io"``."""
+        """``"connect"``, ``"handshake"``, ``"io"`` or ``"health_check"``."""
         return self._phase
+
+    @property
+    def category(self) -> ErrorCategory:
+        """``network``, ``tls``, ``auth`` or ``server``: see :func:`error_category`."""
+        return error_category(self._error)
 
 
 class ConnectionHealthCheckEvent(LifecycleEvent):
