@@ -1,8 +1,8 @@
 """Run the redis-py x Python compatibility matrix through tox and print a table.
 
     python scripts/matrix.py ci            # what CI runs (see below): about 3 minutes
-    python scripts/matrix.py full          # 20 cells: redis-py 5.0 ... 8.x x Python 3.10 ... 3.13
-    python scripts/matrix.py full --python 311 --redis 50,8   # a slice
+    python scripts/matrix.py full          # 24 cells: redis-py 5.0 ... 8.2 x Python 3.10 ... 3.13
+    python scripts/matrix.py full --python 311 --redis 50,82   # a slice
     python scripts/matrix.py full -- -k reconnect             # extra pytest arguments
 
 ``ci`` runs the whole suite on the newest redis-py, and the integration tests
@@ -32,8 +32,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHONS = ("310", "311", "312", "313")
-REDIS = ("50", "52", "64", "74", "8")
-REDIS_LABEL = {"50": "5.0.x", "52": "5.2.x", "64": "6.4.x", "74": "7.4.x", "8": "8.x"}
+REDIS = ("50", "52", "64", "74", "81", "82")
+REDIS_LABEL = {
+    "50": "5.0.x",
+    "52": "5.2.x",
+    "64": "6.4.x",
+    "74": "7.4.x",
+    "81": "8.1.x",
+    "82": "8.2.x",
+}
 NOT_INTEGRATION = {"unit", "plugin", "docs", "__pycache__"}
 
 
@@ -151,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=("ci", "full"))
     parser.add_argument("--python", default=",".join(PYTHONS), help="e.g. 310,313")
-    parser.add_argument("--redis", default=",".join(REDIS), help="e.g. 50,74,8")
+    parser.add_argument("--redis", default=",".join(REDIS), help="e.g. 50,74,82")
     parser.add_argument("--reports", default=str(ROOT / ".tox" / "matrix-reports"))
     parser.add_argument(
         "--no-newest",
@@ -173,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             Cell(f"py{here}-redis74", integration),
         ]
         if not args.no_newest:
-            cells.insert(0, Cell(f"py{here}-redis8", ["tests"]))
+            cells.insert(0, Cell(f"py{here}-redis82", ["tests"]))
     else:
         pythons = [p.strip() for p in args.python.split(",") if p.strip()]
         redises = [r.strip() for r in args.redis.split(",") if r.strip()]
