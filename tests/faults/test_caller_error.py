@@ -188,3 +188,77 @@ async def test_asyncio_timeout_reports_the_error_the_caller_catches(
         admin.client_unpause()
         rl.uninstrument(client)
         await client.aclose() if hasattr(client, "aclose") else await client.close()
+
+
+def assert_failed_check_then_close(recorder: Recorder, caught: BaseException) -> None:
+    """The failed check, then the close it caused, all with the caller's error."""
+    story = recorder_without_pool_events(recorder)
+    assert story.types() == ["health_check", "error", "disconnected"], story.types()
+    [check] = story.exactly(rl.ConnectionHealthCheckEvent)
+    [error] = story.exactly(rl.ConnectionErrorEvent)
+    [disconnected] = story.exactly(rl.ConnectionDisconnectedEvent)
+    assert not check.healthy
+    assert check.error is caught
+    assert error.error is caught
+    assert error.phase == "health_check"
+    assert disconnected.error is caught
+    assert disconnected.reason is rl.CloseReason.HEALTH_CHECK_FAILED
+
+
+def test_a_health_check_that_times_out_comes_before_its_close(
+    server: RedisServer, admin: redis.Redis, recorder: Recorder
+) -> None:
+    """redis-py's own ping (``health_check_interval``) times out: the failed
+    check is reported, then the close it caused."""
+    client = redis.Redis(
+        host=server.host,
+        port=server.port,
+        socket_timeout=0.25,
+        health_check_interval=30,
+        single_connection_client=True,
+        retry=Retry(NoBackoff(), 0),
+    )
+    handle = rl.instrument(client)
+    try:
+        handle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        assert client.ping() is True
+        recorder.clear()
+        admin.client_pause(1000)
+        assert client.connection is not None
+        client.connection.next_health_check = 0  # due now: 0 is in the past on every redis-py
+        with pytest.raises(redis.exceptions.TimeoutError) as raised:
+            client.get("caller-error")
+        assert_failed_check_then_close(recorder, raised.value)
+    finally:
+        admin.client_unpause()
+        rl.uninstrument(client)
+        client.close()
+
+
+async def test_asyncio_health_check_that_times_out_comes_before_its_close(
+    server: RedisServer, admin: redis.Redis, recorder: Recorder
+) -> None:
+    """The same on ``redis.asyncio``."""
+    client = redis.asyncio.Redis(
+        host=server.host,
+        port=server.port,
+        socket_timeout=0.25,
+        health_check_interval=30,
+        single_connection_client=True,
+        retry=AsyncRetry(NoBackoff(), 0),
+    )
+    handle = rl.instrument(client)
+    try:
+        handle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        assert await client.ping() is True
+        recorder.clear()
+        admin.client_pause(1000)
+        assert client.connection is not None
+        client.connection.next_health_check = 0
+        with pytest.raises(redis.exceptions.TimeoutError) as raised:
+            await client.get("caller-error")
+        assert_failed_check_then_close(recorder, raised.value)
+    finally:
+        admin.client_unpause()
+        rl.uninstrument(client)
+        await client.aclose() if hasattr(client, "aclose") else await client.close()
