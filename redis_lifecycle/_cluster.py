@@ -161,18 +161,28 @@ def attach_manager(
             attach_node_pool(binding, client.connection_pool, node.host, node.port)
 
 
-def attach_manager_for_dispatcher(manager: Any, dispatcher: EventDispatcher) -> None:
+def attach_manager_for_dispatcher(
+    manager: Any, dispatcher: EventDispatcher, pools: list[Any]
+) -> None:
     """A ``RedisCluster(event_dispatcher=dispatcher)``'s ``NodesManager``
-    announced its node pools: attach them all (once per manager), as
-    ``instrument(cluster, event_dispatcher=dispatcher)`` would. The handle is
-    registered under the manager, where ``uninstrument(cluster)`` finds it."""
+    announced node ``pools``: attach them and every node it knows (once per
+    manager), as ``instrument(cluster, event_dispatcher=dispatcher)`` would.
+    The announced pools count: redis-py 5.x-6.x announce them before the
+    nodes are in ``nodes_cache``. The handle is registered under the
+    manager, where ``uninstrument(cluster)`` finds it."""
     from .instrument import LifecycleHandle, _make_delivery, handle_for, register_handle
     from .instrument import _lock as instrument_lock
 
     with instrument_lock:
-        if manager in _MANAGERS or handle_for(manager) is not None:
-            return  # instrumented already; new nodes come through NODE_PATCHER
-        handle = LifecycleHandle(manager, _make_delivery(dispatcher, None, None, None))
-        handle._options = {"event_dispatcher": dispatcher}
-        attach_manager(manager, manager, handle, None)
-        register_handle(manager, handle)
+        binding = _MANAGERS.get(manager)
+        if binding is None and handle_for(manager) is None:
+            handle = LifecycleHandle(manager, _make_delivery(dispatcher, None, None, None))
+            handle._options = {"event_dispatcher": dispatcher}
+            attach_manager(manager, manager, handle, None)
+            register_handle(manager, handle)
+            binding = _MANAGERS.get(manager)
+        if binding is None:
+            return
+        for pool in pools:  # attach_node_pool skips those attached already
+            kwargs = getattr(pool, "connection_kwargs", {})
+            attach_node_pool(binding, pool, kwargs.get("host"), kwargs.get("port"))

@@ -168,7 +168,7 @@ def _pools(dispatcher: EventDispatcher, event: Any, caller: FrameType | None) ->
         from ._cluster import attach_manager_for_dispatcher
 
         try:
-            attach_manager_for_dispatcher(manager, dispatcher)
+            attach_manager_for_dispatcher(manager, dispatcher, list(event.connection_pools))
         except CallbackError as error:
             logger.warning("a callback failed while cluster nodes were instrumented: %s", error)
         except Exception:
