@@ -54,5 +54,14 @@ def _attach_client(client: Any, handle: Any, pool_name: str | None) -> None:
     attach_async_pool(handle, client.connection_pool, pool_name)
 
 
+def _attach_connection(connection: Any, handle: Any, pool_name: str | None) -> None:
+    from ._async import CONNECTION_PATCHER
+    from ._connection import attach_connection
+
+    attach_connection(connection, handle, pool_name, patcher=CONNECTION_PATCHER, is_async=True)
+    remember_loop(handle.delivery)
+
+
+register_target_kind(lambda obj: isinstance(obj, aconn.AbstractConnection), _attach_connection)
 register_target_kind(_is_async_pool, _attach_pool)
 register_target_kind(_is_async_client, _attach_client)

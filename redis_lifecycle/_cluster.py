@@ -35,11 +35,14 @@ from ._hooks import ClassPatcher, internal_error
 from .errors import CallbackError
 
 if TYPE_CHECKING:
+    from .dispatcher import EventDispatcher
     from .instrument import LifecycleHandle
 
 __all__ = [
     "NODE_PATCHER",
     "attach_cluster",
+    "attach_manager",
+    "attach_manager_for_dispatcher",
     "attach_node_pool",
     "node_pool_name",
 ]
@@ -128,7 +131,14 @@ def _current_nodes(manager: Any) -> list[Any]:
 
 def attach_cluster(cluster: Any, handle: LifecycleHandle, pool_name: str | None) -> None:
     """``instrument()`` for a sync ``RedisCluster``: every node now and later."""
-    manager = cluster.nodes_manager
+    attach_manager(cluster.nodes_manager, cluster, handle, pool_name)
+
+
+def attach_manager(
+    manager: Any, owner: Any, handle: LifecycleHandle, pool_name: str | None
+) -> None:
+    """Attach every node pool of ``manager`` (a ``NodesManager``) now and
+    later, until ``handle`` is detached or ``owner`` is garbage-collected."""
     binding = ClusterBinding(handle, pool_name)
     NODE_PATCHER.acquire()
     with _lock:
@@ -143,9 +153,36 @@ def attach_cluster(cluster: Any, handle: LifecycleHandle, pool_name: str | None)
         NODE_PATCHER.release()
 
     # on uninstrument(), or when the cluster is garbage-collected without it
-    finalizer = weakref.finalize(cluster, undo)
+    finalizer = weakref.finalize(owner, undo)
     handle._closers.append(finalizer)
     for node in _current_nodes(manager):
         client = node.redis_connection
         if client is not None:
             attach_node_pool(binding, client.connection_pool, node.host, node.port)
+
+
+def attach_manager_for_dispatcher(
+    manager: Any, dispatcher: EventDispatcher, pools: list[Any]
+) -> None:
+    """A ``RedisCluster(event_dispatcher=dispatcher)``'s ``NodesManager``
+    announced node ``pools``: attach them and every node it knows (once per
+    manager), as ``instrument(cluster, event_dispatcher=dispatcher)`` would.
+    The announced pools count: redis-py 5.x-6.x announce them before the
+    nodes are in ``nodes_cache``. The handle is registered under the
+    manager, where ``uninstrument(cluster)`` finds it."""
+    from .instrument import LifecycleHandle, _make_delivery, handle_for, register_handle
+    from .instrument import _lock as instrument_lock
+
+    with instrument_lock:
+        binding = _MANAGERS.get(manager)
+        if binding is None and handle_for(manager) is None:
+            handle = LifecycleHandle(manager, _make_delivery(dispatcher, None, None, None))
+            handle._options = {"event_dispatcher": dispatcher}
+            attach_manager(manager, manager, handle, None)
+            register_handle(manager, handle)
+            binding = _MANAGERS.get(manager)
+        if binding is None:
+            return
+        for pool in pools:  # attach_node_pool skips those attached already
+            kwargs = getattr(pool, "connection_kwargs", {})
+            attach_node_pool(binding, pool, kwargs.get("host"), kwargs.get("port"))

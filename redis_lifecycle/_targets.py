@@ -42,6 +42,20 @@ def _attach_sync_client(client: Any, handle: LifecycleHandle, pool_name: str | N
     _attach_sync_pool(client.connection_pool, handle, pool_name)
 
 
+def _attach_sync_connection(
+    connection: Any, handle: LifecycleHandle, pool_name: str | None
+) -> None:
+    from ._connection import attach_connection
+    from ._sync import CONNECTION_PATCHER
+
+    attach_connection(connection, handle, pool_name, patcher=CONNECTION_PATCHER, is_async=False)
+
+
+def _is_sync_connection(obj: Any) -> bool:
+    base = getattr(rconn, "AbstractConnection", None) or rconn.Connection
+    return isinstance(obj, base)
+
+
 # (predicate, attach) pairs, tried in order; asyncio and cluster support add theirs.
 _KINDS: list[tuple[Callable[[Any], bool], Callable[[Any, Any, str | None], None]]] = [
     (lambda obj: isinstance(obj, rconn.ConnectionPool), _attach_sync_pool),
@@ -52,6 +66,7 @@ _KINDS: list[tuple[Callable[[Any], bool], Callable[[Any, Any, str | None], None]
         ),
         _attach_sync_client,
     ),
+    (_is_sync_connection, _attach_sync_connection),
 ]
 _loaded_optional = False
 
@@ -81,7 +96,7 @@ def _load_optional_kinds() -> None:
 SUPPORTED = (
     "redis.Redis, redis.asyncio.Redis, redis.cluster.RedisCluster, "
     "redis.asyncio.cluster.RedisCluster, a client from Sentinel.master_for()/"
-    "slave_for(), or a redis-py connection pool"
+    "slave_for(), a redis-py connection pool, or a single redis-py connection"
 )
 
 

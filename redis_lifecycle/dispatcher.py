@@ -16,16 +16,30 @@ outside the dispatcher's lock, so a callback may subscribe or unsubscribe.
 Where callbacks run is decided by the pool or handle that emits: inline on
 the thread that caused the event (the default), or on an
 :class:`~redis_lifecycle.AsyncCallbackExecutor`.
+
+An :class:`EventDispatcher` is also a complete redis-py event dispatcher
+(redis-py 5.3 and newer), so it can be handed to redis-py itself::
+
+    client = redis.Redis(host="localhost", event_dispatcher=dispatcher)
+
+redis-py's own events (``redis.event``) go to a ``redis.event.EventDispatcher``
+held inside, so redis-py's listeners (re-authentication with credential
+providers) run exactly as they would without redis_lifecycle; and the pools,
+connections, PubSub connections and cluster nodes that redis-py announces are
+instrumented with this dispatcher (see :mod:`redis_lifecycle._native`).
 """
 
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from ._native import ANNOUNCED as _ANNOUNCED
+from ._native import new_native_dispatcher as _new_native_dispatcher
 from .events import EVENT_CLASSES, LifecycleEvent
 
 if TYPE_CHECKING:
@@ -37,6 +51,8 @@ E = TypeVar("E", bound=LifecycleEvent)
 EventCallback = Callable[[Any], Any]
 
 _sequence = itertools.count()
+#: Whether ``redis.event`` was looked at (on the first dispatcher built).
+_native_loaded = [False]
 
 
 class Subscription:
@@ -90,6 +106,13 @@ class EventDispatcher:
         self._by_class: dict[type[LifecycleEvent], list[Subscription]] = {}
         self._resolved: dict[type[LifecycleEvent], tuple[Subscription, ...]] = {}
         self._deliveries: weakref.WeakSet[Delivery] = weakref.WeakSet()
+        #: redis-py's own dispatcher, built on first use.
+        self._native: Any = None
+        if not _native_loaded[0]:
+            _native_loaded[0] = True
+            from ._native import ensure_loaded
+
+            ensure_loaded()
 
     @overload
     def subscribe(
@@ -177,6 +200,73 @@ class EventDispatcher:
         from ._delivery import default_delivery
 
         default_delivery(self).emit(event)
+
+    # --- redis-py's dispatcher interface (redis.event, 5.3+) ------------------
+
+    def dispatch(self, event: object) -> None:
+        """Called by redis-py with one of its own events (``redis.event``).
+
+        redis-py's listeners run first, exactly as redis-py's own dispatcher
+        runs them (their exceptions propagate to redis-py unchanged). Then, if
+        they succeeded and the event announces pools, a connection, a PubSub connection or
+        cluster nodes, they are instrumented with this dispatcher (never
+        raising into redis-py). Not for :class:`LifecycleEvent` objects: use
+        :meth:`emit`.
+        """
+        native = self._native or self._native_dispatcher()
+        announce = _ANNOUNCED.get(type(event))
+        if announce is None:
+            native.dispatch(event)
+            return
+        caller = sys._getframe(1)
+        native.dispatch(event)
+        announce(self, event, caller)
+
+    async def dispatch_async(self, event: object) -> None:
+        """The ``async`` form of :meth:`dispatch` (redis-py's asyncio clients)."""
+        native = self._native or self._native_dispatcher()
+        announce = _ANNOUNCED.get(type(event))
+        caller = sys._getframe(1) if announce is not None else None
+        await native.dispatch_async(event)
+        if announce is not None:
+            announce(self, event, caller)
+
+    def register_listeners(self, mappings: dict[type[object], list[Any]]) -> None:
+        """Add redis-py listeners (``redis.event.EventListenerInterface``) for
+        redis-py event classes, as ``redis.event.EventDispatcher`` does.
+
+        Raises :class:`NotImplementedError` on a redis-py whose dispatcher has
+        no ``register_listeners`` (before 7.0).
+        """
+        self._native_method("register_listeners")(mappings)
+
+    def unregister_listeners(self, mappings: dict[type[object], list[Any]]) -> None:
+        """Remove listeners added by :meth:`register_listeners` (by identity),
+        as ``redis.event.EventDispatcher`` does.
+
+        Raises :class:`NotImplementedError` on a redis-py whose dispatcher has
+        no ``unregister_listeners`` (before 8.0).
+        """
+        self._native_method("unregister_listeners")(mappings)
+
+    def _native_dispatcher(self) -> Any:
+        with self._lock:
+            if self._native is None:
+                self._native = _new_native_dispatcher()
+            return self._native
+
+    def _native_method(self, name: str) -> Any:
+        method = getattr(self._native or self._native_dispatcher(), name, None)
+        if method is None:
+            import redis
+
+            msg = (
+                f"EventDispatcher.{name}() needs redis-py's own {name}(), which redis-py "
+                f"{redis.__version__} does not have; upgrade redis-py (7.0+ for "
+                "register_listeners, 8.0+ for unregister_listeners)"
+            )
+            raise NotImplementedError(msg)
+        return method
 
     def _resolve(self, event_cls: type[LifecycleEvent]) -> tuple[Subscription, ...]:
         with self._lock:

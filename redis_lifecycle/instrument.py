@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .health import HealthCheckResult
     from .metrics import Instrumentation
 
-__all__ = ["LifecycleHandle", "instrument", "uninstrument"]
+__all__ = ["LifecycleHandle", "find_handle", "instrument", "uninstrument"]
 
 _lock = threading.RLock()
 LegacyCallback = Callable[[dict[str, Any]], Any]
@@ -125,6 +125,9 @@ class LifecycleHandle:
         self._delivery = delivery
         self._callbacks = callbacks or CallbackRegistry(delivery.dispatcher)
         self._pools: list[weakref.ref[Any]] = []
+        #: The arguments it was made with (those given), checked against a
+        #: later ``instrument()`` of the same target.
+        self._options: dict[str, Any] = {}
         self._closers: list[Callable[[], None]] = []
         #: Extra ``pool_stats()`` rows for pools that are not pool objects
         #: (asyncio cluster nodes).
@@ -294,6 +297,53 @@ def _describe(obj: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+_OPTION_NAMES = (
+    "event_dispatcher",
+    "async_callbacks",
+    "callback_error_handler",
+    "instrumentation",
+    "pool_name",
+)
+
+
+def _differences(handle: LifecycleHandle, given: dict[str, Any]) -> list[str]:
+    """The arguments in ``given`` (those not ``None``) that ``handle`` was not
+    made with: objects compared by identity, ``pool_name`` by value."""
+    delivery = handle.delivery
+    current = {
+        "event_dispatcher": delivery.dispatcher,
+        "async_callbacks": delivery.executor,
+        "callback_error_handler": delivery.error_handler,
+        "instrumentation": delivery.instrumentation,
+    }
+    differ = []
+    for name in _OPTION_NAMES:
+        value = given.get(name)
+        if value is None:
+            continue
+        if name == "pool_name":
+            if value != handle._options.get("pool_name"):
+                differ.append(name)
+        elif value is not current[name]:
+            differ.append(name)
+    return differ
+
+
+def _check_same_options(client: Any, handle: LifecycleHandle, given: dict[str, Any]) -> None:
+    differ = _differences(handle, given)
+    if not differ:
+        return
+    names = ", ".join(differ)
+    msg = (
+        f"{_describe(client)} is already instrumented, with a different {names} than "
+        f"this instrument() call gives; instrument() does not change the arguments of an "
+        f"instrumented client. Either call redis_lifecycle.uninstrument() on it first, "
+        f"or leave out {names} and subscribe on the existing handle "
+        f"(redis_lifecycle.instrument(client).dispatcher)"
+    )
+    raise ValueError(msg)
+
+
 def instrument(
     client: Any,
     *,
@@ -306,25 +356,40 @@ def instrument(
     """Emit lifecycle events for ``client``'s connections and pool(s).
 
     ``client`` is a ``redis.Redis``, ``redis.asyncio.Redis``, a cluster
-    client, a client from ``Sentinel.master_for``/``slave_for``, or a
-    connection pool. Idempotent: instrumenting again returns the same handle
-    (the other arguments are then ignored). Raises :class:`TypeError` for
-    anything else, leaving nothing instrumented.
+    client, a client from ``Sentinel.master_for``/``slave_for``, a
+    connection pool, or a single connection (``redis.Connection``,
+    ``redis.UnixDomainSocketConnection``, ``redis.SSLConnection`` or their
+    asyncio forms). Raises :class:`TypeError` for anything else, leaving
+    nothing instrumented.
+
+    Instrumenting something that is instrumented already (by
+    ``instrument()``, a lifecycle pool, ``instrument_all()`` or a
+    dispatcher passed to redis-py) returns its handle, provided every
+    argument given here is the one it was instrumented with (``None``
+    means "not given"). An argument that differs raises :class:`ValueError`
+    naming it, and changes nothing: ``uninstrument()`` first to instrument
+    it anew, or subscribe on the existing handle's ``dispatcher``.
     """
     from ._targets import resolve_target
 
+    given = {
+        "event_dispatcher": event_dispatcher,
+        "async_callbacks": async_callbacks,
+        "callback_error_handler": callback_error_handler,
+        "instrumentation": instrumentation,
+        "pool_name": pool_name,
+    }
     with _lock:
-        existing = _handles.get(id(client))
-        if existing is not None and existing.target is client:
+        existing = find_handle(client)
+        if existing is not None:
+            _check_same_options(client, existing, given)
             return existing
         target = resolve_target(client)  # TypeError before anything changes
-        pool_state = pool_state_of(getattr(client, "connection_pool", None) or client)
-        if pool_state is not None and pool_state.handle is not None:
-            return pool_state.handle  # type: ignore[no-any-return]
         delivery = _make_delivery(
             event_dispatcher, async_callbacks, callback_error_handler, instrumentation
         )
         handle = LifecycleHandle(client, delivery)
+        handle._options = {name: value for name, value in given.items() if value is not None}
         try:
             target.attach(handle, pool_name)
         except BaseException:
@@ -335,20 +400,43 @@ def instrument(
         return handle
 
 
+def find_handle(client: Any) -> LifecycleHandle | None:
+    """The handle serving ``client`` (a client, pool or connection), however
+    it was instrumented; ``None`` if it is not."""
+    handle = _handles.get(id(client))
+    if handle is not None and handle.target is client:
+        return handle
+    pool_state = pool_state_of(getattr(client, "connection_pool", None) or client)
+    if pool_state is not None and pool_state.handle is not None:
+        found: LifecycleHandle = pool_state.handle
+        return found
+    from ._state import CONNECTIONS
+
+    connection_state = CONNECTIONS.get(id(client))  # a connection, pooled or alone
+    if connection_state is not None and connection_state.pool_state is not None:
+        owner: LifecycleHandle | None = connection_state.pool_state.handle
+        if owner is not None:
+            return owner
+    manager = getattr(client, "nodes_manager", None)  # a cluster set up by a dispatcher
+    if manager is not None:
+        handle = _handles.get(id(manager))
+        if handle is not None and handle.target is manager:
+            return handle
+    return None
+
+
 def uninstrument(client: Any) -> bool:
     """Stop emitting events for ``client``; it keeps working unchanged.
 
     ``client`` may also be the pool of an instrumented client (the pool stays
-    instrumented if the client object goes away before it). Returns ``False``
-    if it was not instrumented.
+    instrumented if the client object goes away before it), or a client
+    whose pools a :class:`~redis_lifecycle.EventDispatcher` passed to
+    redis-py instrumented. Returns ``False`` if it was not instrumented.
     """
     with _lock:
-        handle = _handles.get(id(client))
-        if handle is None or handle.target is not client:
-            pool_state = pool_state_of(getattr(client, "connection_pool", None) or client)
-            handle = pool_state.handle if pool_state is not None else None
-            if handle is None:
-                return False
+        handle = find_handle(client)
+        if handle is None:
+            return False
         for key, known in list(_handles.items()):
             if known is handle:
                 del _handles[key]

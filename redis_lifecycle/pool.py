@@ -74,6 +74,7 @@ class _LifecyclePoolMixin:
             lifecycle.get("instrumentation"),
         )
         handle = LifecycleHandle(self, delivery, CallbackRegistry(delivery.dispatcher))
+        handle._options = {name: value for name, value in lifecycle.items() if value is not None}
         self._rl_attach(handle, lifecycle.get("pool_name"))
         register_handle(self, handle)
 

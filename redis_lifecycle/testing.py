@@ -212,7 +212,7 @@ class EventRecorder:
         the recorder only subscribes to it. Raises :class:`TypeError` for
         anything :func:`redis_lifecycle.instrument` does not accept.
         """
-        from .instrument import LifecycleHandle, instrument
+        from .instrument import LifecycleHandle, find_handle, instrument
 
         if isinstance(target, EventDispatcher):
             self._subscribe(target)
@@ -220,15 +220,15 @@ class EventRecorder:
         if isinstance(target, LifecycleHandle):
             self._subscribe(target.dispatcher)
             return self
+        existing = find_handle(target)
+        if existing is not None:  # instrumented by someone else: listen, leave it as it is
+            self._subscribe(existing.dispatcher)
+            return self
         dispatcher = EventDispatcher()
         subscriptions = [dispatcher.subscribe(cls, self) for cls in self._classes]
         handle = instrument(target, event_dispatcher=dispatcher)
-        if handle.dispatcher is dispatcher:
-            self._subscriptions.extend(subscriptions)
-            self._instrumented.append((weakref.ref(target), handle))
-        else:  # already instrumented by someone else: listen, leave it as it is
-            dispatcher.clear()
-            self._subscribe(handle.dispatcher)
+        self._subscriptions.extend(subscriptions)
+        self._instrumented.append((weakref.ref(target), handle))
         return self
 
     def _subscribe(self, dispatcher: EventDispatcher) -> None:
