@@ -50,6 +50,7 @@ from ._hooks import (
     emit_quietly,
     error_in_flight,
     flush_close,
+    flush_close_on_disconnect,
     internal_error,
     may_be_rewrapped,
     next_method,
@@ -370,10 +371,7 @@ def _disconnect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         return wrapped(*args, **kwargs)
     if not state.connected:
         if state.pending_close is not None:  # redis-py's failure handler
-            try:
-                flush_close(state, disconnect_error(args, kwargs))
-            except Exception:
-                internal_error("disconnect")
+            flush_close_on_disconnect(state, args, kwargs)
         return wrapped(*args, **kwargs)
     try:
         error = disconnect_error(args, kwargs, instance) or _probe_error(instance)

@@ -35,6 +35,7 @@ __all__ = [
     "emit_quietly",
     "error_in_flight",
     "flush_close",
+    "flush_close_on_disconnect",
     "internal_error",
     "may_be_rewrapped",
     "next_method",
@@ -255,6 +256,17 @@ def flush_close(state: ConnState, caught: BaseException | None) -> None:
     state.pending_close = None
     error = caught if caught is not None and _raised_from(caught, pending.error) else pending.error
     _deliver_close(state, pending.reason, error, pending.timestamp)
+
+
+def flush_close_on_disconnect(
+    state: ConnState, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """A ``disconnect(...)`` call on a connection already closed: redis-py's
+    failure handler, with the caller's exception given or in flight."""
+    try:
+        flush_close(state, disconnect_error(args, kwargs))
+    except Exception:
+        internal_error("disconnect")
 
 
 def _report_forgotten_close(state: ConnState) -> None:
