@@ -15,7 +15,7 @@
 3. ``--redis``: GET ops/s on loopback, bare redis-py against a pool with every
    event subscribed (one no-op callback each) plus ``Instrumentation``, inline
    and through an ``AsyncCallbackExecutor``; rounds interleaved, best round of
-   each reported as a ratio to bare (DESIGN.md's budgets: 0.93 and 0.90).
+   each reported as a ratio to bare (the budgets in docs/performance.md: 0.93 and 0.90).
 
 Not a test: numbers depend on the machine and its load; compare runs made
 side by side.

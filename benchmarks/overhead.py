@@ -38,7 +38,7 @@ Printed per workload and variant: ops/s min / median / max over the trials,
 the median of the per-round ratios to bare, client CPU per op (process CPU
 time: every thread of this process, none of the server's), events emitted
 per second and the CPU each event costs ((variant CPU/op - bare CPU/op) /
-events per op). The budgets (DESIGN.md) apply to ``get``.
+events per op). The budgets (docs/performance.md) apply to ``get``.
 
 Not a test: the numbers depend on the machine and its load; only ratios
 measured in one run mean anything.
@@ -67,7 +67,7 @@ import redis.asyncio
 import redis_lifecycle as rl
 from redis_lifecycle.events import EVENT_CLASSES
 
-#: Median ratio to bare each variant must reach on ``get`` (DESIGN.md, Speed).
+#: Median ratio to bare each variant must reach on ``get`` (docs/performance.md).
 BUDGETS = {"none": 0.98, "rare": 0.98, "all": 0.93, "executor": 0.90}
 
 RARE_EVENTS = (

@@ -331,7 +331,7 @@ def discover_server(
     password: str | None = None,
     extra_args: tuple[str, ...] = (),
 ) -> tuple[ServerInfo | None, list[str]]:
-    """The DESIGN.md chain: ``REDIS_URL``, a binary on ``PATH`` (started on a
+    """Find a server, in this order: ``REDIS_URL``, a binary on ``PATH`` (started on a
     free port), the embedded binary, testcontainers. Returns the server or
     ``None`` with why each step failed.
 

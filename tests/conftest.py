@@ -1,6 +1,6 @@
 """Real servers for the test suite.
 
-``redis_url`` is a session-wide server found by the chain in DESIGN.md
+``redis_url`` is a session-wide server found by ``discover_server``
 (``REDIS_URL``, else a ``redis-server`` on ``PATH`` started on a free port).
 ``server`` is a fresh server owned by one test, for tests that kill, restart
 or reconfigure it; ``unix_server`` the same, reached over its unix socket.
