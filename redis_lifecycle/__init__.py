@@ -15,6 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._auto import instrument_all, uninstrument_all
+    from ._capabilities import (
+        CapabilityReport,
+        EventCapability,
+        RedisPyCompatibilityWarning,
+        capabilities,
+    )
     from ._version import __version__
     from .dispatcher import EventDispatcher, Subscription
     from .errors import CallbackError, CallbackErrorHandler
@@ -54,6 +60,7 @@ __all__ = [
     "AsyncCallbackExecutor",
     "CallbackError",
     "CallbackErrorHandler",
+    "CapabilityReport",
     "CloseReason",
     "ConnectionConnectedEvent",
     "ConnectionCreatedEvent",
@@ -63,6 +70,7 @@ __all__ = [
     "ConnectionMarkedForReconnectEvent",
     "ConnectionReconnectedEvent",
     "ErrorCategory",
+    "EventCapability",
     "EventDispatcher",
     "EventOrigin",
     "EventType",
@@ -78,8 +86,10 @@ __all__ = [
     "PoolCreatedEvent",
     "PoolExhaustedEvent",
     "PoolResetEvent",
+    "RedisPyCompatibilityWarning",
     "Subscription",
     "__version__",
+    "capabilities",
     "health_check",
     "instrument",
     "instrument_all",
@@ -96,6 +106,8 @@ _EXPORTS: dict[str, str] = {
     "AsyncCallbackExecutor": ".executor",
     "CallbackError": ".errors",
     "CallbackErrorHandler": ".errors",
+    "capabilities": "._capabilities",
+    "CapabilityReport": "._capabilities",
     "CloseReason": ".events",
     "ConnectionConnectedEvent": ".events",
     "ConnectionCreatedEvent": ".events",
@@ -105,6 +117,7 @@ _EXPORTS: dict[str, str] = {
     "ConnectionMarkedForReconnectEvent": ".events",
     "ConnectionReconnectedEvent": ".events",
     "ErrorCategory": ".events",
+    "EventCapability": "._capabilities",
     "EventDispatcher": ".dispatcher",
     "EventOrigin": ".events",
     "EventType": ".events",
@@ -124,6 +137,7 @@ _EXPORTS: dict[str, str] = {
     "pooled": ".pool",
     "PoolExhaustedEvent": ".events",
     "PoolResetEvent": ".events",
+    "RedisPyCompatibilityWarning": "._capabilities",
     "Subscription": ".dispatcher",
     "uninstrument": ".instrument",
     "uninstrument_all": "._auto",

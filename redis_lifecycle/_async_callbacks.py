@@ -92,7 +92,8 @@ def _callback_name(callback: Any) -> str:
 def schedule(delivery: Delivery, awaitable: Any, event: LifecycleEvent, callback: Any) -> None:
     """Run ``awaitable`` (returned by ``callback(event)``) without waiting for it.
 
-    Called by ``Delivery._schedule`` when a callback returned an awaitable; never raises. See the module docstring.
+    Called by ``Delivery._schedule`` when a callback returned an awaitable;
+    never raises. See the module docstring.
     """
     try:
         running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()

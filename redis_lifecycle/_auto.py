@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import redis.connection as rconn
 import wrapt
 
+from ._capabilities import check_redis_py
 from .dispatcher import EventDispatcher
 from .errors import CallbackErrorHandler
 
@@ -165,6 +166,7 @@ def instrument_all(
     wrong type, before anything is changed.
     """
     global _active
+    check_redis_py()  # warns once if this redis-py lacks a name the hooks need
     with _lock:
         if _active is not None:
             return _active.dispatcher

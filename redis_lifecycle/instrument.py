@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._attach import attach_pool, detach_pool, pool_state_of
+from ._capabilities import check_redis_py
 from ._delivery import Delivery
 from .dispatcher import EventDispatcher, Subscription
 from .errors import CallbackErrorHandler
@@ -379,6 +380,7 @@ def instrument(
         "instrumentation": instrumentation,
         "pool_name": pool_name,
     }
+    check_redis_py()  # warns once if this redis-py lacks a name the hooks need
     with _lock:
         existing = find_handle(client)
         if existing is not None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 import redis.connection as rconn
 
+from ._capabilities import check_redis_py
 from ._sync import SyncPoolHooks
 from .dispatcher import EventDispatcher
 from .errors import CallbackErrorHandler
@@ -66,6 +67,7 @@ class _LifecyclePoolMixin:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         lifecycle = split_lifecycle_kwargs(kwargs)
+        check_redis_py()  # warns once if this redis-py lacks a name the hooks need
         super().__init__(*args, **kwargs)
         delivery = _make_delivery(
             lifecycle.get("event_dispatcher"),
