@@ -42,7 +42,7 @@ from typing import Any
 import redis.asyncio.connection as aconn
 
 from ._async_callbacks import remember_loop
-from ._attach import PoolKind
+from ._attach import PoolKind, has_attributes
 from ._hooks import (
     ClassPatcher,
     disconnect_error,
@@ -102,17 +102,18 @@ def async_pool_counts(pool: Any) -> tuple[int, int]:
 
 def async_pool_total(pool: Any) -> int:
     """Connections the pool holds now (asyncio pools keep no created counter)."""
-    return len(pool._in_use_connections) + len(pool._available_connections)
+    return len(async_pool_connections(pool))
 
 
 def async_pool_connections(pool: Any) -> list[Any]:
-    """Every connection object an asyncio pool holds."""
-    return [*pool._available_connections, *pool._in_use_connections]
+    """Every connection object an asyncio pool holds (none known if this
+    redis-py renamed its lists: see ``rl.capabilities()``)."""
+    return [*getattr(pool, "_available_connections", ()), *async_pool_in_use(pool)]
 
 
 def async_pool_in_use(pool: Any) -> list[Any]:
     """The connections an asyncio pool has checked out now."""
-    return list(pool._in_use_connections)
+    return list(getattr(pool, "_in_use_connections", ()))
 
 
 # --- pool overrides ------------------------------------------------------
@@ -226,8 +227,11 @@ async def _get_connection(
         event._timestamp = time()
         event._origin = conn_state.origin
         event._wait_time = wait_time
-        event._active_connections = len(pool._in_use_connections)
-        event._idle_connections = len(pool._available_connections)
+        if state.counts is async_pool_counts:  # inlined for the common pool
+            event._active_connections = len(pool._in_use_connections)
+            event._idle_connections = len(pool._available_connections)
+        else:
+            event._active_connections, event._idle_connections = state.counts(pool)
         emit_acquired = delivery.emit_acquired  # as in the sync hook
         try:
             emit_acquired(event)
@@ -271,8 +275,11 @@ async def _release(pool: Any, state: PoolState, call: Any, connection: Any) -> N
         event._timestamp = time()
         event._origin = conn_state.origin
         event._held_time = held_time
-        event._active_connections = len(pool._in_use_connections)
-        event._idle_connections = len(pool._available_connections)
+        if state.counts is async_pool_counts:  # inlined for the common pool
+            event._active_connections = len(pool._in_use_connections)
+            event._idle_connections = len(pool._available_connections)
+        else:
+            event._active_connections, event._idle_connections = state.counts(pool)
         emit_released = delivery.emit_released
         emit_released(event)
 
@@ -539,6 +546,7 @@ ASYNC_BLOCKING_POOL = PoolKind(
 
 def async_kind_for(pool: Any) -> PoolKind:
     """The kind of an asyncio ``ConnectionPool`` (blocking or not)."""
-    if isinstance(pool, aconn.BlockingConnectionPool):
-        return ASYNC_BLOCKING_POOL
-    return ASYNC_POOL
+    kind = ASYNC_BLOCKING_POOL if isinstance(pool, aconn.BlockingConnectionPool) else ASYNC_POOL
+    if has_attributes(pool, ("_in_use_connections", "_available_connections")):
+        return kind
+    return kind.without_counts()

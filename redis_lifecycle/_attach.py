@@ -20,6 +20,7 @@ class-level connection wrappers while any pool needs them, and emits
 
 from __future__ import annotations
 
+import copy
 import threading
 import weakref
 from time import perf_counter, time
@@ -71,6 +72,29 @@ class PoolKind:
         #: reported with the time held since instrumentation).
         self.in_use = in_use
         self.is_async = is_async
+
+    def without_counts(self) -> PoolKind:
+        """This kind with the counts read as ``-1`` (unknown): for a redis-py
+        that renamed the private lists the counts come from. Commands and
+        every other event are unaffected."""
+        twin = copy.copy(self)
+        twin.counts = unknown_counts
+        twin.total = unknown_total
+        return twin
+
+
+def unknown_counts(pool: Any) -> tuple[int, int]:
+    """``(active, idle)`` where this redis-py hides them: ``(-1, -1)``."""
+    return -1, -1
+
+
+def unknown_total(pool: Any) -> int:
+    return -1
+
+
+def has_attributes(pool: Any, names: tuple[str, ...]) -> bool:
+    """Whether ``pool`` has every one of ``names`` (its private lists)."""
+    return all(hasattr(pool, name) for name in names)
 
 
 class _HotPatches:

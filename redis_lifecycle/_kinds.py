@@ -6,7 +6,7 @@ from typing import Any
 
 import redis.connection as rconn
 
-from ._attach import PoolKind
+from ._attach import PoolKind, has_attributes
 from ._sync import (
     CONNECTION_PATCHER,
     SYNC_CHECKOUT_PATCHER,
@@ -49,5 +49,9 @@ SYNC_BLOCKING_POOL = PoolKind(
 def sync_kind_for(pool: Any) -> PoolKind:
     """The kind of a sync ``ConnectionPool`` (blocking or not)."""
     if isinstance(pool, rconn.BlockingConnectionPool):
-        return SYNC_BLOCKING_POOL
-    return SYNC_POOL
+        kind, lists = SYNC_BLOCKING_POOL, ("_connections", "pool")
+    else:
+        kind, lists = SYNC_POOL, ("_in_use_connections", "_available_connections")
+    if has_attributes(pool, lists):
+        return kind
+    return kind.without_counts()  # this redis-py renamed them: see rl.capabilities()

@@ -122,7 +122,7 @@ def pool_counts(pool: Any) -> tuple[int, int]:
 
 
 def pool_total(pool: Any) -> int:
-    return int(pool._created_connections)
+    return int(getattr(pool, "_created_connections", -1))
 
 
 def blocking_counts(pool: Any) -> tuple[int, int]:
@@ -444,10 +444,11 @@ SYNC_POOL_PATCHER, SYNC_CHECKOUT_PATCHER, SYNC_RELEASE_PATCHER = pool_patchers(
 
 
 def _pool_connections(pool: Any) -> Iterable[Any]:
-    """Every connection object a sync pool holds."""
-    if hasattr(pool, "_connections"):  # BlockingConnectionPool
-        return list(pool._connections)
-    return [*pool._available_connections, *pool._in_use_connections]
+    """Every connection object a sync pool holds (none known if this redis-py
+    renamed its lists: see ``rl.capabilities()``)."""
+    if isinstance(pool, rconn.BlockingConnectionPool):
+        return list(getattr(pool, "_connections", ()))
+    return [*getattr(pool, "_available_connections", ()), *getattr(pool, "_in_use_connections", ())]
 
 
 pool_connections = _pool_connections
@@ -455,10 +456,11 @@ pool_connections = _pool_connections
 
 def pool_in_use(pool: Any) -> list[Any]:
     """The connections a sync pool has checked out now."""
-    if hasattr(pool, "_connections"):  # BlockingConnectionPool: not in the queue
-        idle = {id(c) for c in list(pool.pool.queue) if c is not None}
-        return [c for c in list(pool._connections) if id(c) not in idle]
-    return list(pool._in_use_connections)
+    if isinstance(pool, rconn.BlockingConnectionPool):  # those not in the queue
+        queue = getattr(getattr(pool, "pool", None), "queue", ())
+        idle = {id(c) for c in list(queue) if c is not None}
+        return [c for c in list(getattr(pool, "_connections", ())) if id(c) not in idle]
+    return list(getattr(pool, "_in_use_connections", ()))
 
 
 # --- connection wrappers -------------------------------------------------
