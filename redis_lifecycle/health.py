@@ -35,6 +35,7 @@ import redis.exceptions as rexc
 from ._attach import pool_state_of
 from ._delivery import Delivery
 from ._hooks import emit
+from ._redact import redact_command
 from ._state import CONNECTIONS
 from .events import ConnectionHealthCheckEvent, EventOrigin, describe_error
 
@@ -142,7 +143,7 @@ def _parse_command(command: Any) -> list[str]:
     if not isinstance(command, str) or not command.split():
         msg = (
             "health_check() expects command as a non-empty str such as 'PING' or "
-            f"'INFO server'; got {command!r}"
+            f"'INFO server'; got {redact_command(repr(command))}"
         )
         raise TypeError(msg)
     return command.split()
@@ -225,7 +226,9 @@ def _report(
         if ConnectionHealthCheckEvent in delivery.wanted:
             emit(
                 delivery,
-                ConnectionHealthCheckEvent(time(), origin, healthy, latency, command, error),
+                ConnectionHealthCheckEvent(
+                    time(), origin, healthy, latency, redact_command(command), error
+                ),
             )
     return HealthCheckResult(healthy, latency, error)
 
