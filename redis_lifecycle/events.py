@@ -535,7 +535,7 @@ class ConnectionHealthCheckEvent(LifecycleEvent):
 
     @property
     def command(self) -> str:
-        """The command sent, e.g. ``"PING"``."""
+        """The command sent, e.g. ``"PING"``; passwords in it are shown as ``***``."""
         return self._command
 
     @property
