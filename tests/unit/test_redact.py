@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+import redis_lifecycle as rl
 from redis_lifecycle._redact import redact, redact_command
+from redis_lifecycle.events import describe_error
 
 PW = "s3cr3t-Pa55word"
 
@@ -47,3 +49,16 @@ def test_redact_masks_the_password(text: str, expected: str) -> None:
 )
 def test_redact_command_masks_secret_arguments(command: str, expected: str) -> None:
     assert redact_command(command) == expected
+
+
+def test_error_descriptions_are_masked() -> None:
+    described = describe_error(ValueError(f"cannot use redis://:{PW}@host/0"))
+    assert described == "ValueError: cannot use redis://:***@host/0"
+
+
+def test_truncated_text_is_masked_before_it_is_cut() -> None:
+    url = "redis://:" + "x" * 60 + f"{PW}@host/0"
+    with pytest.raises(TypeError) as info:
+        rl.instrument(url)
+    assert PW not in str(info.value)
+    assert "x" * 60 not in str(info.value)
