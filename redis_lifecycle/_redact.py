@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MASK", "redact", "redact_command"]
+__all__ = ["MASK", "command_secrets", "redact", "redact_command"]
 
 MASK = "***"
 
@@ -59,6 +59,13 @@ def redact(text: str) -> str:
         return text
     text = _USERINFO.sub(_mask_userinfo, text)
     return _QUERY_PASSWORD.sub(lambda m: m.group("key") + MASK, text)
+
+
+def command_secrets(command: str) -> list[str]:
+    """The words of ``command`` that :func:`redact_command` masks."""
+    words = command.split()
+    masked = redact_command(" ".join(words)).split(" ")
+    return [word for word, shown in zip(words, masked, strict=True) if shown != word]
 
 
 def redact_command(command: str) -> str:

@@ -155,3 +155,34 @@ def test_cli_errors_hide_the_password(
     assert "Traceback" not in done.stderr
     assert secret not in done.stdout
     assert secret not in done.stderr
+
+
+def test_server_echo_of_secret_arguments_is_masked(client: redis.Redis, secret: str) -> None:
+    # Redis repeats the arguments of an unknown command in its error, as a
+    # server without HELLO does for "HELLO 3 AUTH user PW".
+    recorder = Recorder()
+    handle = rl.instrument(client)
+    handle.dispatcher.subscribe(rl.ConnectionHealthCheckEvent, recorder)
+    result = handle.health_check(command=f"NOSUCHCMD AUTH default {secret}")
+    assert not result.healthy
+    assert isinstance(result.error, redis.ResponseError)
+    assert "unknown command" in str(result.error)
+    (event,) = recorder.of(rl.ConnectionHealthCheckEvent)
+    assert event.command == "NOSUCHCMD AUTH *** ***"
+    for text in (str(event.error), repr(event), json.dumps(event.to_dict(), default=str)):
+        assert secret not in text
+    assert event.error is result.error
+    assert result.error.__cause__ is None
+    assert result.error.__suppress_context__
+
+
+def test_watch_command_echo_is_masked(password_server: RedisServer, secret: str) -> None:
+    args = ["watch", password_server.url, "--count", "1", "--json"]
+    done = run_cli(*args, "--command", f"NOSUCHCMD AUTH default {secret}")
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    checks = [line for line in lines if line.get("type") == "health_check"]
+    assert checks
+    assert checks[0]["healthy"] is False
+    assert "unknown command" in json.dumps(checks[0])
+    assert secret not in done.stdout
+    assert secret not in done.stderr
