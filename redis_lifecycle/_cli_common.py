@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 import redis
 import redis.exceptions as rexc
 
+from ._redact import MASK, redact
 from .events import describe_error
 
 __all__ = ["CliError", "Target", "first_contact", "parse_url"]
@@ -38,16 +39,21 @@ class Target:
         return (self.password,) if self.password else ()
 
     def mask(self, text: str) -> str:
-        return text.replace(self.password, "***") if self.password else text
+        text = redact(text)
+        return text.replace(self.password, MASK) if self.password else text
 
 
 def parse_url(url: str) -> Target:
     """Check ``url`` (without connecting); :class:`CliError` saying what is wrong."""
-    parts = urlsplit(url)
-    password = unquote(parts.password) if parts.password else None
+    try:
+        parts = urlsplit(url)
+        password = unquote(parts.password) if parts.password else None
+    except ValueError as error:  # e.g. "Invalid IPv6 URL" for redis://[::1/0
+        msg = f"bad URL {redact(url)[:60]!r}: {error}; expected e.g. redis://localhost:6379/0"
+        raise CliError(msg) from None
     target = Target(url, url, password)
     if parts.scheme not in ("redis", "rediss", "unix"):
-        shown = f"{parts.scheme}://" if parts.scheme else repr(target.mask(url)[:40])
+        shown = f"{parts.scheme}://" if parts.scheme else repr(redact(url)[:40])
         msg = (
             f"unsupported URL {shown}: expected redis://host:port/db, rediss://... (TLS) "
             "or unix:///path/to/redis.sock"

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import redis
 import redis.connection as rconn
 
+from ._redact import redact
+
 if TYPE_CHECKING:
     from .instrument import LifecycleHandle
 
@@ -108,5 +110,6 @@ def resolve_target(obj: Any) -> Target:
         if predicate(obj):
             return Target(obj, attach)
     cls = type(obj)
-    msg = f"instrument() expects {SUPPORTED}; got {cls.__module__}.{cls.__qualname__} ({obj!r:.80})"
+    shown = redact(repr(obj))[:80]  # masked before it is cut, so no half URL slips through
+    msg = f"instrument() expects {SUPPORTED}; got {cls.__module__}.{cls.__qualname__} ({shown})"
     raise TypeError(msg)

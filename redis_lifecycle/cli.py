@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from ._cli_common import CliError, parse_url
 from ._cli_output import Printer, use_color
+from ._redact import redact
 from ._version import __version__
 
 __all__ = ["main"]
@@ -114,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             target, printer, interval=args.interval, count=args.count, command=args.command
         )
     except CliError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {redact(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

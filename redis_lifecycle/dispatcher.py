@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._native import ANNOUNCED as _ANNOUNCED
 from ._native import new_native_dispatcher as _new_native_dispatcher
+from ._redact import redact
 from .events import EVENT_CLASSES, LifecycleEvent
 
 if TYPE_CHECKING:
@@ -141,7 +142,7 @@ class EventDispatcher:
         if not (isinstance(event_cls, type) and issubclass(event_cls, LifecycleEvent)):
             msg = (
                 "subscribe() expects an event class such as "
-                f"redis_lifecycle.ConnectionConnectedEvent, got {event_cls!r}; "
+                f"redis_lifecycle.ConnectionConnectedEvent, got {redact(repr(event_cls))}; "
                 "to subscribe by name use handle.register_connection_callback(name, ...)"
             )
             raise TypeError(msg)
@@ -152,7 +153,8 @@ class EventDispatcher:
 
             return decorator
         if not callable(callback):
-            msg = f"callback must be callable, got {type(callback).__name__}: {callback!r}"
+            shown = redact(repr(callback))
+            msg = f"callback must be callable, got {type(callback).__name__}: {shown}"
             raise TypeError(msg)
         subscription = Subscription(self, event_cls, callback, exact)
         with self._lock:

@@ -30,6 +30,8 @@ from __future__ import annotations
 import enum
 from typing import Any, ClassVar
 
+from ._redact import redact
+
 __all__ = [
     "CloseReason",
     "ConnectionConnectedEvent",
@@ -181,7 +183,7 @@ def describe_error(error: BaseException | None) -> str | None:
     """
     if error is None:
         return None
-    message = str(error)
+    message = redact(str(error))
     name = type(error).__name__
     return f"{name}: {message}" if message else name
 
@@ -533,7 +535,7 @@ class ConnectionHealthCheckEvent(LifecycleEvent):
 
     @property
     def command(self) -> str:
-        """The command sent, e.g. ``"PING"``."""
+        """The command sent, e.g. ``"PING"``; passwords in it are shown as ``***``."""
         return self._command
 
     @property

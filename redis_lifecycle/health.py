@@ -35,6 +35,7 @@ import redis.exceptions as rexc
 from ._attach import pool_state_of
 from ._delivery import Delivery
 from ._hooks import emit
+from ._redact import MASK, command_secrets, redact_command
 from ._state import CONNECTIONS
 from .events import ConnectionHealthCheckEvent, EventOrigin, describe_error
 
@@ -142,7 +143,7 @@ def _parse_command(command: Any) -> list[str]:
     if not isinstance(command, str) or not command.split():
         msg = (
             "health_check() expects command as a non-empty str such as 'PING' or "
-            f"'INFO server'; got {command!r}"
+            f"'INFO server'; got {redact_command(repr(command))}"
         )
         raise TypeError(msg)
     return command.split()
@@ -220,14 +221,45 @@ def _report(
     command: str,
 ) -> HealthCheckResult:
     healthy = error is None
+    error = _masked_error(error, command)
     if where is not None:
         delivery, origin = where
         if ConnectionHealthCheckEvent in delivery.wanted:
             emit(
                 delivery,
-                ConnectionHealthCheckEvent(time(), origin, healthy, latency, command, error),
+                ConnectionHealthCheckEvent(
+                    time(), origin, healthy, latency, redact_command(command), error
+                ),
             )
     return HealthCheckResult(healthy, latency, error)
+
+
+def _masked_error(error: BaseException | None, command: str) -> BaseException | None:
+    """``error``, or a copy without the command's secrets if the server echoed them.
+
+    Redis repeats the arguments of a command it does not know ("with args
+    beginning with: 'AUTH' 'user' 'PW'"); the copy has the same type (or
+    ``RedisError``), the masked message and the original traceback.
+    """
+    if error is None:
+        return None
+    secrets = command_secrets(command)
+    if not secrets:
+        return error
+    message = str(error)
+    masked = message
+    for secret in secrets:
+        masked = masked.replace(f"'{secret}'", f"'{MASK}'")
+        if len(secret) >= 4:  # short words (a user name "u") only where quoted
+            masked = masked.replace(secret, MASK)
+    if masked == message:
+        return error
+    try:
+        copy: BaseException = type(error)(masked)
+    except Exception:
+        copy = rexc.RedisError(masked)
+    copy.__suppress_context__ = True  # the original, with the secret, is not chained
+    return copy.with_traceback(error.__traceback__)
 
 
 def _check_connection(connection: Any, args: list[str], command: str) -> HealthCheckResult:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ._attach import attach_pool, detach_pool, pool_state_of
 from ._capabilities import check_redis_py
 from ._delivery import Delivery
+from ._redact import redact
 from .dispatcher import EventDispatcher, Subscription
 from .errors import CallbackErrorHandler
 from .events import (
@@ -89,7 +90,8 @@ class CallbackRegistry:
 
             return decorator
         if not callable(callback):
-            msg = f"callback must be callable, got {type(callback).__name__}: {callback!r}"
+            shown = redact(repr(callback))
+            msg = f"callback must be callable, got {type(callback).__name__}: {shown}"
             raise TypeError(msg)
         subscription = self.dispatcher.subscribe(event_cls, _LegacyAdapter(callback), exact=True)
         with self._lock:
@@ -267,7 +269,7 @@ def _make_delivery(
     ):
         msg = (
             "callback_error_handler must be a redis_lifecycle.CallbackErrorHandler, "
-            f"got {callback_error_handler!r}; e.g. CallbackErrorHandler('raise')"
+            f"got {redact(repr(callback_error_handler))}; e.g. CallbackErrorHandler('raise')"
         )
         raise TypeError(msg)
     from .executor import AsyncCallbackExecutor
@@ -276,13 +278,13 @@ def _make_delivery(
     if async_callbacks is not None and not isinstance(async_callbacks, AsyncCallbackExecutor):
         msg = (
             "async_callbacks must be a redis_lifecycle.AsyncCallbackExecutor, "
-            f"got {async_callbacks!r}; e.g. AsyncCallbackExecutor(pool_size=4)"
+            f"got {redact(repr(async_callbacks))}; e.g. AsyncCallbackExecutor(pool_size=4)"
         )
         raise TypeError(msg)
     if instrumentation is not None and not isinstance(instrumentation, Instrumentation):
         msg = (
             "instrumentation must be a redis_lifecycle.Instrumentation, "
-            f"got {instrumentation!r}; e.g. Instrumentation()"
+            f"got {redact(repr(instrumentation))}; e.g. Instrumentation()"
         )
         raise TypeError(msg)
     return Delivery(
