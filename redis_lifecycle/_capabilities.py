@@ -142,7 +142,8 @@ def build_report(rows: tuple[RedisName, ...] = REDIS_NAMES) -> CapabilityReport:
             why = f"{row.path} is missing"
             missing.append(row.path)
         for event in row.events:
-            reasons.setdefault(event, []).append(why)
+            if why not in reasons.setdefault(event, []):
+                reasons[event].append(why)
     events = tuple(
         EventCapability(
             cls,

@@ -71,7 +71,7 @@ def main() -> int:
         import redis_lifecycle as rl
 
         handle = rl.instrument(client)
-        handle.event_dispatcher.subscribe(rl.LifecycleEvent, lambda e: seen.add(e.type.value))
+        handle.dispatcher.subscribe(rl.LifecycleEvent, lambda e: seen.add(e.type.value))
 
     with warnings.catch_warnings(record=True) as issued:
         warnings.simplefilter("always")

@@ -40,6 +40,9 @@ class RedisName:
         return f"{self.module}.{self.owner}.{self.name}"
 
 
+#: Where a connection keeps its open socket: read to tell open from closed.
+SOCKET_ATTRIBUTE = {"redis.connection": "_sock", "redis.asyncio.connection": "_writer"}
+
 _CONNECTION_EVENTS = ("connection_created", "error")
 _HANDSHAKE_EVENTS = ("connected", "reconnected", "error")
 _CLOSE_EVENTS = ("disconnected", "error")
@@ -56,6 +59,9 @@ def _connection_rows(module: str) -> tuple[RedisName, ...]:
         ),
         RedisName(module, "AbstractConnection", "disconnect", _CLOSE_EVENTS),
         RedisName(module, "AbstractConnection", "_send_ping", ("health_check",), private=True),
+        RedisName(
+            module, "Connection", SOCKET_ATTRIBUTE[module], _CLOSE_EVENTS, True, private=True
+        ),
         RedisName(
             module,
             "AbstractConnection",
@@ -83,8 +89,11 @@ def _pool_rows(module: str, *, blocking_list: bool) -> tuple[RedisName, ...]:
         ),
         RedisName(module, "ConnectionPool", "_in_use_connections", (COUNTS,), True, private=True),
     )
-    if blocking_list:  # the sync BlockingConnectionPool keeps its own list
+    if blocking_list:  # the sync pools: a created counter, and the blocking pool's own list
         rows += (
+            RedisName(
+                module, "ConnectionPool", "_created_connections", (COUNTS,), True, private=True
+            ),
             RedisName(
                 module, "BlockingConnectionPool", "_connections", (COUNTS,), True, private=True
             ),
@@ -115,7 +124,13 @@ REDIS_NAMES: tuple[RedisName, ...] = (
         "acquire_connection",
         ("connection_acquired",),
     ),
-    RedisName("redis.asyncio.cluster", "ClusterNode", "release", ("connection_released",)),
+    # ``release`` from 6.2; before it, releases are seen after ``execute_*``.
+    RedisName(
+        "redis.asyncio.cluster",
+        "ClusterNode",
+        "release|execute_command",
+        ("connection_released",),
+    ),
     RedisName("redis.sentinel", "SentinelManagedConnection", "connect_to", _CONNECTION_EVENTS),
     RedisName(
         "redis.asyncio.sentinel", "SentinelManagedConnection", "connect_to", _CONNECTION_EVENTS
