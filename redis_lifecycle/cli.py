@@ -15,6 +15,7 @@ Callbacks run inline, on the thread that caused each event.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -89,7 +90,35 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--count", type=_count, help="stop after this many health checks")
     watch.add_argument("--command", default="PING", help="health-check command (PING)")
     watch.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="say which events the installed redis-py lets redis_lifecycle produce",
+        description=(
+            "Check the installed redis-py against every redis-py name the hooks depend on "
+            "and list each event as available or not, with the reason. Needs no server."
+        ),
+    )
+    doctor.add_argument("--json", action="store_true", help="one JSON object")
     return parser
+
+
+def doctor(as_json: bool) -> int:
+    """``redis-lifecycle doctor``: the capability report, for people or scripts."""
+    from ._capabilities import capabilities
+
+    report = capabilities()
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+        return 0
+    print(f"redis-py {report.redis_py_version}")
+    width = max(len(cap.name) for cap in report.events)
+    for cap in report.events:
+        state = "available" if cap.available else f"unavailable: {cap.reason}"
+        print(f"  {cap.name:<{width}}  {state}")
+    counts = "available" if report.pool_counts else f"-1 (unknown): {report.pool_counts_reason}"
+    print(f"  {'pool counts':<{width}}  {counts}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     stdout = sys.stdout
     try:
+        if args.command == "doctor":
+            return doctor(args.json)
         if args.command == "demo":
             from ._demo import demo
 

@@ -373,6 +373,7 @@ class EventRecorder:
         :attr:`timeout`). For events delivered on other threads; in a
         coroutine use :meth:`wait_for_async`."""
         __tracebackhide__ = True
+        _fail_if_unavailable(event_cls)
         matcher = EventMatcher(event_cls, fields)
         limit = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
@@ -402,6 +403,7 @@ class EventRecorder:
         """:meth:`wait_for` for coroutines: awaits without blocking the event
         loop, so events delivered by the loop itself arrive meanwhile."""
         __tracebackhide__ = True
+        _fail_if_unavailable(event_cls)
         matcher = EventMatcher(event_cls, fields)
         limit = self.timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
@@ -582,3 +584,21 @@ class RecorderGroup:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _fail_if_unavailable(event_cls: type[Any]) -> None:
+    """Fail at once, instead of at the timeout, when the installed redis-py
+    cannot produce ``event_cls`` (see :func:`redis_lifecycle.capabilities`)."""
+    __tracebackhide__ = True
+    from ._capabilities import capabilities
+
+    try:
+        capability = capabilities().for_event(event_cls)
+    except KeyError:  # not an event class of the catalogue (a base class)
+        return
+    if not capability.available:
+        msg = (
+            f"{event_cls.__name__} cannot be produced on this redis-py "
+            f"({capability.reason}); waiting for it would only time out"
+        )
+        raise AssertionError(msg)

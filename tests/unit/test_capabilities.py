@@ -94,3 +94,29 @@ def test_no_warning_when_nothing_is_missing(monkeypatch: pytest.MonkeyPatch) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _capabilities.check_redis_py()
+
+
+def test_waiting_for_an_unavailable_event_fails_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from redis_lifecycle.testing import EventRecorder
+
+    rows = (
+        RedisName("redis.connection", "AbstractConnection", "_send_ping_gone", ("health_check",)),
+    )
+    monkeypatch.setattr(_capabilities, "_report", _capabilities.build_report(rows))
+    recorder = EventRecorder()
+    with pytest.raises(AssertionError, match="_send_ping_gone is missing"):
+        recorder.wait_for(rl.ConnectionHealthCheckEvent, timeout=60)
+
+
+def test_doctor_lists_every_event(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from redis_lifecycle.cli import main
+
+    assert main(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["events"]) == EVENT_NAMES
+    assert all(entry["available"] for entry in report["events"].values())
+    assert main(["doctor"]) == 0
+    text = capsys.readouterr().out
+    assert "health_check" in text and "available" in text
