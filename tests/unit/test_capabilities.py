@@ -119,4 +119,5 @@ def test_doctor_lists_every_event(capsys: pytest.CaptureFixture[str]) -> None:
     assert all(entry["available"] for entry in report["events"].values())
     assert main(["doctor"]) == 0
     text = capsys.readouterr().out
-    assert "health_check" in text and "available" in text
+    assert "health_check" in text
+    assert "available" in text
