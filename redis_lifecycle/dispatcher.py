@@ -162,13 +162,27 @@ class EventDispatcher:
             self._changed()
         return subscription
 
-    def unsubscribe(self, event_cls: type[LifecycleEvent], subscription: Subscription) -> bool:
-        """Remove a subscription. Returns ``False`` if it was not subscribed."""
+    def unsubscribe(
+        self,
+        event_cls: type[LifecycleEvent],
+        subscription: Subscription | Callable[..., Any],
+    ) -> bool:
+        """Remove a subscription, or every subscription of ``event_cls`` to
+        a callback when given the callback itself. Returns ``False`` if
+        nothing was subscribed."""
         with self._lock:
             subscriptions = self._by_class.get(event_cls)
-            if not subscriptions or subscription not in subscriptions:
+            if not subscriptions:
                 return False
-            subscriptions.remove(subscription)
+            if isinstance(subscription, Subscription):
+                if subscription not in subscriptions:
+                    return False
+                subscriptions.remove(subscription)
+            else:
+                kept = [sub for sub in subscriptions if sub.callback != subscription]
+                if len(kept) == len(subscriptions):
+                    return False
+                subscriptions[:] = kept
             if not subscriptions:
                 del self._by_class[event_cls]
             self._changed()

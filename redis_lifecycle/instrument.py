@@ -436,16 +436,30 @@ def uninstrument(client: Any) -> bool:
     instrumented if the client object goes away before it), or a client
     whose pools a :class:`~redis_lifecycle.EventDispatcher` passed to
     redis-py instrumented. Returns ``False`` if it was not instrumented.
+    Raises :class:`TypeError` for anything that is not a redis-py client,
+    pool or connection (a typo would otherwise pass silently).
     """
     with _lock:
         handle = find_handle(client)
         if handle is None:
+            _check_uninstrumentable(client)
             return False
         for key, known in list(_handles.items()):
             if known is handle:
                 del _handles[key]
         handle._detach()
         return True
+
+
+def _check_uninstrumentable(obj: Any) -> None:
+    """:class:`TypeError` if ``obj`` is nothing ``instrument()`` accepts."""
+    from ._targets import resolve_target
+
+    try:
+        resolve_target(obj)
+    except TypeError as error:
+        msg = str(error).replace("instrument() expects", "uninstrument() expects", 1)
+        raise TypeError(msg) from None
 
 
 def handle_for(client: Any) -> LifecycleHandle | None:

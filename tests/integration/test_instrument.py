@@ -131,6 +131,19 @@ class TestInstrument:
         assert rl.uninstrument(client) is False
         assert rl.instrument(client) is not handle
 
+    def test_uninstrument_refuses_what_is_not_a_client(self, client: redis.Redis) -> None:
+        """A typo must not pass as "not instrumented": TypeError naming what was
+        given; a real client never instrumented still answers False."""
+        url = "redis://:s3cret-pw@localhost:6379/0"
+        with pytest.raises(TypeError, match=r"uninstrument\(\) expects") as caught:
+            rl.uninstrument(url)
+        assert "s3cret-pw" not in str(caught.value)
+        assert "builtins.str" in str(caught.value)
+        with pytest.raises(TypeError, match=r"builtins\.object"):
+            rl.uninstrument(object())
+        assert rl.uninstrument(client) is False
+        assert rl.uninstrument(client.connection_pool) is False
+
     def test_instrument_uninstrument_instrument(self, client: redis.Redis) -> None:
         """The cycle can repeat: each instrument works, each uninstrument undoes it."""
         for _ in range(3):

@@ -83,6 +83,28 @@ class TestSubscribe:
         assert dispatcher.unsubscribe(rl.PoolResetEvent, subscription) is False
         assert not dispatcher.has_listeners(rl.PoolResetEvent)
 
+    def test_unsubscribe_by_callback_removes_it(self) -> None:
+        """Given the callback instead of its subscription (the guide's form),
+        unsubscribe removes every subscription of that class to it, and only those."""
+        dispatcher = rl.EventDispatcher()
+        seen: list[str] = []
+
+        def on_reset(event: rl.LifecycleEvent) -> None:
+            seen.append("reset")
+
+        first = dispatcher.subscribe(rl.PoolResetEvent, on_reset)
+        second = dispatcher.subscribe(rl.PoolResetEvent, on_reset)
+        other = dispatcher.subscribe(rl.PoolResetEvent, print)
+        elsewhere = dispatcher.subscribe(rl.ConnectionCreatedEvent, on_reset)
+        assert dispatcher.unsubscribe(rl.PoolResetEvent, on_reset) is True
+        assert not first.active
+        assert not second.active
+        assert other.active
+        assert elsewhere.active
+        assert dispatcher.unsubscribe(rl.PoolResetEvent, on_reset) is False
+        dispatcher.emit(rl.ConnectionCreatedEvent(1.0, ORIGIN))
+        assert seen == ["reset"]
+
     def test_resolution_is_cached_until_subscriptions_change(self) -> None:
         """listeners() returns the same tuple until a subscribe invalidates it."""
         dispatcher = rl.EventDispatcher()
