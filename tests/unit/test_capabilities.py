@@ -116,7 +116,8 @@ def test_doctor_lists_every_event(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report["events"]) == EVENT_NAMES
-    assert all(entry["available"] for entry in report["events"].values())
+    for entry in report["events"].values():  # only features newer than this redis-py are off
+        assert entry["available"] or entry["reason"].startswith("needs redis-py"), entry
     assert main(["doctor"]) == 0
     text = capsys.readouterr().out
     assert "health_check" in text
