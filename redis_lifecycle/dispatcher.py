@@ -44,7 +44,15 @@ from ._redact import redact
 from .events import EVENT_CLASSES, LifecycleEvent
 
 if TYPE_CHECKING:
+    from redis.event import EventDispatcher as _RedisPyDispatcher
+
     from ._delivery import Delivery
+else:
+    # redis-py's clients annotate ``event_dispatcher=`` with its own concrete
+    # class; type checkers see this class as one (it implements the whole
+    # interface), while at run time it stays independent of redis-py's, which
+    # 5.0-5.2 do not have.
+    _RedisPyDispatcher = object
 
 __all__ = ["EventCallback", "EventDispatcher", "Subscription"]
 
@@ -96,7 +104,7 @@ class Subscription:
         return f"<Subscription {self.event_cls.__name__} -> {name}>"
 
 
-class EventDispatcher:
+class EventDispatcher(_RedisPyDispatcher):
     """Routes events to the callbacks subscribed to their class or a base class.
 
     Thread-safe. One dispatcher can serve several pools and clients.
