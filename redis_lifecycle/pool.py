@@ -119,7 +119,8 @@ class LifecycleConnectionPool(_LifecyclePoolMixin, SyncPoolHooks, rconn.Connecti
     Lifecycle arguments: ``event_dispatcher`` (a
     :class:`~redis_lifecycle.EventDispatcher`; redis-py's own dispatcher is
     passed through), ``pool_name``, ``async_callbacks``,
-    ``callback_error_handler``, ``instrumentation``.
+    ``callback_error_handler``, ``instrumentation``. An ``async_callbacks``
+    executor that was shut down raises :class:`RuntimeError`.
     """
 
 
@@ -230,6 +231,12 @@ def pooled(
     (seconds a checkout waits, default 5), ``event_dispatcher`` and
     ``pool_name``; ``redis_kwargs`` go to the connections (``db``,
     ``password``, ``socket_timeout``, ...).
+
+    ``pool`` is checked here, not at the first command: :class:`TypeError`
+    for a ``pool`` that is not a dict, an unknown key or a value of the wrong
+    type; :class:`ValueError` for a ``size`` below 1 or a ``timeout`` that is
+    negative, NaN or infinite (``None`` waits without limit). A shut-down
+    ``async_callbacks`` executor raises :class:`RuntimeError`.
     """
     connection_pool = blocking_pool_for_pooled(
         LifecycleBlockingConnectionPool,
