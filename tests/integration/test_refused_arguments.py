@@ -18,7 +18,7 @@ from redis_lifecycle._auto import is_instrumenting_all
 from redis_lifecycle.instrument import find_handle
 from redis_lifecycle.server import RedisServer
 
-from ..helpers import Recorder
+from ..helpers import Recorder, checkout
 
 PASSWORD = "s3cr3t-Pa55word"
 
@@ -68,7 +68,7 @@ class TestPooledOptions:
         pool = client.connection_pool
         assert (pool.max_connections, pool.timeout) == (1, 0)
         assert client.ping() is True
-        held = pool.get_connection()
+        held = checkout(pool)
         with pytest.raises(redis.ConnectionError):  # size 1, no wait: exhausted at once
             client.ping()
         pool.release(held)
