@@ -66,6 +66,17 @@ def parse_url(url: str) -> Target:
     except ValueError as error:
         msg = f"bad URL: {target.mask(str(error))}; expected e.g. redis://localhost:6379/0"
         raise CliError(msg) from None
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        value = kwargs.get(name)
+        if value is not None and not 0 < value < float("inf"):
+            msg = (
+                f"bad URL: {name}={value!r} is not a positive number of seconds; "
+                f"e.g. redis://localhost:6379/0?{name}=5, or leave it out"
+            )
+            raise CliError(msg)
+    if parts.scheme == "unix" and not kwargs.get("path"):
+        msg = "bad URL: unix:// needs the socket's path, e.g. unix:///run/redis/redis.sock"
+        raise CliError(msg)
     db = kwargs.get("db", 0) or 0
     if kwargs.get("path"):
         target.address = f"unix:{kwargs['path']}/{db}"

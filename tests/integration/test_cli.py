@@ -242,6 +242,32 @@ class TestRefusedInput:
             assert "Traceback" not in result.stderr
             assert "s3cr3t-Pa55word" not in result.stderr
 
+    @pytest.mark.parametrize(
+        ("query", "expected"),
+        [
+            ("socket_timeout=-1", "socket_timeout=-1.0 is not a positive number of seconds"),
+            ("socket_connect_timeout=0", "socket_connect_timeout=0.0 is not a positive number"),
+            ("socket_timeout=inf", "socket_timeout=inf is not a positive number"),
+        ],
+    )
+    def test_a_timeout_in_the_url_that_cannot_work_exits_2(
+        self, server: RedisServer, query: str, expected: str
+    ) -> None:
+        """The URL's own timeouts win over the CLI's; a negative one is refused up front
+        (a listening server, so the failure is not a refused connection)."""
+        result = run_cli("watch", f"{server.url}?{query}", "--count", "1")
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stdout == ""
+        assert expected in result.stderr
+        assert "answered PING" not in result.stderr
+
+    def test_a_unix_url_without_a_path_exits_2(self) -> None:
+        """unix:// alone used to be shown as localhost:6379 and fail to connect."""
+        result = run_cli("watch", "unix://")
+        assert result.returncode == 2
+        assert "unix:// needs the socket's path" in result.stderr
+        assert "localhost:6379" not in result.stderr
+
     def test_a_numeric_db_path_is_still_used(self, server: RedisServer) -> None:
         """The check refuses only what redis-py would ignore: /3 selects db 3."""
         admin = redis.Redis(host=server.host, port=server.port, db=3)
