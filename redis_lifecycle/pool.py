@@ -167,11 +167,11 @@ def _check_pool_options(pool: Any) -> dict[str, Any]:
     options = dict(pool)
     unknown = set(options) - {"size", "timeout", "event_dispatcher", "pool_name"}
     if unknown:
-        shown = sorted(map(repr, unknown))
+        shown = redact(str(sorted(unknown, key=repr)))
         msg = (
-            f"pool= takes size, timeout, event_dispatcher and pool_name; "
-            f"got unknown {', '.join(shown)}; connection arguments (db, password, "
-            f"socket_timeout, ...) go to pooled() itself, not into pool="
+            f"pool= takes size, timeout, event_dispatcher and pool_name; got unknown {shown}; "
+            "connection arguments (db, password, socket_timeout, ...) go to pooled() itself, "
+            "not into pool="
         )
         raise TypeError(msg)
     if "size" in options:

@@ -42,7 +42,7 @@ class TestPooledOptions:
             ({"pool_name": 7}, TypeError, r'pool\["pool_name"\] .* must be a str, got int'),
             ("big", TypeError, r"pool= expects a dict of pool options .*got str: 'big'"),
             ([("size", 2)], TypeError, r"pool= expects a dict .*got list"),
-            ({"max_connections": 5}, TypeError, r"got unknown 'max_connections'"),
+            ({"max_connections": 5}, TypeError, r"got unknown \['max_connections'\]"),
             ({"db": 1}, TypeError, r"connection arguments .* go to pooled\(\) itself"),
         ],
     )
