@@ -129,14 +129,14 @@ def _init_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 def _instrument_new_pool(auto: _Auto, pool: Any) -> None:
     """Instrument a new pool or asyncio cluster client; never raises."""
     from ._targets import resolve_target
-    from .instrument import instrument
+    from .instrument import _instrument
 
     try:
         resolve_target(pool)
     except TypeError:
         return  # a pool kind instrument() does not support (yet): leave it alone
     try:
-        instrument(pool, **auto.options)
+        _instrument(pool, auto.options)
         auto.pools.add(pool)
     except Exception:
         logger.error(
@@ -163,10 +163,14 @@ def instrument_all(
     :func:`~redis_lifecycle.instrument`, shared by all the pools. Calling it
     again while active returns the same dispatcher and ignores the arguments,
     like ``instrument()``. Raises :class:`TypeError` for an argument of the
-    wrong type, before anything is changed.
+    wrong type, and :class:`RuntimeError` for an ``async_callbacks`` executor
+    that was shut down, before anything is changed.
     """
     global _active
+    from .instrument import check_executor_running
+
     check_redis_py()  # warns once if this redis-py lacks a name the hooks need
+    check_executor_running(async_callbacks, "instrument_all()")
     with _lock:
         if _active is not None:
             return _active.dispatcher

@@ -59,17 +59,45 @@ def parse_url(url: str) -> Target:
             "or unix:///path/to/redis.sock"
         )
         raise CliError(msg)
+    if parts.scheme in ("redis", "rediss") and parts.path not in ("", "/"):
+        _check_db_path(parts.path, target)
     try:
         kwargs: dict[str, Any] = redis.ConnectionPool.from_url(url).connection_kwargs
     except ValueError as error:
         msg = f"bad URL: {target.mask(str(error))}; expected e.g. redis://localhost:6379/0"
         raise CliError(msg) from None
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        value = kwargs.get(name)
+        if value is not None and not 0 < value < float("inf"):
+            msg = (
+                f"bad URL: {name}={value!r} is not a positive number of seconds; "
+                f"e.g. redis://localhost:6379/0?{name}=5, or leave it out"
+            )
+            raise CliError(msg)
+    if parts.scheme == "unix" and not kwargs.get("path"):
+        msg = "bad URL: unix:// needs the socket's path, e.g. unix:///run/redis/redis.sock"
+        raise CliError(msg)
     db = kwargs.get("db", 0) or 0
     if kwargs.get("path"):
         target.address = f"unix:{kwargs['path']}/{db}"
     else:
         target.address = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
     return target
+
+
+def _check_db_path(path: str, target: Target) -> None:
+    """:class:`CliError` for a db path redis-py would silently read as db 0
+    (``/abc``, ``/0/extra``): it reads the path as ``int`` or ignores it."""
+    text = unquote(path).replace("/", "")
+    try:
+        int(text)
+    except ValueError:
+        shown = target.mask(path)[:40]
+        msg = (
+            f"bad URL: the path {shown!r} is not a database number (redis-py would quietly "
+            "use db 0); expected e.g. redis://localhost:6379/0 (db 0) or .../1 (db 1)"
+        )
+        raise CliError(msg) from None
 
 
 def first_contact(client: Any, target: Target) -> None:

@@ -6,7 +6,10 @@
 Connects, runs a health check every ``--interval`` seconds, prints every event
 as it happens (``--json``: one JSON object per line) and carries on while the
 server goes away and comes back. ``Ctrl-C`` (SIGINT) or SIGTERM stops it with
-a summary. Callbacks run inline on the watching thread.
+a summary. A health-check command the server answers with an error (an
+unknown command, say) is not an outage: on the first check it stops ``watch``
+with that error (exit status 2); later, the summary reports it and the exit
+status is 1. Callbacks run inline on the watching thread.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from types import FrameType
 from typing import Any
 
 import redis
+import redis.exceptions as rexc
 
-from ._cli_common import Target, first_contact
+from ._cli_common import CliError, Target, first_contact
 from ._cli_output import Printer
+from ._redact import MASK, command_secrets, redact_command
 from .dispatcher import EventDispatcher
-from .events import ConnectionHealthCheckEvent, LifecycleEvent
+from .events import ConnectionHealthCheckEvent, LifecycleEvent, describe_error
 from .health import health_check
 from .pool import LifecycleConnectionPool
 
@@ -42,7 +47,14 @@ def watch(
     dispatcher = EventDispatcher()
     counts: Counter[str] = Counter()
     outages: list[float] = []
-    state: dict[str, Any] = {"down_since": None, "healthy": 0, "unhealthy": 0, "live": False}
+    state: dict[str, Any] = {
+        "down_since": None,
+        "healthy": 0,
+        "unhealthy": 0,
+        "live": False,
+        "command_errors": 0,
+        "last_command_error": None,
+    }
     pending: list[LifecycleEvent] = []
 
     def on_event(event: LifecycleEvent) -> None:
@@ -53,6 +65,11 @@ def watch(
                 if state["down_since"] is not None:
                     outages.append(time.monotonic() - state["down_since"])
                     state["down_since"] = None
+            elif _is_command_error(event.error):
+                # The server answered, with an error: the command failed, not the server.
+                state["unhealthy"] += 1
+                state["command_errors"] += 1
+                state["last_command_error"] = _command_error(event.error, target, command)
             else:
                 state["unhealthy"] += 1
                 if state["down_since"] is None:
@@ -74,6 +91,15 @@ def watch(
     client = redis.Redis(connection_pool=pool)
     try:
         first_contact(client, target)
+        first = health_check(client, command)  # its event is printed once live
+        if _is_command_error(first.error):
+            shown = _shown_command(command, target)
+            msg = (
+                f"the health-check command {shown!r} failed at {target.address}: "
+                f"{_command_error(first.error, target, command)}; give --command a command "
+                "this server accepts (the default is PING)"
+            )
+            raise CliError(msg)
         stop = threading.Event()
 
         def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -94,19 +120,21 @@ def watch(
             printer.event(event)
         pending.clear()
         state["live"] = True
-        checks = 0
+        checks = 1  # the first one, above
         try:
             while not stop.is_set():
-                health_check(client, command)
-                checks += 1
                 if count is not None and checks >= count:
                     break
                 stop.wait(interval)
+                if stop.is_set():
+                    break
+                health_check(client, command)
+                checks += 1
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         _summary(printer, target, time.monotonic() - started, counts, state, outages)
-        return 0
+        return 1 if state["command_errors"] else 0
     finally:
         dispatcher.clear()  # the summary is the last line printed
         pool.disconnect()
@@ -129,6 +157,8 @@ def _summary(
                 "health_checks": {"healthy": state["healthy"], "unhealthy": state["unhealthy"]},
                 "outages": len(outages) + (1 if state["down_since"] is not None else 0),
                 "still_down": state["down_since"] is not None,
+                "command_errors": state["command_errors"],
+                "last_command_error": state["last_command_error"],
                 "events": dict(sorted(counts.items())),
             }
         )
@@ -141,5 +171,40 @@ def _summary(
         printer.line(f"  outages: {len(outages)} recovered (longest {longest:.1f}s)")
     if state["down_since"] is not None:
         printer.line(printer.style("  the server is still unreachable", "red"))
+    if state["command_errors"]:
+        printer.line(
+            printer.style(
+                f"  the health-check command failed {state['command_errors']} time(s), "
+                f"last: {state['last_command_error']}",
+                "red",
+            )
+        )
     for name, number in sorted(counts.items()):
         printer.line(f"  {name:<24} {number}")
+
+
+def _shown_command(command: str, target: Target) -> str:
+    """``command`` as it may be printed (its secrets and the URL's masked)."""
+    return target.mask(redact_command(command))
+
+
+def _command_error(error: BaseException | None, target: Target, command: str) -> str:
+    """The server's error for the health-check command, with the URL's password
+    and the command's secret arguments masked (the server may echo them)."""
+    text = target.mask(describe_error(error) or "")
+    for secret in command_secrets(command):
+        text = text.replace(secret, MASK)
+    return text
+
+
+#: Errors that are the server's answer to the command (it is up and talking).
+_COMMAND_ERRORS: tuple[type[BaseException], ...] = (
+    rexc.ResponseError,
+    *((rexc.AuthenticationError,) if hasattr(rexc, "AuthenticationError") else ()),
+)
+
+
+def _is_command_error(error: BaseException | None) -> bool:
+    """Whether the server answered the health-check command with an error
+    (unknown command, wrong arguments, no permission, wrong password)."""
+    return isinstance(error, _COMMAND_ERRORS)

@@ -98,7 +98,8 @@ def pooled(
     (max connections, default 10), ``timeout`` (seconds a checkout waits,
     default 5), ``event_dispatcher`` and ``pool_name``; ``redis_kwargs`` go to
     the connections (``db``, ``password``, ``socket_timeout``, ...). The client
-    owns the pool: ``await client.aclose()`` closes it too.
+    owns the pool: ``await client.aclose()`` closes it too. Bad ``pool``
+    values raise as in :func:`redis_lifecycle.pooled`.
     """
     connection_pool = blocking_pool_for_pooled(
         LifecycleBlockingConnectionPool,

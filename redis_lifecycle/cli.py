@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 from ._cli_common import CliError, parse_url
@@ -35,10 +36,17 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value > 0:
+    if not 0 < value <= threading.TIMEOUT_MAX:  # also refuses nan and inf
         msg = f"expected a positive number of seconds, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return value
+
+
+def _command(text: str) -> str:
+    if not text.split():
+        msg = f"expected a Redis command such as PING or 'INFO server', got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return text
 
 
 def _count(text: str) -> int:
@@ -88,7 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch.add_argument("--json", action="store_true", help="one JSON object per line")
     watch.add_argument("--count", type=_count, help="stop after this many health checks")
-    watch.add_argument("--command", default="PING", help="health-check command (PING)")
+    watch.add_argument(
+        "--command",
+        type=_command,
+        default="PING",
+        help="health-check command (PING); if the server answers it with an error, "
+        "watch stops with that error (exit status 2, or 1 once watching)",
+    )
     watch.add_argument("--color", choices=("auto", "always", "never"), default="auto")
 
     doctor = commands.add_parser(

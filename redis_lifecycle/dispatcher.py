@@ -31,6 +31,7 @@ instrumented with this dispatcher (see :mod:`redis_lifecycle._native`).
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import sys
 import threading
@@ -62,6 +63,27 @@ EventCallback = Callable[[Any], Any]
 _sequence = itertools.count()
 #: Whether ``redis.event`` was looked at (on the first dispatcher built).
 _native_loaded = [False]
+
+
+def _check_callback(callback: Callable[..., Any], where: str) -> None:
+    """:class:`TypeError` if ``callback`` cannot be called with one positional
+    argument (the event). Callables whose signature cannot be read (some
+    builtins, some extension types) are accepted: they are called as given."""
+    try:
+        signature = inspect.signature(callback)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(object())
+    except TypeError as error:
+        name = getattr(callback, "__qualname__", None) or type(callback).__qualname__
+        msg = (
+            f"{where} expects a callback that takes one argument (the event); "
+            f"{redact(str(name))}{redact(str(signature))[:80]} cannot be called that way "
+            f"({error}); give it one parameter, e.g. def on_event(event): ..., "
+            "or wrap it: lambda event: ..."
+        )
+        raise TypeError(msg) from None
 
 
 class Subscription:
@@ -145,7 +167,10 @@ class EventDispatcher(_RedisPyDispatcher):
         With ``exact=True``, subclasses are not delivered. Without
         ``callback``, returns a decorator. Raises :class:`TypeError` if
         ``event_cls`` is not a :class:`LifecycleEvent` subclass or
-        ``callback`` is not callable.
+        ``callback`` is not callable or cannot be called with one argument
+        (the event): ``lambda: None`` and ``lambda a, b: None`` are refused
+        here rather than failing on every event. Callables whose signature
+        cannot be read (some builtins) are accepted as they are.
         """
         if not (isinstance(event_cls, type) and issubclass(event_cls, LifecycleEvent)):
             msg = (
@@ -164,6 +189,7 @@ class EventDispatcher(_RedisPyDispatcher):
             shown = redact(repr(callback))
             msg = f"callback must be callable, got {type(callback).__name__}: {shown}"
             raise TypeError(msg)
+        _check_callback(callback, "subscribe()")
         subscription = Subscription(self, event_cls, callback, exact)
         with self._lock:
             self._by_class.setdefault(event_cls, []).append(subscription)

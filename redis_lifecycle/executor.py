@@ -39,10 +39,16 @@ on), so they are collected and :meth:`~AsyncCallbackExecutor.shutdown`
 raises them, also for events that overflowed under ``caller_runs``.
 
 **Shutdown.** :meth:`~AsyncCallbackExecutor.shutdown` stops intake, runs
-what is queued and reports whether everything ran in time; events emitted
-afterwards run inline on the emitting thread (counted, never lost; under
-``"raise"`` their failures raise there, as without an executor). Leaving a
-``with`` block shuts down; so does interpreter exit (up to 5 s).
+what is queued and reports whether everything ran in time. A shut-down
+executor is refused where one is given: ``instrument()``,
+``instrument_all()`` and the lifecycle pools raise :class:`RuntimeError`.
+Events that still reach it (from a client instrumented before the shutdown)
+run inline on the emitting thread, so none is lost (counted in
+``ran_inline``; under ``"raise"`` their failures raise there, as without an
+executor), and the first of them logs a warning on the ``redis_lifecycle``
+logger, once per executor, naming the event. Close or uninstrument the
+clients before shutting down their executor. Leaving a ``with`` block shuts
+down; so does interpreter exit (up to 5 s, without that warning).
 
 **Fork.** In a child process the executor starts fresh workers with empty
 queues and zeroed stats: events queued at the fork belong to the parent,
@@ -213,6 +219,8 @@ class AsyncCallbackExecutor:
         self.order_timeout = float(order_timeout)
         #: Seconds a worker waits for more events before it blocks (batching).
         self._linger = _LINGER
+        #: Whether an event after shutdown() was logged (once per executor).
+        self._warned_late = False
         self._start()
         _EXECUTORS.add(self)
 
@@ -276,6 +284,8 @@ class AsyncCallbackExecutor:
             counts = self._thread_counts()
         counts.submitted += 1
         if not self._accepting:
+            if not self._warned_late:
+                self._warn_late(event)
             self._run_here(counts, delivery, event, subscriptions, collect=False)
             return True
         try:
@@ -299,6 +309,22 @@ class AsyncCallbackExecutor:
         if worker.exited:  # raced with shutdown: its worker is gone
             self._drain(worker, counts)
         return True
+
+    def _warn_late(self, event: LifecycleEvent) -> None:
+        """Log, once per executor, that an event came after :meth:`shutdown`
+        (not at interpreter exit, where that is expected)."""
+        self._warned_late = True
+        if _exiting[0]:
+            return
+        logger.warning(
+            "redis_lifecycle: a %s event reached %r after its shutdown(); its callbacks "
+            "run inline on the emitting thread (%s), and so will those of later events "
+            "(logged once per executor). Uninstrument or close the clients and pools "
+            "that use an executor before shutting it down.",
+            event.type.value,
+            self,
+            threading.current_thread().name,
+        )
 
     def _worker_for(self, event: LifecycleEvent) -> _Worker:
         """The worker of ``event``'s connection (pool-wide events: its pool)."""
@@ -540,7 +566,10 @@ class AsyncCallbackExecutor:
 
         Waits up to ``timeout`` seconds (``None``: no limit) and returns
         ``True`` only if every queued event ran; on ``False`` the workers go
-        on draining in the background. Events emitted afterwards run inline.
+        on draining in the background. Events emitted afterwards run inline
+        (the first one logs a warning, once per executor), and giving this
+        executor to ``instrument()``, ``instrument_all()`` or a lifecycle
+        pool raises :class:`RuntimeError`.
         Raises the :class:`CallbackError` collected from callbacks under
         strategy ``"raise"`` (one that lists all of them in ``errors`` when
         there were several). Calling it again waits again.
@@ -633,7 +662,12 @@ def _after_fork_in_child() -> None:
             logger.exception("redis_lifecycle: could not restart %r after fork", executor)
 
 
+#: Set by ``_at_exit``: events after shutdown are expected then, not warned about.
+_exiting = [False]
+
+
 def _at_exit() -> None:
+    _exiting[0] = True
     for executor in list(_EXECUTORS):
         if executor.accepting:
             try:

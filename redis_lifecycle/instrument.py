@@ -27,7 +27,7 @@ from ._attach import attach_pool, detach_pool, pool_state_of
 from ._capabilities import check_redis_py
 from ._delivery import Delivery
 from ._redact import redact
-from .dispatcher import EventDispatcher, Subscription
+from .dispatcher import EventDispatcher, Subscription, _check_callback
 from .errors import CallbackErrorHandler
 from .events import (
     EVENT_CLASS_BY_TYPE,
@@ -93,6 +93,7 @@ class CallbackRegistry:
             shown = redact(repr(callback))
             msg = f"callback must be callable, got {type(callback).__name__}: {shown}"
             raise TypeError(msg)
+        _check_callback(callback, "register_connection_callback()")
         subscription = self.dispatcher.subscribe(event_cls, _LegacyAdapter(callback), exact=True)
         with self._lock:
             self._legacy.setdefault((event_cls, callback), []).append(subscription)
@@ -295,6 +296,24 @@ def _make_delivery(
     )
 
 
+def check_executor_running(async_callbacks: Any, where: str) -> None:
+    """:class:`RuntimeError` if ``async_callbacks`` is an
+    :class:`~redis_lifecycle.AsyncCallbackExecutor` that was shut down."""
+    if async_callbacks is None:
+        return
+    from .executor import AsyncCallbackExecutor
+
+    if isinstance(async_callbacks, AsyncCallbackExecutor) and not async_callbacks.accepting:
+        msg = (
+            f"{where} was given async_callbacks={async_callbacks!r}, which is shut down: "
+            "its callbacks would run inline on the emitting thread instead of on its "
+            "workers. Give an executor that is running (a new AsyncCallbackExecutor(), "
+            "shut down after the clients that use it are closed), or leave out "
+            "async_callbacks to run callbacks inline"
+        )
+        raise RuntimeError(msg)
+
+
 def _describe(obj: Any) -> str:
     cls = type(obj)
     return f"{cls.__module__}.{cls.__qualname__}"
@@ -372,9 +391,10 @@ def instrument(
     means "not given"). An argument that differs raises :class:`ValueError`
     naming it, and changes nothing: ``uninstrument()`` first to instrument
     it anew, or subscribe on the existing handle's ``dispatcher``.
-    """
-    from ._targets import resolve_target
 
+    Raises :class:`RuntimeError` if ``async_callbacks`` is an executor that
+    was shut down (see :class:`~redis_lifecycle.AsyncCallbackExecutor`).
+    """
     given = {
         "event_dispatcher": event_dispatcher,
         "async_callbacks": async_callbacks,
@@ -382,6 +402,20 @@ def instrument(
         "instrumentation": instrumentation,
         "pool_name": pool_name,
     }
+    check_executor_running(async_callbacks, "instrument()")
+    return _instrument(client, given)
+
+
+def _instrument(client: Any, given: dict[str, Any]) -> LifecycleHandle:
+    """:func:`instrument` without its executor check (``instrument_all()``'s
+    new pools: an executor shut down since is warned about per event)."""
+    from ._targets import resolve_target
+
+    event_dispatcher = given.get("event_dispatcher")
+    async_callbacks = given.get("async_callbacks")
+    callback_error_handler = given.get("callback_error_handler")
+    instrumentation = given.get("instrumentation")
+    pool_name = given.get("pool_name")
     check_redis_py()  # warns once if this redis-py lacks a name the hooks need
     with _lock:
         existing = find_handle(client)

@@ -15,12 +15,14 @@ are real subclasses of redis-py's pools: they take every argument those take
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.connection as rconn
 
 from ._capabilities import check_redis_py
+from ._redact import redact
 from ._sync import SyncPoolHooks
 from .dispatcher import EventDispatcher
 from .errors import CallbackErrorHandler
@@ -29,6 +31,7 @@ from .instrument import (
     LifecycleHandle,
     _make_delivery,
     attach_sync_pool,
+    check_executor_running,
     handle_for,
     register_handle,
 )
@@ -67,6 +70,7 @@ class _LifecyclePoolMixin:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         lifecycle = split_lifecycle_kwargs(kwargs)
+        check_executor_running(lifecycle.get("async_callbacks"), type(self).__qualname__)
         check_redis_py()  # warns once if this redis-py lacks a name the hooks need
         super().__init__(*args, **kwargs)
         delivery = _make_delivery(
@@ -115,7 +119,8 @@ class LifecycleConnectionPool(_LifecyclePoolMixin, SyncPoolHooks, rconn.Connecti
     Lifecycle arguments: ``event_dispatcher`` (a
     :class:`~redis_lifecycle.EventDispatcher`; redis-py's own dispatcher is
     passed through), ``pool_name``, ``async_callbacks``,
-    ``callback_error_handler``, ``instrumentation``.
+    ``callback_error_handler``, ``instrumentation``. An ``async_callbacks``
+    executor that was shut down raises :class:`RuntimeError`.
     """
 
 
@@ -132,15 +137,8 @@ def blocking_pool_for_pooled(
     pool_class: Any, host: str, port: int, pool: dict[str, Any] | None, **kwargs: Any
 ) -> Any:
     """The lifecycle blocking pool that :func:`pooled` (sync or asyncio) builds:
-    ``pool`` checked for its keys, then mapped to the pool's arguments."""
-    options = dict(pool or {})
-    unknown = set(options) - {"size", "timeout", "event_dispatcher", "pool_name"}
-    if unknown:
-        msg = (
-            f"pool= takes size, timeout, event_dispatcher and pool_name; "
-            f"got unknown {sorted(unknown)}"
-        )
-        raise TypeError(msg)
+    ``pool`` checked (its type, keys and values), then mapped to the pool's arguments."""
+    options = _check_pool_options(pool)
     return pool_class(
         host=host,
         port=port,
@@ -150,6 +148,71 @@ def blocking_pool_for_pooled(
         pool_name=options.get("pool_name"),
         **kwargs,
     )
+
+
+_POOL_EXAMPLE = 'e.g. pool={"size": 10, "timeout": 5}'
+
+
+def _check_pool_options(pool: Any) -> dict[str, Any]:
+    """``pooled(pool=...)`` as a dict, or :class:`TypeError`/:class:`ValueError`
+    saying what was expected, what was given and what to do."""
+    if pool is None:
+        return {}
+    if not isinstance(pool, Mapping):
+        msg = (
+            f"pool= expects a dict of pool options (size, timeout, event_dispatcher, "
+            f"pool_name), got {type(pool).__name__}: {redact(repr(pool))[:60]}; {_POOL_EXAMPLE}"
+        )
+        raise TypeError(msg)
+    options = dict(pool)
+    unknown = set(options) - {"size", "timeout", "event_dispatcher", "pool_name"}
+    if unknown:
+        shown = redact(str(sorted(unknown, key=repr)))
+        msg = (
+            f"pool= takes size, timeout, event_dispatcher and pool_name; got unknown {shown}; "
+            "connection arguments (db, password, socket_timeout, ...) go to pooled() itself, "
+            "not into pool="
+        )
+        raise TypeError(msg)
+    if "size" in options:
+        size = options["size"]
+        if isinstance(size, bool) or not isinstance(size, int):
+            msg = (
+                f'pool["size"] is the maximum number of connections, an int >= 1; '
+                f"got {type(size).__name__}: {redact(repr(size))[:40]}; {_POOL_EXAMPLE}"
+            )
+            raise TypeError(msg)
+        if size < 1:
+            msg = (
+                f'pool["size"] is the maximum number of connections and must be >= 1, '
+                f"got {size}; {_POOL_EXAMPLE}"
+            )
+            raise ValueError(msg)
+    if "timeout" in options and options["timeout"] is not None:
+        timeout = options["timeout"]
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            msg = (
+                f'pool["timeout"] is the seconds a checkout waits for a free connection, '
+                f"a number >= 0 or None (no limit); got {type(timeout).__name__}: "
+                f"{redact(repr(timeout))[:40]}; {_POOL_EXAMPLE}"
+            )
+            raise TypeError(msg)
+        if not timeout >= 0 or timeout == float("inf"):
+            msg = (
+                f'pool["timeout"] is the seconds a checkout waits for a free connection '
+                f"and must be a finite number >= 0 (or None: no limit), got {timeout!r}; "
+                f"{_POOL_EXAMPLE}"
+            )
+            raise ValueError(msg)
+    name = options.get("pool_name")
+    if name is not None and not isinstance(name, str):
+        msg = (
+            f'pool["pool_name"] names the pool in events and metrics and must be a str, '
+            f"got {type(name).__name__}: {redact(repr(name))[:40]}; "
+            'e.g. pool={"pool_name": "cache"}'
+        )
+        raise TypeError(msg)
+    return options
 
 
 def pooled(
@@ -168,6 +231,12 @@ def pooled(
     (seconds a checkout waits, default 5), ``event_dispatcher`` and
     ``pool_name``; ``redis_kwargs`` go to the connections (``db``,
     ``password``, ``socket_timeout``, ...).
+
+    ``pool`` is checked here, not at the first command: :class:`TypeError`
+    for a ``pool`` that is not a dict, an unknown key or a value of the wrong
+    type; :class:`ValueError` for a ``size`` below 1 or a ``timeout`` that is
+    negative, NaN or infinite (``None`` waits without limit). A shut-down
+    ``async_callbacks`` executor raises :class:`RuntimeError`.
     """
     connection_pool = blocking_pool_for_pooled(
         LifecycleBlockingConnectionPool,

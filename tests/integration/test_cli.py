@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from redis_lifecycle.events import EventType
 from redis_lifecycle.server import RedisServer, free_port
@@ -223,3 +224,138 @@ class TestBadInput:
         result = run_cli("watch", "redis://127.0.0.1:1/0", "--interval", "0")
         assert result.returncode == 2
         assert "expected a positive number of seconds" in result.stderr
+
+
+class TestRefusedInput:
+    """Input the CLI used to accept silently (or with the wrong outcome)."""
+
+    @pytest.mark.parametrize("path", ["/abc", "/0/extra", "/s3cr3t-Pa55word"])
+    def test_a_db_path_that_is_not_a_number_exits_2(self, path: str) -> None:
+        """redis-py reads /abc as db 0 without a word; the CLI refuses it, password masked."""
+        url = f"redis://:s3cr3t-Pa55word@127.0.0.1:{free_port()}{path}"
+        for args in (("watch", url), ("demo", "--url", url)):
+            result = run_cli(*args)
+            assert result.returncode == 2, result.stdout + result.stderr
+            assert result.stdout == ""
+            assert result.stderr.count("\n") == 1
+            assert "is not a database number" in result.stderr
+            assert "Traceback" not in result.stderr
+            assert "s3cr3t-Pa55word" not in result.stderr
+
+    @pytest.mark.parametrize(
+        ("query", "expected"),
+        [
+            ("socket_timeout=-1", "socket_timeout=-1.0 is not a positive number of seconds"),
+            ("socket_connect_timeout=0", "socket_connect_timeout=0.0 is not a positive number"),
+            ("socket_timeout=inf", "socket_timeout=inf is not a positive number"),
+        ],
+    )
+    def test_a_timeout_in_the_url_that_cannot_work_exits_2(
+        self, server: RedisServer, query: str, expected: str
+    ) -> None:
+        """The URL's own timeouts win over the CLI's; a negative one is refused up front
+        (a listening server, so the failure is not a refused connection)."""
+        result = run_cli("watch", f"{server.url}?{query}", "--count", "1")
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stdout == ""
+        assert expected in result.stderr
+        assert "answered PING" not in result.stderr
+
+    def test_a_unix_url_without_a_path_exits_2(self) -> None:
+        """unix:// alone used to be shown as localhost:6379 and fail to connect."""
+        result = run_cli("watch", "unix://")
+        assert result.returncode == 2
+        assert "unix:// needs the socket's path" in result.stderr
+        assert "localhost:6379" not in result.stderr
+
+    def test_a_numeric_db_path_is_still_used(self, server: RedisServer) -> None:
+        """The check refuses only what redis-py would ignore: /3 selects db 3."""
+        admin = redis.Redis(host=server.host, port=server.port, db=3)
+        admin.set("marker", "x")
+        result = run_cli(
+            "watch", f"redis://{server.host}:{server.port}/3", "--count", "1",
+            "--command", "GET marker",
+        )  # fmt: skip
+        admin.close()
+        assert result.returncode == 0, result.stderr
+        assert "1 healthy, 0 unhealthy" in result.stdout
+
+    def test_an_unknown_health_check_command_exits_2_with_the_servers_error(
+        self, password_server: RedisServer
+    ) -> None:
+        """`watch --command NOSUCHCMD`: the server's error on one line, exit 2, no password."""
+        result = run_cli("watch", password_server.url, "--command", "NOSUCHCMD", "--count", "3")
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stdout == ""
+        assert result.stderr.count("\n") == 1
+        assert "health-check command 'NOSUCHCMD' failed at 127.0.0.1:" in result.stderr
+        assert "unknown command" in result.stderr
+        assert "unreachable" not in result.stderr
+        assert password_server.password is not None
+        assert password_server.password not in result.stderr
+
+    def test_a_failing_auth_command_masks_its_password(self, server: RedisServer) -> None:
+        """`--command "AUTH user PW"` refused by the server: the error never shows PW."""
+        secret = "Planted-Pa55"
+        result = run_cli("watch", server.url, "--json", "--command", f"AUTH nobody {secret}")
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "health-check command 'AUTH *** ***' failed" in result.stderr
+        assert secret not in result.stdout + result.stderr
+
+    def test_a_command_that_starts_failing_while_watching_exits_1(
+        self, server: RedisServer
+    ) -> None:
+        """A command that fails later is reported as failed, not as an outage; exit 1."""
+        admin = redis.Redis(host=server.host, port=server.port)
+        admin.set("counter", 0)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "redis_lifecycle", "watch", server.url, "--json",
+             "--interval", "0.1", "--command", "INCR counter"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "NO_COLOR": "1"},
+        )  # fmt: skip
+        lines = Lines(process)
+        try:
+            lines.wait_for(
+                lambda r: r["type"] == "health_check" and r["healthy"], "a healthy check"
+            )
+            admin.set("counter", "not a number")
+            lines.wait_for(
+                lambda r: r["type"] == "health_check" and not r["healthy"], "a failed check"
+            )
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=20) == 1
+            lines.finish()
+            summary = lines.json()[-1]
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.communicate(timeout=10)
+            admin.close()
+        assert summary["type"] == "summary"
+        assert summary["command_errors"] >= 1
+        assert "not an integer" in summary["last_command_error"]
+        assert summary["outages"] == 0
+        assert summary["still_down"] is False
+
+    @pytest.mark.parametrize(
+        ("args", "expected"),
+        [
+            (("--interval", "-1"), "expected a positive number of seconds"),
+            (("--interval", "inf"), "expected a positive number of seconds"),
+            (("--interval", "nan"), "expected a positive number of seconds"),
+            (("--interval", "abc"), "expected a positive number of seconds"),
+            (("--count", "0"), "expected a whole number of health checks"),
+            (("--count", "-2"), "expected a whole number of health checks"),
+            (("--command", ""), "expected a Redis command such as PING"),
+            (("--command", "   "), "expected a Redis command such as PING"),
+        ],
+    )
+    def test_bad_numbers_and_an_empty_command_are_usage_errors(
+        self, args: tuple[str, ...], expected: str
+    ) -> None:
+        """Refused by the argument parser (exit 2) before any connection, no traceback."""
+        result = run_cli("watch", "redis://127.0.0.1:1/0", *args)
+        assert result.returncode == 2
+        assert expected in result.stderr
+        assert "Traceback" not in result.stderr
