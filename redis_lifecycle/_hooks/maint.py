@@ -139,7 +139,18 @@ def _handler_owner(parser: Any, kind: str) -> Any:
             handler = getattr(parser, "oss_cluster_maint_push_handler_func", None)
     if handler is None:
         return None
-    return getattr(handler, "__self__", None)
+    owner = getattr(handler, "__self__", None)
+    if owner is None:
+        # redis-py 8.2 reading the pushes pending on an idle connection at
+        # checkout: a closure that defers the handler it holds.
+        for cell in getattr(handler, "__closure__", None) or ():
+            try:
+                owner = getattr(cell.cell_contents, "__self__", None)
+            except ValueError:  # an empty cell
+                continue
+            if owner is not None:
+                break
+    return owner
 
 
 def _connection_state(connection: Any) -> ConnState | None:
