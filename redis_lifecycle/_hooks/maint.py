@@ -128,15 +128,19 @@ def _event_fields(kind: str, response: Any) -> dict[str, Any]:
     return fields
 
 
-def _handler_owner(parser: Any, kind: str) -> Any:
+def _handler_owner(parser: Any, kind: str, is_async: bool) -> Any:
     """The redis-py handler object the parser gives a ``kind`` push to, or
-    ``None`` when redis-py ignores it (maintenance notifications off)."""
+    ``None`` when redis-py ignores it (maintenance notifications off). The
+    sync parser gives ``SMIGRATED`` to the connection's handler and the
+    cluster's, the asyncio one to the cluster's only."""
     if kind == "moving":
         handler = getattr(parser, "node_moving_push_handler_func", None)
+    elif kind == "smigrated":
+        handler = None if is_async else getattr(parser, "maintenance_push_handler_func", None)
+        if handler is None:
+            handler = getattr(parser, "oss_cluster_maint_push_handler_func", None)
     else:
         handler = getattr(parser, "maintenance_push_handler_func", None)
-        if handler is None and kind == "smigrated":
-            handler = getattr(parser, "oss_cluster_maint_push_handler_func", None)
     if handler is None:
         return None
     owner = getattr(handler, "__self__", None)
@@ -164,16 +168,16 @@ def _connection_state(connection: Any) -> ConnState | None:
     return state
 
 
-def _receiving(parser: Any, kind: str) -> tuple[Any, Any, ConnState] | None:
+def _receiving(parser: Any, kind: str, is_async: bool) -> tuple[Any, Any, ConnState] | None:
     """(handler owner, connection, its state) for a push redis-py handles
     on an instrumented connection, else ``None``."""
-    owner = _handler_owner(parser, kind)
+    owner = _handler_owner(parser, kind, is_async)
     if owner is None:
         return None
     connection = getattr(owner, "connection", None)
     if connection is None:  # the cluster's SMIGRATED handler: no connection of its own
-        other = getattr(parser, "maintenance_push_handler_func", None)
-        connection = getattr(getattr(other, "__self__", None), "connection", None)
+        other = _handler_owner(parser, "migrating", is_async)
+        connection = getattr(other, "connection", None)
     state = _connection_state(connection)
     if state is None:
         return None
@@ -222,14 +226,16 @@ def _relaxed_enabled(config: Any) -> bool:
     return bool(check()) if check is not None else False
 
 
-def _notice(parser: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Before | None:
+def _notice(
+    parser: Any, args: tuple[Any, ...], kwargs: dict[str, Any], is_async: bool
+) -> _Before | None:
     """Before redis-py handles a push: emit ``maintenance_notification`` and
     plug into redis-py's events; return what the fallback needs afterwards."""
     response = args[0] if args else kwargs.get("response")
     kind = _kind_of(response)
     if kind is None:
         return None
-    found = _receiving(parser, kind)
+    found = _receiving(parser, kind, is_async)
     if found is None:
         return None
     owner, connection, state = found
@@ -324,7 +330,7 @@ def _emit_timeout(
 def _handle_push(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """Around the sync parsers' ``handle_push_response``."""
     try:
-        before = _notice(instance, args, kwargs)
+        before = _notice(instance, args, kwargs, False)
     except Exception:
         internal_error("maintenance notification")
         before = None
@@ -340,7 +346,7 @@ def _handle_push(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 def _handle_push_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """Around the asyncio parsers' ``handle_push_response`` (a coroutine function)."""
     try:
-        before = _notice(instance, args, kwargs)
+        before = _notice(instance, args, kwargs, True)
     except Exception:
         internal_error("maintenance notification")
         before = None
