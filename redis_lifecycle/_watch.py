@@ -7,6 +7,10 @@ Connects, runs a health check every ``--interval`` seconds, prints every event
 as it happens (``--json``: one JSON object per line) and carries on while the
 server goes away and comes back. ``Ctrl-C`` (SIGINT) or SIGTERM stops it with
 a summary. Callbacks run inline on the watching thread.
+
+With ``?protocol=3`` in the URL, redis-py 7.0+ asks the server for its
+maintenance notifications: each one is printed (``maintenance_notification``,
+with its kind), and the summary counts them by kind.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import redis
 from ._cli_common import Target, first_contact
 from ._cli_output import Printer
 from .dispatcher import EventDispatcher
-from .events import ConnectionHealthCheckEvent, LifecycleEvent
+from .events import ConnectionHealthCheckEvent, LifecycleEvent, MaintenanceNotificationEvent
 from .health import health_check
 from .pool import LifecycleConnectionPool
 
@@ -43,10 +47,13 @@ def watch(
     counts: Counter[str] = Counter()
     outages: list[float] = []
     state: dict[str, Any] = {"down_since": None, "healthy": 0, "unhealthy": 0, "live": False}
+    state["maintenance"] = Counter()  # maintenance notifications by kind
     pending: list[LifecycleEvent] = []
 
     def on_event(event: LifecycleEvent) -> None:
         counts[event.type.value] += 1
+        if isinstance(event, MaintenanceNotificationEvent):
+            state["maintenance"][event.kind] += 1
         if isinstance(event, ConnectionHealthCheckEvent):
             if event.healthy:
                 state["healthy"] += 1
@@ -130,6 +137,7 @@ def _summary(
                 "outages": len(outages) + (1 if state["down_since"] is not None else 0),
                 "still_down": state["down_since"] is not None,
                 "events": dict(sorted(counts.items())),
+                "maintenance_notifications": dict(sorted(state["maintenance"].items())),
             }
         )
         return
@@ -143,3 +151,6 @@ def _summary(
         printer.line(printer.style("  the server is still unreachable", "red"))
     for name, number in sorted(counts.items()):
         printer.line(f"  {name:<24} {number}")
+    if state["maintenance"]:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(state["maintenance"].items()))
+        printer.line(f"  maintenance notifications by kind: {kinds}")

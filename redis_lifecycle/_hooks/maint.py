@@ -454,7 +454,7 @@ def maint_targets_async() -> Iterable[tuple[type, str, Any]]:
 
 # --- redis-py 8.2's MaintenanceStartedEvent / MaintenanceCompletedEvent --------
 
-_native: tuple[type, type] | None = None
+_native: tuple[Any, Any] | None = None
 _native_loaded = False
 _lock = threading.Lock()
 #: The dispatchers our listener is registered on (weakly, when they allow it).
@@ -463,7 +463,7 @@ _plugged_strong: list[Any] = []
 _listener: Any = None
 
 
-def native_events() -> tuple[type, type] | None:
+def native_events() -> tuple[Any, Any] | None:
     """redis-py's ``(MaintenanceStartedEvent, MaintenanceCompletedEvent)``, or
     ``None`` on a redis-py without them (before 8.2)."""
     global _native, _native_loaded
@@ -483,7 +483,7 @@ def _get_listener() -> Any:
     if _listener is None:
         from redis.event import EventListenerInterface
 
-        class MaintenanceListener(EventListenerInterface):  # type: ignore[misc]
+        class MaintenanceListener(EventListenerInterface):
             """redis_lifecycle's listener for redis-py's maintenance events."""
 
             def listen(self, event: object) -> None:

@@ -19,6 +19,7 @@ Listens on 127.0.0.1 (or another loopback address given as ``host``, for a
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterable
@@ -173,10 +174,8 @@ class _Link:
                 return
             self.closed = True
         for sock in (self.client, self.upstream):
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
 
 
@@ -252,10 +251,8 @@ class MaintProxy:
         with self._lock:
             self._stopped = True
             links = list(self.links)
-        try:
+        with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() on Linux
-        except OSError:
-            pass
         self._listener.close()
         for link in links:
             link.close()

@@ -84,7 +84,8 @@ async def test_each_notification_gives_exactly_one_event(
         assert [(e.kind, e.notification_id) for e in notifications] == [
             (push[0].lower(), push[1]) for push in pushes
         ]
-        assert notifications[0].ttl == 10 and notifications[4].slots == "5-9"
+        assert notifications[0].ttl == 10
+        assert notifications[4].slots == "5-9"
         assert {e.connection_id for e in recorder.events} == {notifications[0].connection_id}
         timeline = [
             (e.type.value, getattr(e, "kind", None))

@@ -156,8 +156,10 @@ def test_each_notification_gives_exactly_one_event(
         ("maintenance_notification", kind, nid) for kind, nid in expected
     ]
     ttls = {e.kind: e.ttl for e in events}
-    assert ttls["migrating"] == 10 and ttls["failing_over"] == 20
-    assert ttls["migrated"] is None and ttls["failed_over"] is None
+    assert ttls["migrating"] == 10
+    assert ttls["failing_over"] == 20
+    assert ttls["migrated"] is None
+    assert ttls["failed_over"] is None
     if CLUSTER_KINDS:
         slots = {e.kind: e.slots for e in events}
         assert slots["smigrating"] == "100-200,300"
@@ -328,4 +330,5 @@ def test_redis_py_listeners_still_receive_its_events(proxy: MaintProxy, recorder
     # Closing a relaxed connection ends its relaxation (redis-py 8.2).
     assert [type(e).__name__ for e in received][-1] == "MaintenanceCompletedEvent"
     restored = recorder.exactly(rl.MaintenanceTimeoutRestoredEvent)
-    assert len(restored) == 2 and restored[-1].kind is None
+    assert len(restored) == 2
+    assert restored[-1].kind is None
