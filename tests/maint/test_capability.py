@@ -40,3 +40,17 @@ def test_instrumenting_on_any_redis_py_never_fails(redis_url: str) -> None:
         assert seen == []
     finally:
         client.close()
+
+
+def test_waiting_for_them_on_an_older_redis_py_fails_at_once() -> None:
+    import pytest
+
+    from redis_lifecycle.testing import EventRecorder
+
+    recorder = EventRecorder(timeout=60)
+    if SYNC:
+        assert recorder.of(rl.MaintenanceNotificationEvent) == []
+        return
+    # The reason, not a timeout: it fails before waiting.
+    with pytest.raises(AssertionError, match=r"needs redis-py 7\.0 or newer"):
+        recorder.wait_for(rl.MaintenanceNotificationEvent)

@@ -201,3 +201,45 @@ def test_watch_shows_them(proxy: MaintProxy) -> None:
     assert summary["type"] == "summary"
     assert summary["maintenance_notifications"] == {"migrating": 1}
     assert summary["events"]["maintenance_notification"] == 1
+
+
+def test_opentelemetry_leaves_redis_py_its_own_count(proxy: MaintProxy) -> None:
+    """With redis-py's RESILIENCY metrics on, redis-py counts the notifications
+    its connection handler gets (all but MOVING): the exporter counts only MOVING."""
+    pytest.importorskip("opentelemetry.sdk")
+    providers = pytest.importorskip("redis.observability.providers")
+    config = pytest.importorskip("redis.observability.config")
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from redis_lifecycle.contrib.opentelemetry import OpenTelemetryMetrics
+
+    instance = providers.get_observability_instance()
+    instance.init(config.OTelConfig(metric_groups=[config.MetricGroup.RESILIENCY]))
+    reader = InMemoryMetricReader()
+    client = make_client(proxy)
+    try:
+        exporter = OpenTelemetryMetrics(MeterProvider(metric_readers=[reader]), per_command=False)
+        exporter.attach(rl.instrument(client, pool_name="maint"))
+        recorder = EventRecorder(timeout=15).attach(client)
+        drive(proxy, client)
+        proxy.push("MOVING", 30, 1, None)  # no new address: redis-py only relaxes the pool
+        assert client.ping()
+        recorder.wait_for(rl.MaintenanceTimeoutRestoredEvent, scope="pool")  # the ttl ran out
+        recorder.detach()
+        assert "redis.client.maintenance.notifications" in exporter.skipped
+        data = reader.get_metrics_data()
+        assert data is not None
+        counted = {
+            point.attributes["redis.client.connection.notification"]: point.value
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name == "redis.client.maintenance.notifications"
+            for point in metric.data.data_points
+        }
+        assert counted == {"MOVING": 1}
+        exporter.detach()
+    finally:
+        instance.shutdown()
+        client.close()
