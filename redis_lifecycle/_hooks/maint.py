@@ -74,12 +74,6 @@ _KIND_BY_CLASS = {
     "OSSNodeMigratedNotification": "smigrated",
 }
 
-_MAINT_EVENTS = (
-    MaintenanceNotificationEvent,
-    MaintenanceTimeoutRelaxedEvent,
-    MaintenanceTimeoutRestoredEvent,
-)
-
 
 def _text(value: Any) -> str:
     if isinstance(value, bytes):
@@ -246,12 +240,12 @@ def _notice(
     if MaintenanceNotificationEvent in delivery.wanted:
         event = MaintenanceNotificationEvent(time(), state.origin, kind, **fields)
         emit_quietly(delivery, event)
+    wanted = delivery.wanted
+    if not (MaintenanceTimeoutRelaxedEvent in wanted or MaintenanceTimeoutRestoredEvent in wanted):
+        return None
     if native_events() is not None:
         _plug(getattr(owner, "config", None))
         _plug(getattr(connection, "maint_notifications_config", None))
-        return None
-    wanted = delivery.wanted
-    if not (MaintenanceTimeoutRelaxedEvent in wanted or MaintenanceTimeoutRestoredEvent in wanted):
         return None
     return _Before(owner, connection, state, kind, fields["notification_id"])
 

@@ -247,6 +247,11 @@ def test_uninstrumented_and_unsubscribed_clients_get_nothing(
         assert maint_events(recorder) == []
         assert only_connection(other)._sock.gettimeout() == RELAXED
         assert only_connection(watched)._sock.gettimeout() == RELAXED
+        # Nobody wants the relaxed-timeout events: redis-py's config is left alone.
+        assert (
+            getattr(only_connection(watched).maint_notifications_config, "event_dispatcher", None)
+            is None
+        )
     finally:
         watched.close()
         other.close()
