@@ -58,6 +58,7 @@ from ._hooks import (
     report_disconnect,
     report_ping,
 )
+from ._hooks.maint import maint_targets_async
 from ._pubsub_health import async_pubsub_targets
 from ._state import (
     CONNECTIONS,
@@ -513,6 +514,7 @@ def _connection_targets() -> Iterable[tuple[type, str, Any]]:
     # mark_for_reconnect is a plain method in both flavours: the sync wrapper fits.
     yield base, "mark_for_reconnect", _mark_for_reconnect
     yield from async_pubsub_targets()
+    yield from maint_targets_async()
 
 
 #: The class-level asyncio connection wrappers, shared by every instrumented asyncio pool.

@@ -45,6 +45,7 @@ from ._hooks import (
     report_disconnect,
     report_ping,
 )
+from ._hooks.maint import maint_targets
 from ._pubsub_health import pubsub_targets
 from ._state import (
     CONNECTIONS,
@@ -635,6 +636,7 @@ def _connection_targets() -> Iterable[tuple[type, str, Any]]:
     yield base, "_send_ping", _send_ping
     yield base, "mark_for_reconnect", _mark_for_reconnect
     yield from pubsub_targets()
+    yield from maint_targets()
 
 
 #: The class-level connection wrappers, shared by every instrumented sync pool.

@@ -10,6 +10,10 @@ a summary. A health-check command the server answers with an error (an
 unknown command, say) is not an outage: on the first check it stops ``watch``
 with that error (exit status 2); later, the summary reports it and the exit
 status is 1. Callbacks run inline on the watching thread.
+
+With ``?protocol=3`` in the URL, redis-py 7.0+ asks the server for its
+maintenance notifications: each one is printed (``maintenance_notification``,
+with its kind), and the summary counts them by kind.
 """
 
 from __future__ import annotations
@@ -28,7 +32,12 @@ from ._cli_common import CliError, Target, first_contact
 from ._cli_output import Printer
 from ._redact import MASK, command_secrets, redact_command
 from .dispatcher import EventDispatcher
-from .events import ConnectionHealthCheckEvent, LifecycleEvent, describe_error
+from .events import (
+    ConnectionHealthCheckEvent,
+    LifecycleEvent,
+    MaintenanceNotificationEvent,
+    describe_error,
+)
 from .health import health_check
 from .pool import LifecycleConnectionPool
 
@@ -55,10 +64,13 @@ def watch(
         "command_errors": 0,
         "last_command_error": None,
     }
+    state["maintenance"] = Counter()  # maintenance notifications by kind
     pending: list[LifecycleEvent] = []
 
     def on_event(event: LifecycleEvent) -> None:
         counts[event.type.value] += 1
+        if isinstance(event, MaintenanceNotificationEvent):
+            state["maintenance"][event.kind] += 1
         if isinstance(event, ConnectionHealthCheckEvent):
             if event.healthy:
                 state["healthy"] += 1
@@ -160,6 +172,7 @@ def _summary(
                 "command_errors": state["command_errors"],
                 "last_command_error": state["last_command_error"],
                 "events": dict(sorted(counts.items())),
+                "maintenance_notifications": dict(sorted(state["maintenance"].items())),
             }
         )
         return
@@ -181,6 +194,9 @@ def _summary(
         )
     for name, number in sorted(counts.items()):
         printer.line(f"  {name:<24} {number}")
+    if state["maintenance"]:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(state["maintenance"].items()))
+        printer.line(f"  maintenance notifications by kind: {kinds}")
 
 
 def _shown_command(command: str, target: Target) -> str:

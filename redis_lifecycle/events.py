@@ -46,6 +46,9 @@ __all__ = [
     "EventOrigin",
     "EventType",
     "LifecycleEvent",
+    "MaintenanceNotificationEvent",
+    "MaintenanceTimeoutRelaxedEvent",
+    "MaintenanceTimeoutRestoredEvent",
     "PoolConnectionAcquiredEvent",
     "PoolConnectionCreatedEvent",
     "PoolConnectionReleasedEvent",
@@ -73,6 +76,9 @@ class EventType(str, enum.Enum):
     CONNECTION_RELEASED = "connection_released"
     POOL_EXHAUSTED = "pool_exhausted"
     POOL_RESET = "pool_reset"
+    MAINTENANCE_NOTIFICATION = "maintenance_notification"
+    MAINTENANCE_TIMEOUT_RELAXED = "maintenance_timeout_relaxed"
+    MAINTENANCE_TIMEOUT_RESTORED = "maintenance_timeout_restored"
 
     def __str__(self) -> str:
         return self.value
@@ -762,6 +768,170 @@ class PoolResetEvent(LifecycleEvent):
         return self._connections_dropped
 
 
+class MaintenanceNotificationEvent(LifecycleEvent):
+    """The server pushed a maintenance notification on a connection and
+    redis-py handled it (redis-py 7.0+ sync, 8.1+ asyncio, RESP3 with
+    maintenance notifications on).
+
+    Fires once per notification received, on the connection it arrived on,
+    before redis-py acts on it (relaxes timeouts, hands connections off to a
+    new endpoint, refreshes a cluster's slot map). A server sends a
+    notification on every connection it concerns, so one maintenance usually
+    gives one event per open connection.
+
+    ``kind`` is one of ``"moving"`` (the endpoint moves to ``target_host``:
+    ``target_port`` within ``ttl`` seconds), ``"migrating"`` / ``"migrated"``
+    (a shard migration starts / ends), ``"failing_over"`` / ``"failed_over"``
+    (a failover starts / ends), ``"smigrating"`` / ``"smigrated"`` (Redis
+    Cluster: slots ``slots`` start / finish moving). ``ttl`` is given by
+    ``moving``, ``migrating`` and ``failing_over``; ``target_host`` and
+    ``target_port`` by ``moving`` (``None`` when the server gives no new
+    address: redis-py then only relaxes timeouts); ``slots`` by
+    ``smigrating`` (the slot ranges, as sent) and ``smigrated`` (the ranges
+    that moved, ``"source->destination:ranges"`` joined by ``", "``).
+    """
+
+    __slots__ = ("_kind", "_notification_id", "_slots", "_target_host", "_target_port", "_ttl")
+    type = EventType.MAINTENANCE_NOTIFICATION
+    _fields = ("kind", "notification_id", "target_host", "target_port", "ttl", "slots")
+
+    def __init__(
+        self,
+        timestamp: float,
+        origin: EventOrigin | None,
+        kind: str,
+        notification_id: int | None,
+        target_host: str | None = None,
+        target_port: int | None = None,
+        ttl: float | None = None,
+        slots: str | None = None,
+    ) -> None:
+        self._timestamp = timestamp
+        self._origin = origin if origin is not None else _NO_ORIGIN
+        self._kind = kind
+        self._notification_id = notification_id
+        self._target_host = target_host
+        self._target_port = target_port
+        self._ttl = ttl
+        self._slots = slots
+
+    @property
+    def kind(self) -> str:
+        """``moving``, ``migrating``, ``migrated``, ``failing_over``,
+        ``failed_over``, ``smigrating`` or ``smigrated``."""
+        return self._kind
+
+    @property
+    def notification_id(self) -> int | None:
+        """The notification's sequence number, as the server sent it."""
+        return self._notification_id
+
+    @property
+    def target_host(self) -> str | None:
+        """``moving``: the host the endpoint moves to; else ``None``."""
+        return self._target_host
+
+    @property
+    def target_port(self) -> int | None:
+        """``moving``: the port the endpoint moves to; else ``None``."""
+        return self._target_port
+
+    @property
+    def ttl(self) -> float | None:
+        """Seconds the notification stays valid (``moving``, ``migrating``,
+        ``failing_over``); else ``None``."""
+        return self._ttl
+
+    @property
+    def slots(self) -> str | None:
+        """``smigrating`` / ``smigrated``: the slot ranges concerned; else ``None``."""
+        return self._slots
+
+
+class _MaintenanceTimeoutEvent(LifecycleEvent):
+    """Base of the relaxed-timeout events (not in the catalogue)."""
+
+    __slots__ = ("_kind", "_notification_id", "_relaxed_timeout", "_scope")
+    _fields: ClassVar[tuple[str, ...]] = ("scope", "kind", "notification_id", "relaxed_timeout")
+
+    def __init__(
+        self,
+        timestamp: float,
+        origin: EventOrigin | None,
+        scope: str,
+        kind: str | None,
+        notification_id: int | None,
+        relaxed_timeout: float | None,
+    ) -> None:
+        self._timestamp = timestamp
+        self._origin = origin if origin is not None else _NO_ORIGIN
+        self._scope = scope
+        self._kind = kind
+        self._notification_id = notification_id
+        self._relaxed_timeout = relaxed_timeout
+
+    @property
+    def scope(self) -> str:
+        """``"connection"`` (a migration or failover relaxes the connection it
+        arrived on) or ``"pool"`` (a ``moving`` relaxes every connection of
+        the pool to the moving endpoint, and the ones it makes until the
+        notification's ``ttl`` ends)."""
+        return self._scope
+
+    @property
+    def kind(self) -> str | None:
+        """The kind of the notification that caused it (as in
+        :attr:`MaintenanceNotificationEvent.kind`); ``None`` when redis-py
+        ended a relaxation without a notification (the connection closed, a
+        ``moving`` took the connection over)."""
+        return self._kind
+
+    @property
+    def notification_id(self) -> int | None:
+        """That notification's sequence number, or ``None``."""
+        return self._notification_id
+
+    @property
+    def relaxed_timeout(self) -> float | None:
+        """The relaxed socket timeout in seconds (``MaintNotificationsConfig.relaxed_timeout``;
+        ``None`` means blocking reads)."""
+        return self._relaxed_timeout
+
+
+class MaintenanceTimeoutRelaxedEvent(_MaintenanceTimeoutEvent):
+    """redis-py relaxed socket timeouts because of a maintenance notification.
+
+    Fires after :class:`MaintenanceNotificationEvent`, when redis-py applies
+    ``MaintNotificationsConfig.relaxed_timeout``: on the connection
+    (``scope="connection"``: ``migrating``, ``failing_over``,
+    ``smigrating``) or on the pool (``scope="pool"``: ``moving``, once per
+    notification however many connections receive it). On redis-py 8.2+ it
+    is redis-py's own ``MaintenanceStartedEvent``; on older redis-py it is
+    seen by hooks. Not fired when redis-py does not relax (``relaxed_timeout=-1``,
+    or a connection already under a ``moving``). Paired with a
+    :class:`MaintenanceTimeoutRestoredEvent`.
+    """
+
+    __slots__ = ()
+    type = EventType.MAINTENANCE_TIMEOUT_RELAXED
+
+
+class MaintenanceTimeoutRestoredEvent(_MaintenanceTimeoutEvent):
+    """redis-py restored the normal socket timeouts a maintenance had relaxed.
+
+    Fires when the relaxation announced by a
+    :class:`MaintenanceTimeoutRelaxedEvent` ends: the completing notification
+    arrived (``migrated``, ``failed_over``, ``smigrated``), a ``moving``'s
+    ``ttl`` ran out (``scope="pool"``), or (redis-py 8.2+) the connection
+    was closed or taken over by a ``moving`` while relaxed (``kind`` is then
+    ``None``). On redis-py 8.2+ it is redis-py's own
+    ``MaintenanceCompletedEvent``; on older redis-py it is seen by hooks.
+    """
+
+    __slots__ = ()
+    type = EventType.MAINTENANCE_TIMEOUT_RESTORED
+
+
 #: Every concrete event class, in catalogue order.
 EVENT_CLASSES: tuple[type[LifecycleEvent], ...] = (
     ConnectionCreatedEvent,
@@ -777,6 +947,9 @@ EVENT_CLASSES: tuple[type[LifecycleEvent], ...] = (
     PoolConnectionReleasedEvent,
     PoolExhaustedEvent,
     PoolResetEvent,
+    MaintenanceNotificationEvent,
+    MaintenanceTimeoutRelaxedEvent,
+    MaintenanceTimeoutRestoredEvent,
 )
 
 #: Event class by its name.

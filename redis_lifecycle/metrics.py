@@ -54,6 +54,9 @@ from .events import (
     ConnectionReconnectedEvent,
     EventType,
     LifecycleEvent,
+    MaintenanceNotificationEvent,
+    MaintenanceTimeoutRelaxedEvent,
+    MaintenanceTimeoutRestoredEvent,
     PoolConnectionAcquiredEvent,
     PoolConnectionCreatedEvent,
     PoolConnectionReleasedEvent,
@@ -119,6 +122,12 @@ class PoolMetrics(TypedDict):
     resets: int
     active: int | None
     idle: int | None
+    #: Maintenance notifications received on the pool's connections, by
+    #: kind (``moving``, ``migrating``, ...).
+    maintenance_notifications: dict[str, int]
+    #: Relaxed timeouts applied / restored (connection- and pool-wide).
+    maintenance_timeouts_relaxed: int
+    maintenance_timeouts_restored: int
 
 
 class _CallbackRecord:
@@ -151,6 +160,9 @@ class _PoolRecord:
         "health_passed",
         "held",
         "last",
+        "maint_relaxed",
+        "maint_restored",
+        "maintenance",
         "marked",
         "reconnects",
         "resets",
@@ -173,6 +185,9 @@ class _PoolRecord:
         self.resets = 0
         #: The latest acquired/released event (for active/idle).
         self.last: Any = None
+        self.maintenance: dict[str, int] = {}
+        self.maint_relaxed = 0
+        self.maint_restored = 0
 
     def histograms(self) -> tuple[LogHistogram, ...]:
         """Every histogram of the record (for the fork handler)."""
@@ -206,6 +221,13 @@ def _observe_rare(pool: _PoolRecord, event: Any) -> None:
         pool.marked += 1
     elif cls is PoolResetEvent:
         pool.resets += 1
+    elif cls is MaintenanceNotificationEvent:
+        kind = event._kind
+        pool.maintenance[kind] = pool.maintenance.get(kind, 0) + 1
+    elif cls is MaintenanceTimeoutRelaxedEvent:
+        pool.maint_relaxed += 1
+    elif cls is MaintenanceTimeoutRestoredEvent:
+        pool.maint_restored += 1
 
 
 def _summary(histogram: LogHistogram) -> DurationSummary:
@@ -253,6 +275,9 @@ def _pool_metrics(pool: _PoolRecord) -> PoolMetrics:
         "resets": pool.resets,
         "active": None if last is None else last._active_connections,
         "idle": None if last is None else last._idle_connections,
+        "maintenance_notifications": dict(sorted(pool.maintenance.copy().items())),
+        "maintenance_timeouts_relaxed": pool.maint_relaxed,
+        "maintenance_timeouts_restored": pool.maint_restored,
     }
 
 

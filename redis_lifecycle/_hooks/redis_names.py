@@ -46,6 +46,11 @@ SOCKET_ATTRIBUTE = {"redis.connection": "_sock", "redis.asyncio.connection": "_w
 _CONNECTION_EVENTS = ("connection_created", "error")
 _HANDSHAKE_EVENTS = ("connected", "reconnected", "error")
 _CLOSE_EVENTS = ("disconnected", "error")
+_MAINT_EVENTS = (
+    "maintenance_notification",
+    "maintenance_timeout_relaxed",
+    "maintenance_timeout_restored",
+)
 
 
 def _connection_rows(module: str) -> tuple[RedisName, ...]:
@@ -134,5 +139,32 @@ REDIS_NAMES: tuple[RedisName, ...] = (
     RedisName("redis.sentinel", "SentinelManagedConnection", "connect_to", _CONNECTION_EVENTS),
     RedisName(
         "redis.asyncio.sentinel", "SentinelManagedConnection", "connect_to", _CONNECTION_EVENTS
+    ),
+    # Maintenance notifications (redis-py 7.0+ sync, 8.1+ asyncio): every push
+    # frame goes through the parser's handle_push_response. The relaxed
+    # timeouts come from redis-py's own MaintenanceStartedEvent /
+    # MaintenanceCompletedEvent on 8.2+; before, a MOVING's expiry is seen here.
+    RedisName(
+        "redis._parsers.base",
+        "PushNotificationsParser",
+        "handle_push_response",
+        _MAINT_EVENTS,
+        since=(7, 0),
+        private=True,
+    ),
+    RedisName(
+        "redis._parsers.base",
+        "AsyncPushNotificationsParser",
+        "handle_push_response",
+        _MAINT_EVENTS,
+        since=(7, 0),
+        private=True,
+    ),
+    RedisName(
+        "redis.maint_notifications",
+        "MaintNotificationsPoolHandler",
+        "handle_node_moved_notification",
+        ("maintenance_timeout_restored",),
+        since=(7, 0),
     ),
 )

@@ -27,7 +27,15 @@ name                                         kind            from
                                                              ``redis.client.connection.close.reason``
 ``redis_lifecycle.health_check.duration``    Histogram, s    ``health_check.latency``, with
                                                              ``redis_lifecycle.health_check.healthy``
+``redis.client.maintenance.notifications``   Counter         ``maintenance_notification``, with
+                                                             ``redis.client.connection.notification``
+                                                             = ``MOVING``, ``MIGRATING``, ...
 ===========================================  ==============  ======================================
+
+and ``redis_lifecycle.maintenance.relaxed_timeouts``, an UpDownCounter: +1
+for each ``maintenance_timeout_relaxed``, -1 for each
+``maintenance_timeout_restored``, with ``redis_lifecycle.maintenance.scope``
+(``connection`` or ``pool``): the relaxations in force.
 
 redis-py has no health-check metric, so that one is named in this library's
 own namespace rather than borrowing redis-py's.
@@ -39,6 +47,14 @@ own namespace rather than borrowing redis-py's.
 (``CONNECTION_ADVANCED``) itself; this exporter then leaves each of those to
 redis-py and keeps only the others. Whether redis-py's metrics are on is read
 when the exporter is built and again at every collection.
+``redis.client.maintenance.notifications`` (metric group ``RESILIENCY``) is
+counted by redis-py's connection handler, which is given every kind but
+``MOVING`` (that one goes to the pool's handler, which counts a hand-off,
+``redis.client.connection.handoff``, instead); with that group on, this
+exporter counts only the ``MOVING`` notifications under that name, so that
+each notification is counted once. The relaxed timeouts are counted in this
+library's namespace: redis-py's ``redis.client.connection.relaxed_timeout``
+(``CONNECTION_BASIC``) counts only the connection-level ones.
 
 Recording runs in a subscriber callback: inline on the thread that caused
 the event, unless the pool delivers through an
@@ -62,6 +78,9 @@ from ..events import (
     ConnectionDisconnectedEvent,
     ConnectionHealthCheckEvent,
     LifecycleEvent,
+    MaintenanceNotificationEvent,
+    MaintenanceTimeoutRelaxedEvent,
+    MaintenanceTimeoutRestoredEvent,
     PoolConnectionAcquiredEvent,
     PoolExhaustedEvent,
 )
@@ -83,11 +102,16 @@ CREATE_TIME = "db.client.connection.create_time"
 TIMEOUTS = "db.client.connection.timeouts"
 CLOSED = "redis.client.connection.closed"
 HEALTH = "redis_lifecycle.health_check.duration"
+MAINT_NOTIFICATIONS = "redis.client.maintenance.notifications"
+MAINT_KIND = "redis.client.connection.notification"
+RELAXED_TIMEOUTS = "redis_lifecycle.maintenance.relaxed_timeouts"
+MAINT_SCOPE = "redis_lifecycle.maintenance.scope"
 
 #: What redis-py records itself, by its metric group name.
 _NATIVE_BY_GROUP = {
     "CONNECTION_BASIC": (COUNT, CREATE_TIME),
     "CONNECTION_ADVANCED": (WAIT_TIME, CLOSED),
+    "RESILIENCY": (MAINT_NOTIFICATIONS,),
 }
 
 
@@ -157,6 +181,16 @@ class OpenTelemetryMetrics:
         self._health = meter.create_histogram(
             HEALTH, unit="s", description="Round trip of connection health checks"
         )
+        self._maint = meter.create_counter(
+            MAINT_NOTIFICATIONS,
+            unit="{notification}",
+            description="Tracks server-side maintenance notifications",
+        )
+        self._relaxed = meter.create_up_down_counter(
+            RELAXED_TIMEOUTS,
+            unit="{relaxation}",
+            description="Relaxed timeouts in force because of a maintenance, by scope",
+        )
         meter.create_observable_up_down_counter(
             COUNT,
             callbacks=[self._observe_count],
@@ -182,6 +216,9 @@ class OpenTelemetryMetrics:
                 dispatcher.subscribe(ConnectionConnectedEvent, self._on_connected),
                 dispatcher.subscribe(ConnectionDisconnectedEvent, self._on_disconnected),
                 dispatcher.subscribe(ConnectionHealthCheckEvent, self._on_health_check),
+                dispatcher.subscribe(MaintenanceNotificationEvent, self._on_maintenance),
+                dispatcher.subscribe(MaintenanceTimeoutRelaxedEvent, self._on_relaxed),
+                dispatcher.subscribe(MaintenanceTimeoutRestoredEvent, self._on_restored),
             ]
             if self._per_command:
                 subscriptions.append(
@@ -224,6 +261,20 @@ class OpenTelemetryMetrics:
         self._health.record(
             event.latency / 1000.0, {**self._pool(event), HEALTHY: bool(event.healthy)}
         )
+
+    def _on_maintenance(self, event: MaintenanceNotificationEvent) -> None:
+        if self._skip_native:
+            self.skipped = native_metrics()
+        # redis-py counts every kind but MOVING itself (see the module docstring)
+        if MAINT_NOTIFICATIONS in self.skipped and event.kind != "moving":
+            return
+        self._maint.add(1, {**self._pool(event), MAINT_KIND: event.kind.upper()})
+
+    def _on_relaxed(self, event: MaintenanceTimeoutRelaxedEvent) -> None:
+        self._relaxed.add(1, {**self._pool(event), MAINT_SCOPE: event.scope})
+
+    def _on_restored(self, event: MaintenanceTimeoutRestoredEvent) -> None:
+        self._relaxed.add(-1, {**self._pool(event), MAINT_SCOPE: event.scope})
 
     # -- observed at collection ---------------------------------------------
 

@@ -23,7 +23,13 @@ and ``_total`` are suffixed), labelled ``pool_name``:
   by :class:`~redis_lifecycle.CloseReason`;
 * ``redis_lifecycle_health_check_duration_seconds{pool_name, healthy}``:
   histogram of health-check round trips;
-* ``redis_lifecycle_events_total{pool_name, type}``: every event received.
+* ``redis_lifecycle_events_total{pool_name, type}``: every event received;
+* ``redis_lifecycle_maintenance_notifications_total{pool_name, kind}``: the
+  server's maintenance notifications (``maintenance_notification``) by kind
+  (``moving``, ``migrating``, ...), one per notification per connection;
+* ``redis_lifecycle_maintenance_timeouts_relaxed_total{pool_name, scope}`` and
+  ``redis_lifecycle_maintenance_timeouts_restored_total{pool_name, scope}``:
+  relaxed timeouts applied and cleared (``scope`` ``connection`` or ``pool``).
 
 Events are counted by a subscriber callback, inline on the thread that caused
 the event unless the pool uses an
@@ -51,6 +57,9 @@ from ..events import (
     ConnectionHealthCheckEvent,
     ConnectionMarkedForReconnectEvent,
     LifecycleEvent,
+    MaintenanceNotificationEvent,
+    MaintenanceTimeoutRelaxedEvent,
+    MaintenanceTimeoutRestoredEvent,
     PoolConnectionAcquiredEvent,
     PoolConnectionCreatedEvent,
     PoolCreatedEvent,
@@ -93,6 +102,9 @@ _RARE_EVENTS: tuple[type[LifecycleEvent], ...] = (
     PoolCreatedEvent,
     PoolConnectionCreatedEvent,
     PoolResetEvent,
+    MaintenanceNotificationEvent,
+    MaintenanceTimeoutRelaxedEvent,
+    MaintenanceTimeoutRestoredEvent,
 )
 
 
@@ -185,6 +197,12 @@ class LifecycleCollector:
             elif isinstance(event, ConnectionHealthCheckEvent):
                 healthy = "true" if event.healthy else "false"
                 self._observe("health", (pool, healthy), event.latency / 1000.0)
+            elif isinstance(event, MaintenanceNotificationEvent):
+                self._count("maintenance", (pool, event.kind))
+            elif isinstance(event, MaintenanceTimeoutRelaxedEvent):
+                self._count("maintenance_relaxed", (pool, event.scope))
+            elif isinstance(event, MaintenanceTimeoutRestoredEvent):
+                self._count("maintenance_restored", (pool, event.scope))
 
     # -- prometheus_client protocol -------------------------------------------
 
@@ -229,6 +247,21 @@ class LifecycleCollector:
                 "redis_lifecycle_events",
                 "Lifecycle events received, by type",
                 labels=["pool_name", "type"],
+            ),
+            "maintenance": _core.CounterMetricFamily(
+                "redis_lifecycle_maintenance_notifications",
+                "Maintenance notifications received from the server, by kind",
+                labels=["pool_name", "kind"],
+            ),
+            "maintenance_relaxed": _core.CounterMetricFamily(
+                "redis_lifecycle_maintenance_timeouts_relaxed",
+                "Relaxed timeouts applied because of a maintenance, by scope",
+                labels=["pool_name", "scope"],
+            ),
+            "maintenance_restored": _core.CounterMetricFamily(
+                "redis_lifecycle_maintenance_timeouts_restored",
+                "Relaxed timeouts cleared after a maintenance, by scope",
+                labels=["pool_name", "scope"],
             ),
         }
 

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import redis
 
-from redis_lifecycle.events import EventType
+from redis_lifecycle._demo import DEMO_EVENTS
 from redis_lifecycle.server import RedisServer, free_port
 
 from ..helpers import wait_until
 
-ALL_EVENTS = [t.value for t in EventType]
+ALL_EVENTS = [t.value for t in DEMO_EVENTS]
 
 
 def run_cli(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
