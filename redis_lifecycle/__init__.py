@@ -14,13 +14,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._auto import instrument_all, uninstrument_all
     from ._capabilities import (
         CapabilityReport,
         EventCapability,
         RedisPyCompatibilityWarning,
         capabilities,
     )
+    from ._instrument_all import instrument_all, uninstrument_all
     from ._version import __version__
     from .dispatcher import EventDispatcher, Subscription
     from .errors import CallbackError, CallbackErrorHandler
@@ -124,7 +124,7 @@ _EXPORTS: dict[str, str] = {
     "health_check": ".health",
     "HealthCheckResult": ".health",
     "instrument": ".instrument",
-    "instrument_all": "._auto",
+    "instrument_all": "._instrument_all",
     "Instrumentation": ".metrics",
     "LifecycleBlockingConnectionPool": ".pool",
     "LifecycleConnectionPool": ".pool",
@@ -140,7 +140,7 @@ _EXPORTS: dict[str, str] = {
     "RedisPyCompatibilityWarning": "._capabilities",
     "Subscription": ".dispatcher",
     "uninstrument": ".instrument",
-    "uninstrument_all": "._auto",
+    "uninstrument_all": "._instrument_all",
 }
 
 

@@ -187,7 +187,7 @@ class Delivery:
 
     def _schedule(self, awaitable: Any, event: LifecycleEvent, callback: Any) -> None:
         """Run an ``async def`` callback's coroutine on the running event loop."""
-        from ._async_callbacks import schedule  # type: ignore[import-not-found, unused-ignore]
+        from ._coroutine_callbacks import schedule  # type: ignore[import-not-found, unused-ignore]
 
         schedule(self, awaitable, event, callback)
 

@@ -32,11 +32,11 @@ import redis
 import redis.connection as rconn
 import redis.exceptions as rexc
 
-from ._attach import pool_state_of
 from ._delivery import Delivery
 from ._hooks import emit
+from ._hooks.attach import pool_state_of
+from ._hooks.state import CONNECTIONS
 from ._redact import MASK, command_secrets, redact_command
-from ._state import CONNECTIONS
 from .events import ConnectionHealthCheckEvent, EventOrigin, describe_error
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def health_check(target: Any, command: str = "PING") -> Any:
     """
     args = _parse_command(command)
     if _is_async(target):
-        module = importlib.import_module("redis_lifecycle._async_health")
+        module = importlib.import_module("redis_lifecycle._health_asyncio")
         coroutine: Coroutine[Any, Any, HealthCheckResult] = module.async_health_check(
             target, command
         )

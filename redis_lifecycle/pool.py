@@ -21,7 +21,7 @@ import redis
 import redis.connection as rconn
 
 from ._capabilities import check_redis_py
-from ._sync import SyncPoolHooks
+from ._hooks.sync import SyncPoolHooks
 from .dispatcher import EventDispatcher
 from .errors import CallbackErrorHandler
 from .instrument import (

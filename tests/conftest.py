@@ -185,7 +185,7 @@ def admin(server: RedisServer) -> Iterator[redis.Redis]:
 def _no_leftovers() -> Iterator[None]:
     """Each test leaves no instrumented pool and no class-level wrapper behind."""
     yield
-    from redis_lifecycle._attach import detach_all
+    from redis_lifecycle._hooks.attach import detach_all
     from redis_lifecycle.instrument import _handles
 
     rl.uninstrument_all()

@@ -15,9 +15,7 @@ from typing import Any
 
 import wrapt
 
-from .. import _state
 from .._delivery import Delivery
-from .._state import CONNECTIONS, POOLS, ConnState
 from ..errors import CallbackError
 from ..events import (
     CloseReason,
@@ -26,6 +24,8 @@ from ..events import (
     ConnectionHealthCheckEvent,
     LifecycleEvent,
 )
+from . import state as _state
+from .state import CONNECTIONS, POOLS, ConnState
 
 __all__ = [
     "ClassPatcher",
@@ -303,7 +303,7 @@ def _deliver_close(
         phase = "health_check" if reason is CloseReason.HEALTH_CHECK_FAILED else "io"
         emit_quietly(delivery, ConnectionErrorEvent(timestamp, state.origin, error, phase))
     if state.health_pings:  # PubSub health pings this close leaves unanswered
-        from .._pubsub_health import fail_pending_pings
+        from .pubsub import fail_pending_pings
 
         fail_pending_pings(state, None if reason is CloseReason.FORK else error)
     if ConnectionDisconnectedEvent in wanted:

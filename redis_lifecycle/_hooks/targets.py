@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import redis
 import redis.connection as rconn
 
-from ._redact import redact
+from .._redact import redact
 
 if TYPE_CHECKING:
-    from .instrument import LifecycleHandle
+    from ..instrument import LifecycleHandle
 
 __all__ = ["Target", "resolve_target", "register_target_kind"]
 
@@ -35,7 +35,7 @@ class Target:
 
 
 def _attach_sync_pool(pool: Any, handle: LifecycleHandle, pool_name: str | None) -> None:
-    from .instrument import attach_sync_pool
+    from ..instrument import attach_sync_pool
 
     attach_sync_pool(handle, pool, pool_name)
 
@@ -47,8 +47,8 @@ def _attach_sync_client(client: Any, handle: LifecycleHandle, pool_name: str | N
 def _attach_sync_connection(
     connection: Any, handle: LifecycleHandle, pool_name: str | None
 ) -> None:
-    from ._connection import attach_connection
-    from ._sync import CONNECTION_PATCHER
+    from .connection import attach_connection
+    from .sync import CONNECTION_PATCHER
 
     attach_connection(connection, handle, pool_name, patcher=CONNECTION_PATCHER, is_async=False)
 
@@ -87,7 +87,10 @@ def _load_optional_kinds() -> None:
     _loaded_optional = True
     import importlib
 
-    for module in ("redis_lifecycle._async_targets", "redis_lifecycle._cluster_targets"):
+    for module in (
+        "redis_lifecycle._hooks.aio_targets",
+        "redis_lifecycle._hooks.cluster_targets",
+    ):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as error:

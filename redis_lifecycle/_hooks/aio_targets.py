@@ -3,9 +3,9 @@
     >>> import redis.asyncio, redis_lifecycle as rl
     >>> handle = rl.instrument(redis.asyncio.Redis(host="localhost"))
 
-Imported by :mod:`redis_lifecycle._targets` on the first ``instrument()``
+Imported by :mod:`redis_lifecycle._hooks.targets` on the first ``instrument()``
 call. Callbacks run inline on the event loop's thread (``async def`` ones as
-tasks), see :mod:`redis_lifecycle._async_callbacks`.
+tasks), see :mod:`redis_lifecycle._coroutine_callbacks`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aredis
 import redis.asyncio.connection as aconn
 
-from ._async import async_kind_for
-from ._async_callbacks import remember_loop
-from ._attach import attach_pool
-from ._targets import register_target_kind
+from .._coroutine_callbacks import remember_loop
+from .aio import async_kind_for
+from .attach import attach_pool
+from .targets import register_target_kind
 
 if TYPE_CHECKING:
-    from .instrument import LifecycleHandle
+    from ..instrument import LifecycleHandle
 
 __all__ = ["attach_async_pool"]
 
@@ -55,8 +55,8 @@ def _attach_client(client: Any, handle: Any, pool_name: str | None) -> None:
 
 
 def _attach_connection(connection: Any, handle: Any, pool_name: str | None) -> None:
-    from ._async import CONNECTION_PATCHER
-    from ._connection import attach_connection
+    from .aio import CONNECTION_PATCHER
+    from .connection import attach_connection
 
     attach_connection(connection, handle, pool_name, patcher=CONNECTION_PATCHER, is_async=True)
     remember_loop(handle.delivery)

@@ -46,12 +46,8 @@ from contextvars import ContextVar
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
 
-from ._cluster import node_pool_name
-from ._hooks import ClassPatcher, emit, emit_quietly, internal_error
-from ._state import PoolState, conn_state_of, forget_pool, register_connection
-from ._sync import is_exhaustion
-from .errors import CallbackError
-from .events import (
+from ..errors import CallbackError
+from ..events import (
     EventOrigin,
     PoolConnectionAcquiredEvent,
     PoolConnectionCreatedEvent,
@@ -59,9 +55,13 @@ from .events import (
     PoolCreatedEvent,
     PoolExhaustedEvent,
 )
+from . import ClassPatcher, emit, emit_quietly, internal_error
+from .cluster import node_pool_name
+from .state import PoolState, conn_state_of, forget_pool, register_connection
+from .sync import is_exhaustion
 
 if TYPE_CHECKING:
-    from .instrument import LifecycleHandle
+    from ..instrument import LifecycleHandle
 
 __all__ = ["NODES", "NODE_PATCHER", "attach_async_cluster"]
 
@@ -356,8 +356,8 @@ def _node_stats(cluster: ClusterBinding) -> list[dict[str, Any]]:
 
 def attach_async_cluster(client: Any, handle: LifecycleHandle, pool_name: str | None) -> None:
     """``instrument()`` for an asyncio ``RedisCluster``: every node now and later."""
-    from ._async import CONNECTION_PATCHER
-    from ._async_callbacks import remember_loop
+    from .._coroutine_callbacks import remember_loop
+    from .aio import CONNECTION_PATCHER
 
     manager = client.nodes_manager
     cluster = ClusterBinding(client, handle, pool_name)

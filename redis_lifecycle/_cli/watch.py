@@ -20,12 +20,12 @@ from typing import Any
 
 import redis
 
-from ._cli_common import Target, first_contact
-from ._cli_output import Printer
-from .dispatcher import EventDispatcher
-from .events import ConnectionHealthCheckEvent, LifecycleEvent
-from .health import health_check
-from .pool import LifecycleConnectionPool
+from ..dispatcher import EventDispatcher
+from ..events import ConnectionHealthCheckEvent, LifecycleEvent
+from ..health import health_check
+from ..pool import LifecycleConnectionPool
+from .common import Target, first_contact
+from .output import Printer
 
 __all__ = ["watch"]
 

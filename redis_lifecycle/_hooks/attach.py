@@ -26,10 +26,10 @@ import weakref
 from time import perf_counter, time
 from typing import Any
 
-from ._delivery import Delivery
-from ._hooks import ClassPatcher, MethodPatcher, emit
-from ._state import POOLS, PoolState, forget_pool, register_connection
-from .events import EventOrigin, PoolCreatedEvent
+from .._delivery import Delivery
+from ..events import EventOrigin, PoolCreatedEvent
+from . import ClassPatcher, MethodPatcher, emit
+from .state import POOLS, PoolState, forget_pool, register_connection
 
 __all__ = ["attach_pool", "detach_pool", "pool_state_of", "PoolKind"]
 

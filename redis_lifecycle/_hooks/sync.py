@@ -5,7 +5,7 @@ Two techniques, chosen per hook point by measurement (``benchmarks/``):
 * **Pools** (the per-command hot path: ``get_connection`` and ``release``)
   get plain-function patches of ``ConnectionPool`` and
   ``BlockingConnectionPool``, which find the pool's
-  :class:`~redis_lifecycle._state.PoolState` in ``POOLS`` by ``id()``; the
+  :class:`~redis_lifecycle._hooks.state.PoolState` in ``POOLS`` by ``id()``; the
   lifecycle pools have the same functions as methods. A plain function costs
   about a fifth of a ``wrapt`` wrapper, and the per-command patches are
   installed only while someone wants a per-command event.
@@ -30,8 +30,21 @@ from typing import Any
 import redis.connection as rconn
 import redis.exceptions as rexc
 
-from ._delivery import ORDER_TIMEOUT, Delivery
-from ._hooks import (
+from .._delivery import ORDER_TIMEOUT, Delivery
+from ..errors import CallbackError
+from ..events import (
+    ConnectionConnectedEvent,
+    ConnectionCreatedEvent,
+    ConnectionErrorEvent,
+    ConnectionMarkedForReconnectEvent,
+    ConnectionReconnectedEvent,
+    PoolConnectionAcquiredEvent,
+    PoolConnectionCreatedEvent,
+    PoolConnectionReleasedEvent,
+    PoolExhaustedEvent,
+    PoolResetEvent,
+)
+from . import (
     ClassPatcher,
     disconnect_error,
     emit,
@@ -45,8 +58,8 @@ from ._hooks import (
     report_disconnect,
     report_ping,
 )
-from ._pubsub_health import pubsub_targets
-from ._state import (
+from .pubsub import pubsub_targets
+from .state import (
     CONNECTIONS,
     POOLS,
     ConnState,
@@ -54,19 +67,6 @@ from ._state import (
     conn_state_of,
     pool_state_of,
     register_connection,
-)
-from .errors import CallbackError
-from .events import (
-    ConnectionConnectedEvent,
-    ConnectionCreatedEvent,
-    ConnectionErrorEvent,
-    ConnectionMarkedForReconnectEvent,
-    ConnectionReconnectedEvent,
-    PoolConnectionAcquiredEvent,
-    PoolConnectionCreatedEvent,
-    PoolConnectionReleasedEvent,
-    PoolExhaustedEvent,
-    PoolResetEvent,
 )
 
 __all__ = [

@@ -6,7 +6,7 @@
     >>> rl.uninstrument(client)
     True
 
-The same two techniques as the sync hooks (:mod:`redis_lifecycle._sync`):
+The same two techniques as the sync hooks (:mod:`redis_lifecycle._hooks.sync`):
 
 * **Pools** get the same kind of plain-function patches, looked up in
   ``POOLS`` (the lifecycle pools have them as methods of
@@ -22,7 +22,7 @@ The same two techniques as the sync hooks (:mod:`redis_lifecycle._sync`):
 
 Callbacks run inline, on the event loop's thread, inside the task whose
 command caused the event (``async def`` callbacks are scheduled as tasks, see
-:mod:`redis_lifecycle._async_callbacks`), unless an
+:mod:`redis_lifecycle._coroutine_callbacks`), unless an
 :class:`~redis_lifecycle.AsyncCallbackExecutor` is given.
 
 Differences from sync redis-py that the hooks account for: a connection is
@@ -41,9 +41,16 @@ from typing import Any
 
 import redis.asyncio.connection as aconn
 
-from ._async_callbacks import remember_loop
-from ._attach import PoolKind, has_attributes
-from ._hooks import (
+from .._coroutine_callbacks import remember_loop
+from ..errors import CallbackError
+from ..events import (
+    ConnectionCreatedEvent,
+    ConnectionErrorEvent,
+    PoolConnectionAcquiredEvent,
+    PoolConnectionReleasedEvent,
+    PoolResetEvent,
+)
+from . import (
     ClassPatcher,
     disconnect_error,
     emit,
@@ -58,8 +65,9 @@ from ._hooks import (
     report_disconnect,
     report_ping,
 )
-from ._pubsub_health import async_pubsub_targets
-from ._state import (
+from .attach import PoolKind, has_attributes
+from .pubsub import async_pubsub_targets
+from .state import (
     CONNECTIONS,
     POOLS,
     ConnState,
@@ -68,16 +76,8 @@ from ._state import (
     pool_state_of,
     register_connection,
 )
-from ._sync import _mark_for_reconnect, mark_connected, new_event, report_exhaustion
-from ._sync import hooked_make_connection as sync_make_connection
-from .errors import CallbackError
-from .events import (
-    ConnectionCreatedEvent,
-    ConnectionErrorEvent,
-    PoolConnectionAcquiredEvent,
-    PoolConnectionReleasedEvent,
-    PoolResetEvent,
-)
+from .sync import _mark_for_reconnect, mark_connected, new_event, report_exhaustion
+from .sync import hooked_make_connection as sync_make_connection
 
 __all__ = [
     "ASYNC_BLOCKING_POOL",

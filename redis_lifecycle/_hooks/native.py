@@ -51,10 +51,10 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from .errors import CallbackError
+from ..errors import CallbackError
 
 if TYPE_CHECKING:
-    from .dispatcher import EventDispatcher
+    from ..dispatcher import EventDispatcher
 
 __all__ = ["ANNOUNCED", "ensure_loaded", "new_native_dispatcher"]
 
@@ -88,7 +88,7 @@ def _load() -> Any:
                     ANNOUNCED[cls] = handler
             interface = getattr(module, "EventDispatcherInterface", None)
             if interface is not None:
-                from .dispatcher import EventDispatcher
+                from ..dispatcher import EventDispatcher
 
                 interface.register(EventDispatcher)
         _loaded = True
@@ -141,7 +141,7 @@ def _announcer(caller: FrameType | None, cls: type) -> Any:
 
 
 def _existing(obj: Any) -> bool:
-    from .instrument import find_handle
+    from ..instrument import find_handle
 
     return find_handle(obj) is not None
 
@@ -149,7 +149,7 @@ def _existing(obj: Any) -> bool:
 def _instrument(obj: Any, dispatcher: EventDispatcher, what: str) -> None:
     """``instrument(obj, event_dispatcher=dispatcher)`` unless ``obj`` already
     is; never raises."""
-    from .instrument import instrument
+    from ..instrument import instrument
 
     try:
         if not _existing(obj):
@@ -165,7 +165,7 @@ def _pools(dispatcher: EventDispatcher, event: Any, caller: FrameType | None) ->
 
     manager = _announcer(caller, rcluster.NodesManager)
     if manager is not None:
-        from ._cluster import attach_manager_for_dispatcher
+        from .cluster import attach_manager_for_dispatcher
 
         try:
             attach_manager_for_dispatcher(manager, dispatcher, list(event.connection_pools))
@@ -179,7 +179,7 @@ def _pools(dispatcher: EventDispatcher, event: Any, caller: FrameType | None) ->
 
 
 def _single_connection(dispatcher: EventDispatcher, event: Any, caller: FrameType | None) -> None:
-    from ._state import CONNECTIONS, _unwrap
+    from .state import CONNECTIONS, _unwrap
 
     state = CONNECTIONS.get(id(_unwrap(event.connection)))
     if state is not None and state.pool_state is not None:

@@ -1,6 +1,6 @@
 """Teach ``instrument()`` about cluster and Sentinel clients.
 
-Imported by :mod:`redis_lifecycle._targets` when it first resolves a target;
+Imported by :mod:`redis_lifecycle._hooks.targets` when it first resolves a target;
 registering puts these kinds in front of the plain ``redis.Redis`` one (a
 Sentinel-managed client *is* a ``redis.Redis``).
 """
@@ -11,9 +11,9 @@ from typing import Any
 
 import redis.cluster as rcluster
 
-from ._cluster import attach_cluster
-from ._sentinel import attach_sentinel_client, attach_sentinel_pool, attach_sentinel_pool_target
-from ._targets import register_target_kind
+from .cluster import attach_cluster
+from .sentinel import attach_sentinel_client, attach_sentinel_pool, attach_sentinel_pool_target
+from .targets import register_target_kind
 
 __all__: list[str] = []
 
@@ -38,8 +38,8 @@ def _register_asyncio_kinds() -> None:
         import redis.asyncio.cluster as acluster
         import redis.asyncio.sentinel as asentinel
 
-        from ._async_cluster import attach_async_cluster
-        from ._async_targets import attach_async_pool
+        from .aio_cluster import attach_async_cluster
+        from .aio_targets import attach_async_pool
     except ImportError:  # pragma: no cover - redis-py without asyncio support
         return
 

@@ -35,9 +35,9 @@ from collections.abc import Iterable
 from time import perf_counter, time
 from typing import Any
 
-from ._hooks import emit, emit_quietly, flush_close
-from ._state import CONNECTIONS, ConnState
-from .events import ConnectionHealthCheckEvent
+from ..events import ConnectionHealthCheckEvent
+from . import emit, emit_quietly, flush_close
+from .state import CONNECTIONS, ConnState
 
 __all__ = [
     "PUBSUB_HEALTH_COMMAND",

@@ -1,7 +1,7 @@
 """What the CLI's commands share: reading a URL without leaking its password,
 and turning a first failed contact into one clear line (exit status 2).
 
-    >>> from redis_lifecycle._cli_common import parse_url
+    >>> from redis_lifecycle._cli.common import parse_url
     >>> parse_url("redis://:hunter2@127.0.0.1:6380/1").address
     '127.0.0.1:6380/1'
 
@@ -16,8 +16,8 @@ from urllib.parse import unquote, urlsplit
 import redis
 import redis.exceptions as rexc
 
-from ._redact import MASK, redact
-from .events import describe_error
+from .._redact import MASK, redact
+from ..events import describe_error
 
 __all__ = ["CliError", "Target", "first_contact", "parse_url"]
 

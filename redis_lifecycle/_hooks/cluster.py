@@ -30,13 +30,13 @@ import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._attach import attach_pool, pool_state_of
-from ._hooks import ClassPatcher, internal_error
-from .errors import CallbackError
+from ..errors import CallbackError
+from . import ClassPatcher, internal_error
+from .attach import attach_pool, pool_state_of
 
 if TYPE_CHECKING:
-    from .dispatcher import EventDispatcher
-    from .instrument import LifecycleHandle
+    from ..dispatcher import EventDispatcher
+    from ..instrument import LifecycleHandle
 
 __all__ = [
     "NODE_PATCHER",
@@ -75,7 +75,7 @@ def node_pool_name(prefix: str | None, host: Any, port: Any) -> str:
 
 def attach_node_pool(binding: ClusterBinding, pool: Any, host: Any, port: Any) -> None:
     """Attach one node's sync pool to the cluster's handle (once)."""
-    from ._kinds import sync_kind_for
+    from .sync_kinds import sync_kind_for
 
     handle = binding.handle
     existing = pool_state_of(pool)
@@ -170,8 +170,8 @@ def attach_manager_for_dispatcher(
     The announced pools count: redis-py 5.x-6.x announce them before the
     nodes are in ``nodes_cache``. The handle is registered under the
     manager, where ``uninstrument(cluster)`` finds it."""
-    from .instrument import LifecycleHandle, _make_delivery, handle_for, register_handle
-    from .instrument import _lock as instrument_lock
+    from ..instrument import LifecycleHandle, _make_delivery, handle_for, register_handle
+    from ..instrument import _lock as instrument_lock
 
     with instrument_lock:
         binding = _MANAGERS.get(manager)

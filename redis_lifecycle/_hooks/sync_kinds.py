@@ -6,8 +6,8 @@ from typing import Any
 
 import redis.connection as rconn
 
-from ._attach import PoolKind, has_attributes
-from ._sync import (
+from .attach import PoolKind, has_attributes
+from .sync import (
     CONNECTION_PATCHER,
     SYNC_CHECKOUT_PATCHER,
     SYNC_POOL_PATCHER,

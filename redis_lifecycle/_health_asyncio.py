@@ -31,7 +31,7 @@ import redis.asyncio as aredis
 import redis.asyncio.connection as aconn
 import redis.exceptions as rexc
 
-from ._attach import pool_state_of
+from ._hooks.attach import pool_state_of
 from .health import (
     HealthCheckResult,
     _expected_reply,

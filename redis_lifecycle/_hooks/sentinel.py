@@ -36,13 +36,13 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._attach import pool_state_of
-from ._hooks import ClassPatcher, internal_error
-from ._state import CONNECTIONS, POOLS, PoolState, register_connection
-from .events import EventOrigin, LifecycleEvent
+from ..events import EventOrigin, LifecycleEvent
+from . import ClassPatcher, internal_error
+from .attach import pool_state_of
+from .state import CONNECTIONS, POOLS, PoolState, register_connection
 
 if TYPE_CHECKING:
-    from .instrument import LifecycleHandle
+    from ..instrument import LifecycleHandle
 
 __all__ = [
     "DISCOVERY_PREFIX",
@@ -222,7 +222,7 @@ def attach_sentinel_pool(
     was instrumented (the client, else the pool).
     """
     if attach is None:
-        from .instrument import attach_sync_pool
+        from ..instrument import attach_sync_pool
 
         attach = attach_sync_pool
     name = pool_name or managed_pool_name(pool)
@@ -240,7 +240,7 @@ def attach_sentinel_pool(
 
 def _attach_discovery(handle: LifecycleHandle, manager: Any) -> None:
     """Attach each sentinel's client pool not already instrumented elsewhere."""
-    from ._targets import resolve_target
+    from .targets import resolve_target
 
     for sentinel in list(getattr(manager, "sentinels", ()) or ()):
         pool = getattr(sentinel, "connection_pool", None)

@@ -18,8 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ._delivery import Delivery
-from .events import EventOrigin
+from .._delivery import Delivery
+from ..events import EventOrigin
 
 __all__ = [
     "CONNECTIONS",
@@ -122,7 +122,7 @@ class PoolState:
         self.total = total
         #: redis-py's own methods (never our patches of them), called by the
         #: lifecycle overrides.
-        from ._hooks import unpatched
+        from . import unpatched
 
         originals = originals or base_class
         self.f_get: Any = unpatched(originals, "get_connection")
