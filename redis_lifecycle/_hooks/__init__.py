@@ -25,15 +25,18 @@ from ..events import (
     LifecycleEvent,
 )
 from . import state as _state
+from .originals import unpatched
 from .state import CONNECTIONS, POOLS, ConnState
 
 __all__ = [
+    "PUBSUB_HEALTH_COMMAND",
     "ClassPatcher",
     "MethodPatcher",
     "classify_close",
     "emit",
     "emit_quietly",
     "error_in_flight",
+    "fail_pending_pings",
     "flush_close",
     "flush_close_on_disconnect",
     "internal_error",
@@ -45,6 +48,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("redis_lifecycle")
+
+#: The command as redis-py sends PubSub's health check, and as events name it.
+PUBSUB_HEALTH_COMMAND = "PING redis-py-health-check"
 
 _SERVER_CLOSED_MESSAGES = ("Connection closed by server.",)
 _SERVER_CLOSED_TYPES: tuple[type[BaseException], ...] = (
@@ -303,8 +309,6 @@ def _deliver_close(
         phase = "health_check" if reason is CloseReason.HEALTH_CHECK_FAILED else "io"
         emit_quietly(delivery, ConnectionErrorEvent(timestamp, state.origin, error, phase))
     if state.health_pings:  # PubSub health pings this close leaves unanswered
-        from .pubsub import fail_pending_pings
-
         fail_pending_pings(state, None if reason is CloseReason.FORK else error)
     if ConnectionDisconnectedEvent in wanted:
         emit_quietly(delivery, ConnectionDisconnectedEvent(timestamp, state.origin, reason, error))
@@ -408,15 +412,6 @@ def next_method(pool: Any, mixin: type, name: str) -> Any:
             break
     _next_methods[key] = method
     return method
-
-
-def unpatched(cls: type, name: str) -> Any:
-    """``cls.name`` as redis-py defines it, looking through our patches."""
-    for klass in cls.__mro__:
-        if name in klass.__dict__:
-            function = klass.__dict__[name]
-            return getattr(function, "__rl_original__", function)
-    return None
 
 
 class MethodPatcher:
@@ -526,3 +521,34 @@ def pool_patchers(
             yield cls, "release", release
 
     return MethodPatcher(rare), MethodPatcher(checkouts), MethodPatcher(releases)
+
+
+def fail_pending_pings(state: ConnState, error: BaseException | None) -> None:
+    """A connection closed: its unanswered pings will never be answered.
+
+    With an ``error`` each is reported unhealthy with it; a close without one
+    (the application's ``PubSub.close()``) just forgets them. Never raises.
+    """
+    pending = state.health_pings
+    if not pending:
+        return
+    state.health_pings = None
+    pool_state = state.pool_state
+    if error is None or pool_state is None:
+        return
+    delivery = pool_state.delivery
+    if ConnectionHealthCheckEvent not in delivery.wanted:
+        return
+    now = perf_counter()
+    for started in pending:
+        emit_quietly(
+            delivery,
+            ConnectionHealthCheckEvent(
+                time(),
+                state.origin,
+                False,
+                (now - started) * 1000.0,
+                PUBSUB_HEALTH_COMMAND,
+                error,
+            ),
+        )

@@ -20,6 +20,7 @@ from typing import Any
 
 from .._delivery import Delivery
 from ..events import EventOrigin
+from .originals import unpatched
 
 __all__ = [
     "CONNECTIONS",
@@ -122,8 +123,6 @@ class PoolState:
         self.total = total
         #: redis-py's own methods (never our patches of them), called by the
         #: lifecycle overrides.
-        from . import unpatched
-
         originals = originals or base_class
         self.f_get: Any = unpatched(originals, "get_connection")
         self.f_release: Any = unpatched(originals, "release")
