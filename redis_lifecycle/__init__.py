@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 # and users do: `from redis_lifecycle.instrument import ...`) would bind the
 # package attribute to the module, shadowing the function, for good. So these
 # three load eagerly (they pull in wrapt, not redis).
+# What redis-py's own events announce, instrumented (registers with the dispatcher).
+from . import _native  # noqa: F401
 from .instrument import LifecycleHandle, instrument, uninstrument
 
 __all__ = [

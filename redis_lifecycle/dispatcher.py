@@ -38,9 +38,9 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from ._hooks.native import ANNOUNCED as _ANNOUNCED
-from ._hooks.native import new_native_dispatcher as _new_native_dispatcher
 from ._redact import redact
+from ._redis_event import ANNOUNCED as _ANNOUNCED
+from ._redis_event import new_native_dispatcher as _new_native_dispatcher
 from .events import EVENT_CLASSES, LifecycleEvent
 
 if TYPE_CHECKING:
@@ -111,9 +111,9 @@ class EventDispatcher:
         self._native: Any = None
         if not _native_loaded[0]:
             _native_loaded[0] = True
-            from ._hooks.native import ensure_loaded
+            from ._redis_event import ensure_loaded
 
-            ensure_loaded()
+            ensure_loaded(EventDispatcher)
 
     @overload
     def subscribe(

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._capabilities import check_redis_py
 from ._delivery import Delivery
-from ._hooks.attach import attach_pool, detach_pool, pool_state_of
+from ._hooks.attach import detach_pool, pool_state_of
 from ._redact import redact
 from .dispatcher import EventDispatcher, Subscription
 from .errors import CallbackErrorHandler
@@ -473,14 +473,3 @@ def register_handle(client: Any, handle: LifecycleHandle) -> None:
     with _lock:
         _handles[id(client)] = handle
         weakref.finalize(client, _handles.pop, id(client), None)
-
-
-def attach_sync_pool(
-    handle: LifecycleHandle, pool: Any, pool_name: str | None = None, **extra: Any
-) -> None:
-    """Attach one sync pool to ``handle``."""
-    from ._hooks.sync_kinds import sync_kind_for
-
-    state = attach_pool(pool, sync_kind_for(pool), handle.delivery, pool_name=pool_name, **extra)
-    state.handle = handle
-    handle._add_pool(pool)

@@ -22,13 +22,13 @@ import redis.connection as rconn
 
 from ._capabilities import check_redis_py
 from ._hooks.sync import SyncPoolHooks
+from ._hooks.sync_kinds import attach_sync_pool
 from .dispatcher import EventDispatcher
 from .errors import CallbackErrorHandler
 from .instrument import (
     CallbackRegistry,
     LifecycleHandle,
     _make_delivery,
-    attach_sync_pool,
     handle_for,
     register_handle,
 )

@@ -35,14 +35,12 @@ from . import ClassPatcher, internal_error
 from .attach import attach_pool, pool_state_of
 
 if TYPE_CHECKING:
-    from ..dispatcher import EventDispatcher
     from ..instrument import LifecycleHandle
 
 __all__ = [
     "NODE_PATCHER",
     "attach_cluster",
     "attach_manager",
-    "attach_manager_for_dispatcher",
     "attach_node_pool",
     "node_pool_name",
 ]
@@ -159,30 +157,3 @@ def attach_manager(
         client = node.redis_connection
         if client is not None:
             attach_node_pool(binding, client.connection_pool, node.host, node.port)
-
-
-def attach_manager_for_dispatcher(
-    manager: Any, dispatcher: EventDispatcher, pools: list[Any]
-) -> None:
-    """A ``RedisCluster(event_dispatcher=dispatcher)``'s ``NodesManager``
-    announced node ``pools``: attach them and every node it knows (once per
-    manager), as ``instrument(cluster, event_dispatcher=dispatcher)`` would.
-    The announced pools count: redis-py 5.x-6.x announce them before the
-    nodes are in ``nodes_cache``. The handle is registered under the
-    manager, where ``uninstrument(cluster)`` finds it."""
-    from ..instrument import LifecycleHandle, _make_delivery, handle_for, register_handle
-    from ..instrument import _lock as instrument_lock
-
-    with instrument_lock:
-        binding = _MANAGERS.get(manager)
-        if binding is None and handle_for(manager) is None:
-            handle = LifecycleHandle(manager, _make_delivery(dispatcher, None, None, None))
-            handle._options = {"event_dispatcher": dispatcher}
-            attach_manager(manager, manager, handle, None)
-            register_handle(manager, handle)
-            binding = _MANAGERS.get(manager)
-        if binding is None:
-            return
-        for pool in pools:  # attach_node_pool skips those attached already
-            kwargs = getattr(pool, "connection_kwargs", {})
-            attach_node_pool(binding, pool, kwargs.get("host"), kwargs.get("port"))

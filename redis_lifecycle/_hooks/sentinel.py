@@ -222,7 +222,7 @@ def attach_sentinel_pool(
     was instrumented (the client, else the pool).
     """
     if attach is None:
-        from ..instrument import attach_sync_pool
+        from .sync_kinds import attach_sync_pool
 
         attach = attach_sync_pool
     name = pool_name or managed_pool_name(pool)

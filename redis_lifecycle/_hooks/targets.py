@@ -35,7 +35,7 @@ class Target:
 
 
 def _attach_sync_pool(pool: Any, handle: LifecycleHandle, pool_name: str | None) -> None:
-    from ..instrument import attach_sync_pool
+    from .sync_kinds import attach_sync_pool
 
     attach_sync_pool(handle, pool, pool_name)
 
