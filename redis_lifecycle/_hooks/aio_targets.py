@@ -10,6 +10,7 @@ tasks), see :mod:`redis_lifecycle._coroutine_callbacks`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aredis
@@ -18,12 +19,11 @@ import redis.asyncio.connection as aconn
 from .._coroutine_callbacks import remember_loop
 from .aio import async_kind_for
 from .attach import attach_pool
-from .targets import register_target_kind
 
 if TYPE_CHECKING:
     from ..instrument import LifecycleHandle
 
-__all__ = ["attach_async_pool"]
+__all__ = ["KINDS", "attach_async_pool"]
 
 
 def attach_async_pool(
@@ -62,6 +62,10 @@ def _attach_connection(connection: Any, handle: Any, pool_name: str | None) -> N
     remember_loop(handle.delivery)
 
 
-register_target_kind(lambda obj: isinstance(obj, aconn.AbstractConnection), _attach_connection)
-register_target_kind(_is_async_pool, _attach_pool)
-register_target_kind(_is_async_client, _attach_client)
+#: What ``instrument()`` accepts from ``redis.asyncio``, as ``(predicate,
+#: attach)`` rows of the index in :mod:`redis_lifecycle._hooks.targets`.
+KINDS: list[tuple[Callable[[Any], bool], Callable[[Any, Any, str | None], None]]] = [
+    (_is_async_client, _attach_client),
+    (_is_async_pool, _attach_pool),
+    (lambda obj: isinstance(obj, aconn.AbstractConnection), _attach_connection),
+]

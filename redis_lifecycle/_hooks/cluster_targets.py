@@ -7,15 +7,17 @@ Sentinel-managed client *is* a ``redis.Redis``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import redis.cluster as rcluster
 
 from .cluster import attach_cluster
 from .sentinel import attach_sentinel_client, attach_sentinel_pool, attach_sentinel_pool_target
-from .targets import register_target_kind
 
-__all__: list[str] = []
+__all__ = ["KINDS"]
+
+Kind = tuple[Callable[[Any], bool], Callable[[Any, Any, str | None], None]]
 
 
 def _is_sync_sentinel_pool(obj: Any) -> bool:
@@ -24,15 +26,11 @@ def _is_sync_sentinel_pool(obj: Any) -> bool:
     return isinstance(obj, rsentinel.SentinelConnectionPool)
 
 
-register_target_kind(lambda obj: isinstance(obj, rcluster.RedisCluster), attach_cluster)
-register_target_kind(_is_sync_sentinel_pool, attach_sentinel_pool_target)
-register_target_kind(
-    lambda obj: _is_sync_sentinel_pool(getattr(obj, "connection_pool", None)),
-    attach_sentinel_client,
-)
+def _is_sync_sentinel_client(obj: Any) -> bool:
+    return _is_sync_sentinel_pool(getattr(obj, "connection_pool", None))
 
 
-def _register_asyncio_kinds() -> None:
+def _asyncio_kinds() -> list[Kind]:
     """The asyncio cluster and Sentinel clients (if the asyncio hooks exist)."""
     try:
         import redis.asyncio.cluster as acluster
@@ -41,7 +39,7 @@ def _register_asyncio_kinds() -> None:
         from .aio_cluster import attach_async_cluster
         from .aio_targets import attach_async_pool
     except ImportError:  # pragma: no cover - redis-py without asyncio support
-        return
+        return []
 
     def is_async_sentinel_pool(obj: Any) -> bool:
         return isinstance(obj, asentinel.SentinelConnectionPool)
@@ -54,11 +52,22 @@ def _register_asyncio_kinds() -> None:
             handle, client.connection_pool, pool_name, attach=attach_async_pool, owner=client
         )
 
-    register_target_kind(lambda obj: isinstance(obj, acluster.RedisCluster), attach_async_cluster)
-    register_target_kind(is_async_sentinel_pool, attach_pool)
-    register_target_kind(
-        lambda obj: is_async_sentinel_pool(getattr(obj, "connection_pool", None)), attach_client
-    )
+    return [
+        (lambda obj: is_async_sentinel_pool(getattr(obj, "connection_pool", None)), attach_client),
+        (is_async_sentinel_pool, attach_pool),
+        (lambda obj: isinstance(obj, acluster.RedisCluster), attach_async_cluster),
+    ]
 
 
-_register_asyncio_kinds()
+#: What ``instrument()`` accepts of the cluster and Sentinel clients, as
+#: ``(predicate, attach)`` rows of the index in
+#: :mod:`redis_lifecycle._hooks.targets`, first match wins.
+KINDS: list[Kind] = [
+    *_asyncio_kinds(),
+    (
+        lambda obj: _is_sync_sentinel_pool(getattr(obj, "connection_pool", None)),
+        attach_sentinel_client,
+    ),
+    (_is_sync_sentinel_pool, attach_sentinel_pool_target),
+    (lambda obj: isinstance(obj, rcluster.RedisCluster), attach_cluster),
+]

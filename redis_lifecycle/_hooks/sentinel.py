@@ -235,20 +235,19 @@ def attach_sentinel_pool(
         for conn_state in list(CONNECTIONS.values()):
             if conn_state.pool_state is state and not conn_state.connected:
                 conn_state.origin = _unconnected_origin(state, conn_state.origin)
-    _attach_discovery(handle, getattr(pool, "sentinel_manager", None))
+    _attach_discovery(handle, getattr(pool, "sentinel_manager", None), attach)
 
 
-def _attach_discovery(handle: LifecycleHandle, manager: Any) -> None:
-    """Attach each sentinel's client pool not already instrumented elsewhere."""
-    from .targets import resolve_target
-
+def _attach_discovery(handle: LifecycleHandle, manager: Any, attach: Callable[..., None]) -> None:
+    """Attach each sentinel's client pool not already instrumented elsewhere
+    (with ``attach``: the sentinels' clients are of the pool's flavour)."""
     for sentinel in list(getattr(manager, "sentinels", ()) or ()):
         pool = getattr(sentinel, "connection_pool", None)
         if pool is None or pool_state_of(pool) is not None:
             continue  # already reports to a handle (this one or another)
         kwargs = getattr(pool, "connection_kwargs", {}) or {}
         name = f"{DISCOVERY_PREFIX}{kwargs.get('host', 'localhost')}:{kwargs.get('port', 26379)}"
-        resolve_target(sentinel).attach(handle, name)
+        attach(handle, pool, name)
 
 
 def attach_sentinel_client(client: Any, handle: LifecycleHandle, pool_name: str | None) -> None:
