@@ -44,7 +44,7 @@ __all__ = ["ORDER_TIMEOUT", "Delivery", "default_delivery", "emitter"]
 
 #: How long, by default, an event may wait for an earlier event of its
 #: connection to be delivered first, before it goes regardless of order
-#: (the executor's ``order_timeout``; _sync.py's ``await_release``).
+#: (the executor's ``order_timeout``; _hooks/sync.py's ``await_release``).
 ORDER_TIMEOUT = 1.0
 
 #: Events built on every command: their hooks are skipped entirely when none

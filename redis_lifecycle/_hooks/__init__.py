@@ -502,7 +502,7 @@ def pool_patchers(
       while at least one such pool is attached;
     * ``get_connection`` and ``release`` (``checkout(original)`` and
       ``release(original)`` make them), each installed only while some
-      attached pool's delivery wants them (see ``_attach._HotPatches``).
+      attached pool's delivery wants them (see ``attach._HotPatches``).
     """
     make_factory = _attached_only("make_connection", make_connection)
     reset_factory = _attached_only("reset", reset)

@@ -47,7 +47,7 @@ __all__ = [
 
 #: Reentrant: a cluster's finalizer (``undo`` in attach_cluster) takes it,
 #: and a garbage collection can start under it on the same thread (see
-#: _state._lock).
+#: state._lock).
 _lock = threading.RLock()
 
 

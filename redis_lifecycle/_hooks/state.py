@@ -129,7 +129,7 @@ class PoolState:
         self.f_make: Any = unpatched(originals, "make_connection")
         self.f_reset: Any = unpatched(originals, "reset")
         #: How the pool is hooked: "subclass" (a lifecycle pool) or
-        #: "registry" (class-level patches); see _attach.py.
+        #: "registry" (class-level patches); see attach.py.
         self.strategy = strategy
         self.size = size
         self.timeout = timeout
@@ -183,7 +183,7 @@ class ConnState:
         self.checked_out_at: float | None = None
         #: The thread whose ``release`` of it is under way, from just before
         #: it goes back into the pool until its ``connection_released`` is
-        #: delivered (see _sync.py's ``await_release``).
+        #: delivered (see _hooks/sync.py's ``await_release``).
         self.releasing: int | None = None
         #: Reason given when redis-py marked it for reconnect, until it closes.
         self.mark_reason: str | None = None
