@@ -15,7 +15,7 @@ import redis.exceptions as rexc
 
 from ._delivery import Delivery
 from ._hooks import emit
-from ._hooks.state import CONNECTIONS
+from ._hooks.state import CONNECTIONS, real_connection
 from ._redact import MASK, command_secrets, redact_command
 from .events import ConnectionHealthCheckEvent, EventOrigin, describe_error
 
@@ -26,7 +26,6 @@ __all__ = [
     "_parse_command",
     "_reply_matches",
     "_report",
-    "_unwrap",
     "_where",
 ]
 
@@ -79,15 +78,9 @@ def _reply_matches(response: Any, expected: str) -> bool:
     return isinstance(response, str) and response == expected
 
 
-def _unwrap(connection: Any) -> Any:
-    """The real connection behind redis-py's client-side-cache proxy."""
-    inner = getattr(connection, "_conn", None)
-    return inner if inner is not None and hasattr(inner, "disconnect") else connection
-
-
 def _where(connection: Any) -> tuple[Delivery, EventOrigin] | None:
     """Where an instrumented connection's events go, else ``None``."""
-    state = CONNECTIONS.get(id(_unwrap(connection)))
+    state = CONNECTIONS.get(id(real_connection(connection)))
     if state is None or state.pool_state is None:
         return None
     return state.pool_state.delivery, state.origin

@@ -51,7 +51,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ._hooks.cluster import _MANAGERS, attach_manager, attach_node_pool
-from ._hooks.state import CONNECTIONS, _unwrap
+from ._hooks.state import CONNECTIONS, real_connection
 from ._redis_event import register_announcement
 from .errors import CallbackError
 from .instrument import (
@@ -148,7 +148,7 @@ def _pools(dispatcher: EventDispatcher, event: Any, caller: FrameType | None) ->
 
 
 def _single_connection(dispatcher: EventDispatcher, event: Any, caller: FrameType | None) -> None:
-    state = CONNECTIONS.get(id(_unwrap(event.connection)))
+    state = CONNECTIONS.get(id(real_connection(event.connection)))
     if state is not None and state.pool_state is not None:
         return  # its pool is instrumented (asyncio clients announce it on every initialize)
     _instrument(event.connection, dispatcher, "a single-connection client's connection")

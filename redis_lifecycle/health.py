@@ -38,10 +38,10 @@ from ._health_shared import (
     _parse_command,
     _reply_matches,
     _report,
-    _unwrap,
     _where,
 )
 from ._hooks.attach import pool_state_of
+from ._hooks.state import real_connection
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -155,7 +155,7 @@ def _round_trip(connection: Any, args: list[str]) -> tuple[float, BaseException 
 
 
 def _has_socket(connection: Any) -> bool:
-    inner = _unwrap(connection)
+    inner = real_connection(connection)
     return getattr(inner, "_sock", None) is not None
 
 

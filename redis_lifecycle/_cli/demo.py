@@ -35,7 +35,7 @@ from ..health import health_check
 from ..metrics import Instrumentation
 from ..pool import LifecycleBlockingConnectionPool
 from ..server import RedisServer, ServerNotFound, _embedded_binary
-from .common import CliError, Target, first_contact, parse_url
+from .common import CliError, CliTarget, first_contact, parse_url
 from .output import Printer
 
 __all__ = ["demo", "demo_server_binary"]
@@ -70,7 +70,7 @@ class _Step:
 class Demo:
     """One run of the scenario against ``url`` (owned ``server`` or not)."""
 
-    def __init__(self, printer: Printer, target: Target, server: RedisServer | None) -> None:
+    def __init__(self, printer: Printer, target: CliTarget, server: RedisServer | None) -> None:
         self.out = printer
         self.target = target
         self.server = server

@@ -24,14 +24,14 @@ from ..dispatcher import EventDispatcher
 from ..events import ConnectionHealthCheckEvent, LifecycleEvent
 from ..health import health_check
 from ..pool import LifecycleConnectionPool
-from .common import Target, first_contact
+from .common import CliTarget, first_contact
 from .output import Printer
 
 __all__ = ["watch"]
 
 
 def watch(
-    target: Target,
+    target: CliTarget,
     printer: Printer,
     *,
     interval: float,
@@ -114,7 +114,7 @@ def watch(
 
 def _summary(
     printer: Printer,
-    target: Target,
+    target: CliTarget,
     elapsed: float,
     counts: Counter[str],
     state: dict[str, Any],

@@ -351,13 +351,13 @@ class ClassPatcher:
     def installed(self) -> bool:
         return bool(self._installed)
 
-    def acquire(self) -> None:
+    def add_user(self) -> None:
         with self._lock:
             self._users += 1
             if self._users == 1:
                 self._install()
 
-    def release(self) -> None:
+    def remove_user(self) -> None:
         with self._lock:
             if self._users == 0:
                 return
@@ -434,7 +434,7 @@ class MethodPatcher:
     def installed(self) -> bool:
         return bool(self._installed)
 
-    def acquire(self) -> None:
+    def add_user(self) -> None:
         with self._lock:
             self._users += 1
             if self._users == 1:
@@ -450,7 +450,7 @@ class MethodPatcher:
                     setattr(cls, name, replacement)
                     self._installed.append((cls, name, original, replacement))
 
-    def release(self) -> None:
+    def remove_user(self) -> None:
         with self._lock:
             if self._users == 0:
                 return

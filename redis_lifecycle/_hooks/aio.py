@@ -73,7 +73,7 @@ from .state import (
     ConnState,
     PoolState,
     conn_state_of,
-    pool_state_of,
+    pool_state_by_id,
     register_connection,
 )
 from .sync import _mark_for_reconnect, mark_connected, new_event, report_exhaustion
@@ -125,13 +125,13 @@ def _checkout_hook(original: Any) -> Any:
     no checkout event is wanted, and a coroutine of ours around it otherwise."""
 
     def get_connection(self: Any, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
-        state = pool_state_of(id(self))
+        state = pool_state_by_id(id(self))
         if state is None:
             method = original or next_method(self, AsyncPoolHooks, "get_connection")
             return method(self, *args, **kwargs)  # type: ignore[no-any-return]
-        call = original or state.f_get
+        call = original or state.redis_get_connection
         delivery = state.delivery
-        if delivery.hot:
+        if delivery.wants_per_command:
             return _get_connection(self, state, call, args, kwargs)
         if delivery.watch_exhaustion:
             return _guarded_get_connection(self, state, call, args, kwargs)
@@ -145,12 +145,12 @@ def _release_hook(original: Any) -> Any:
     :func:`_checkout_hook`."""
 
     def release(self: Any, connection: Any) -> Coroutine[Any, Any, None]:
-        state = pool_state_of(id(self))
+        state = pool_state_by_id(id(self))
         if state is None:
             method = original or next_method(self, AsyncPoolHooks, "release")
             return method(self, connection)  # type: ignore[no-any-return]
-        call = original or state.f_release
-        if not state.delivery.hot:
+        call = original or state.redis_release
+        if not state.delivery.wants_per_command:
             return call(self, connection)  # type: ignore[no-any-return]
         return _release(self, state, call, connection)
 
@@ -195,13 +195,13 @@ class AsyncPoolHooks:
         state = POOLS.get(id(self))
         if state is None:
             return super().make_connection()  # type: ignore[misc]
-        return hooked_make_connection(self, state, state.f_make)
+        return hooked_make_connection(self, state, state.redis_make_connection)
 
     def reset(self) -> None:
         state = POOLS.get(id(self))
         if state is None:
             return super().reset()  # type: ignore[misc, no-any-return]
-        hooked_reset(self, state, state.f_reset)
+        hooked_reset(self, state, state.redis_reset)
         return None
 
 

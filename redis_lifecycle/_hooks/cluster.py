@@ -138,7 +138,7 @@ def attach_manager(
     """Attach every node pool of ``manager`` (a ``NodesManager``) now and
     later, until ``handle`` is detached or ``owner`` is garbage-collected."""
     binding = ClusterBinding(handle, pool_name)
-    NODE_PATCHER.acquire()
+    NODE_PATCHER.add_user()
     with _lock:
         _MANAGERS[manager] = binding
     manager_ref = weakref.ref(manager)
@@ -148,7 +148,7 @@ def attach_manager(
             manager = manager_ref()
             if manager is not None and _MANAGERS.get(manager) is binding:
                 del _MANAGERS[manager]
-        NODE_PATCHER.release()
+        NODE_PATCHER.remove_user()
 
     # on uninstrument(), or when the cluster is garbage-collected without it
     finalizer = weakref.finalize(owner, undo)

@@ -67,15 +67,15 @@ def attach_connection(
         is_async=is_async,
     )
     state.handle = handle
-    patcher.acquire()
+    patcher.add_user()
     try:
         register_connection(connection, state)
     except BaseException:
-        patcher.release()
+        patcher.remove_user()
         raise
 
     def detach() -> None:
         forget_connection(connection)
-        patcher.release()
+        patcher.remove_user()
 
     handle._closers.append(detach)

@@ -226,9 +226,9 @@ def attach_sentinel_pool(
 
         attach = attach_sync_pool
     name = pool_name or managed_pool_name(pool)
-    SENTINEL_PATCHER.acquire()
+    SENTINEL_PATCHER.add_user()
     # released on uninstrument(), or when the client is garbage-collected without it
-    handle._closers.append(weakref.finalize(owner or pool, SENTINEL_PATCHER.release))
+    handle._closers.append(weakref.finalize(owner or pool, SENTINEL_PATCHER.remove_user))
     attach(handle, pool, name, origin=_pool_origin(pool, name))
     state = pool_state_of(pool)
     if state is not None:

@@ -65,7 +65,7 @@ from .state import (
     ConnState,
     PoolState,
     conn_state_of,
-    pool_state_of,
+    pool_state_by_id,
     register_connection,
 )
 
@@ -156,7 +156,7 @@ def blocking_total(pool: Any) -> int:
 #   a per-command event: with no such subscriber the hot path is redis-py's
 #   own, untouched. ``original`` is the method they replaced;
 # * SyncPoolHooks, the mixin of the lifecycle pools (real subclasses), with
-#   ``original=None``: the state's ``f_get``/``f_release`` (the next class in
+#   ``original=None``: the state's ``redis_get_connection``/``redis_release`` (the next class in
 #   the pool's MRO) is called instead.
 #
 # Either way the pool's state is found in POOLS by id(): attaching a sync
@@ -183,14 +183,14 @@ def _checkout_hook(original: Any) -> Any:
     """``get_connection`` for ``original`` (``None``: the lifecycle pools')."""
 
     def get_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
-        state = pool_state_of(id(self))
+        state = pool_state_by_id(id(self))
         if state is None:
             return (original or next_method(self, SyncPoolHooks, "get_connection"))(
                 self, *args, **kwargs
             )
         delivery = state.delivery
-        call = original or state.f_get
-        if not delivery.hot:
+        call = original or state.redis_get_connection
+        if not delivery.wants_per_command:
             if delivery.watch_exhaustion and state.exhausted_in_checkout:
                 return guarded_get_connection(self, state, call, args, kwargs)
             return call(self, *args, **kwargs)
@@ -288,12 +288,12 @@ def _release_hook(original: Any) -> Any:
     """``release`` for ``original`` (``None``: the lifecycle pools')."""
 
     def release(self: Any, connection: Any) -> Any:
-        state = pool_state_of(id(self))
+        state = pool_state_by_id(id(self))
         if state is None:
             return (original or next_method(self, SyncPoolHooks, "release"))(self, connection)
-        call = original or state.f_release
+        call = original or state.redis_release
         delivery = state.delivery
-        if not delivery.hot:
+        if not delivery.wants_per_command:
             return call(self, connection)
         conn_state = conn_state_of(id(connection))
         if conn_state is None or conn_state.checked_out_at is None:
@@ -347,7 +347,7 @@ def hooked_make_connection(pool: Any, state: PoolState, original: Any, uncounted
     try:
         connection = original(pool)
     except BaseException as error:
-        if not state.exhausted_in_checkout and not state.delivery.hot:
+        if not state.exhausted_in_checkout and not state.delivery.wants_per_command:
             report_exhaustion(state, started, error)
         raise
     try:
@@ -419,13 +419,13 @@ class SyncPoolHooks:
         state = POOLS.get(id(self))
         if state is None:
             return super().make_connection()  # type: ignore[misc]
-        return hooked_make_connection(self, state, state.f_make)
+        return hooked_make_connection(self, state, state.redis_make_connection)
 
     def reset(self) -> Any:
         state = POOLS.get(id(self))
         if state is None:
             return super().reset()  # type: ignore[misc]
-        return hooked_reset(self, state, state.f_reset)
+        return hooked_reset(self, state, state.redis_reset)
 
 
 #: Class-level patches of the sync pools, for pools attached by instrument():
