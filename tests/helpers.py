@@ -121,12 +121,15 @@ def leaked_patches_and_state() -> list[str]:
     from redis_lifecycle._hooks.state import CONNECTIONS, POOLS
 
     found = []
-    for name, module in list(sys.modules.items()):
-        if not name.startswith("redis_lifecycle._hooks"):
+    seen: set[int] = set()  # a patcher imported by another module is one patcher
+    for name, module in sorted(sys.modules.items()):
+        if not name.startswith("redis_lifecycle._hooks") or module is None:
             continue
         for attribute, value in list(vars(module).items()):
-            if isinstance(value, (ClassPatcher, MethodPatcher)) and value.installed:
-                found.append(f"{name}.{attribute} still installed")
+            if isinstance(value, (ClassPatcher, MethodPatcher)) and id(value) not in seen:
+                seen.add(id(value))
+                if value.installed:
+                    found.append(f"{name}.{attribute} still installed")
     found += [f"pool state {state.name!r} still registered" for state in list(POOLS.values())]
     found += [
         f"connection state {state.origin!r} still registered"
