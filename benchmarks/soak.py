@@ -29,7 +29,7 @@ from typing import Any
 import redis
 
 import redis_lifecycle as rl
-from redis_lifecycle._state import CONNECTIONS
+from redis_lifecycle._hooks.state import CONNECTIONS
 from redis_lifecycle.events import EVENT_CLASSES
 
 

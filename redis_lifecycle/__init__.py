@@ -14,13 +14,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._auto import instrument_all, uninstrument_all
     from ._capabilities import (
         CapabilityReport,
         EventCapability,
         RedisPyCompatibilityWarning,
         capabilities,
     )
+    from ._instrument_all import instrument_all, uninstrument_all
     from ._version import __version__
     from .dispatcher import EventDispatcher, Subscription
     from .errors import CallbackError, CallbackErrorHandler
@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 # and users do: `from redis_lifecycle.instrument import ...`) would bind the
 # package attribute to the module, shadowing the function, for good. So these
 # three load eagerly (they pull in wrapt, not redis).
+# What redis-py's own events announce, instrumented (registers with the dispatcher).
+from . import _native  # noqa: F401
 from .instrument import LifecycleHandle, instrument, uninstrument
 
 __all__ = [
@@ -130,7 +132,7 @@ _EXPORTS: dict[str, str] = {
     "health_check": ".health",
     "HealthCheckResult": ".health",
     "instrument": ".instrument",
-    "instrument_all": "._auto",
+    "instrument_all": "._instrument_all",
     "Instrumentation": ".metrics",
     "LifecycleBlockingConnectionPool": ".pool",
     "LifecycleConnectionPool": ".pool",
@@ -149,7 +151,7 @@ _EXPORTS: dict[str, str] = {
     "RedisPyCompatibilityWarning": "._capabilities",
     "Subscription": ".dispatcher",
     "uninstrument": ".instrument",
-    "uninstrument_all": "._auto",
+    "uninstrument_all": "._instrument_all",
 }
 
 

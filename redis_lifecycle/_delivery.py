@@ -44,7 +44,7 @@ __all__ = ["ORDER_TIMEOUT", "Delivery", "default_delivery", "emitter"]
 
 #: How long, by default, an event may wait for an earlier event of its
 #: connection to be delivered first, before it goes regardless of order
-#: (the executor's ``order_timeout``; _sync.py's ``await_release``).
+#: (the executor's ``order_timeout``; _hooks/sync.py's ``await_release``).
 ORDER_TIMEOUT = 1.0
 
 #: Events built on every command: their hooks are skipped entirely when none
@@ -63,9 +63,9 @@ class Delivery:
         "emit_released",
         "error_handler",
         "executor",
-        "hot",
         "instrumentation",
         "wanted",
+        "wants_per_command",
         "watch_exhaustion",
         "watchers",
     )
@@ -84,7 +84,7 @@ class Delivery:
         self.instrumentation = instrumentation
         self.wanted: frozenset[type[LifecycleEvent]] = frozenset()
         #: Whether any per-command event (acquired, released, exhausted) is wanted.
-        self.hot = False
+        self.wants_per_command = False
         #: Whether a failed checkout must be examined (pool_exhausted wanted).
         self.watch_exhaustion = False
         #: Called with no argument after each refresh: the pools that install
@@ -106,7 +106,7 @@ class Delivery:
         if self.instrumentation is not None:
             wanted |= self.instrumentation._wanted
         self.wanted = frozenset(wanted)
-        self.hot = not PER_COMMAND_EVENTS.isdisjoint(wanted)
+        self.wants_per_command = not PER_COMMAND_EVENTS.isdisjoint(wanted)
         self.watch_exhaustion = PoolExhaustedEvent in wanted
         emitters: dict[type[LifecycleEvent], Callable[[Any], None]] = {
             cls: emitter(self, cls) for cls in PER_COMMAND_EVENTS
@@ -187,7 +187,7 @@ class Delivery:
 
     def _schedule(self, awaitable: Any, event: LifecycleEvent, callback: Any) -> None:
         """Run an ``async def`` callback's coroutine on the running event loop."""
-        from ._async_callbacks import schedule  # type: ignore[import-not-found, unused-ignore]
+        from ._coroutine_callbacks import schedule  # type: ignore[import-not-found, unused-ignore]
 
         schedule(self, awaitable, event, callback)
 

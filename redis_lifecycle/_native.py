@@ -47,78 +47,53 @@ these methods, and ``instrument()`` is the way in.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from ._hooks.cluster import _MANAGERS, attach_manager, attach_node_pool
+from ._hooks.state import CONNECTIONS, real_connection
+from ._redis_event import register_announcement
 from .errors import CallbackError
+from .instrument import (
+    LifecycleHandle,
+    _make_delivery,
+    find_handle,
+    handle_for,
+    instrument,
+    register_handle,
+)
+from .instrument import _lock as instrument_lock
 
 if TYPE_CHECKING:
     from .dispatcher import EventDispatcher
 
-__all__ = ["ANNOUNCED", "ensure_loaded", "new_native_dispatcher"]
+__all__ = ["attach_manager_for_dispatcher"]
 
 logger = logging.getLogger("redis_lifecycle")
 
-#: ``redis.event``, imported on first use (importing redis_lifecycle imports
-#: no redis); ``None`` on redis-py before 5.3.
-_event: Any = None
-_loaded = False
 
-
-def _load() -> Any:
-    global _event, _loaded
-    if not _loaded:
-        try:
-            import redis.event as event_module
-
-            module: Any = event_module
-        except ImportError:  # redis-py before 5.3
-            module = None
-        _event = module
-        if module is not None:
-            for name, handler in (
-                ("AfterPooledConnectionsInstantiationEvent", _pools),
-                ("AfterSingleConnectionInstantiationEvent", _single_connection),
-                ("AfterPubSubConnectionInstantiationEvent", _pubsub),
-                ("AfterAsyncClusterInstantiationEvent", _async_cluster),
-            ):
-                cls = getattr(module, name, None)
-                if cls is not None:
-                    ANNOUNCED[cls] = handler
-            interface = getattr(module, "EventDispatcherInterface", None)
-            if interface is not None:
-                from .dispatcher import EventDispatcher
-
-                interface.register(EventDispatcher)
-        _loaded = True
-    return _event
-
-
-class _NoNativeDispatcher:
-    """Stands in for redis-py's dispatcher on a redis-py without one."""
-
-    def dispatch(self, event: object) -> None:
-        pass
-
-    async def dispatch_async(self, event: object) -> None:
-        pass
-
-
-def new_native_dispatcher() -> Any:
-    """A fresh ``redis.event.EventDispatcher`` with redis-py's default listeners
-    (which also makes ``ANNOUNCED`` ready)."""
-    module = _load()
-    if module is None:
-        return _NoNativeDispatcher()
-    return module.EventDispatcher()
-
-
-def ensure_loaded() -> None:
-    """Import ``redis.event`` (if redis-py has it) and register
-    :class:`~redis_lifecycle.EventDispatcher` as a virtual subclass of
-    ``redis.event.EventDispatcherInterface``."""
-    _load()
+def attach_manager_for_dispatcher(
+    manager: Any, dispatcher: EventDispatcher, pools: list[Any]
+) -> None:
+    """A ``RedisCluster(event_dispatcher=dispatcher)``'s ``NodesManager``
+    announced node ``pools``: attach them and every node it knows (once per
+    manager), as ``instrument(cluster, event_dispatcher=dispatcher)`` would.
+    The announced pools count: redis-py 5.x-6.x announce them before the
+    nodes are in ``nodes_cache``. The handle is registered under the
+    manager, where ``uninstrument(cluster)`` finds it."""
+    with instrument_lock:
+        binding = _MANAGERS.get(manager)
+        if binding is None and handle_for(manager) is None:
+            handle = LifecycleHandle(manager, _make_delivery(dispatcher, None, None, None))
+            handle._options = {"event_dispatcher": dispatcher}
+            attach_manager(manager, manager, handle, None)
+            register_handle(manager, handle)
+            binding = _MANAGERS.get(manager)
+        if binding is None:
+            return
+        for pool in pools:  # attach_node_pool skips those attached already
+            kwargs = getattr(pool, "connection_kwargs", {})
+            attach_node_pool(binding, pool, kwargs.get("host"), kwargs.get("port"))
 
 
 # --- what the announcements instrument --------------------------------------
@@ -141,16 +116,12 @@ def _announcer(caller: FrameType | None, cls: type) -> Any:
 
 
 def _existing(obj: Any) -> bool:
-    from .instrument import find_handle
-
     return find_handle(obj) is not None
 
 
 def _instrument(obj: Any, dispatcher: EventDispatcher, what: str) -> None:
     """``instrument(obj, event_dispatcher=dispatcher)`` unless ``obj`` already
     is; never raises."""
-    from .instrument import instrument
-
     try:
         if not _existing(obj):
             instrument(obj, event_dispatcher=dispatcher)
@@ -165,8 +136,6 @@ def _pools(dispatcher: EventDispatcher, event: Any, caller: FrameType | None) ->
 
     manager = _announcer(caller, rcluster.NodesManager)
     if manager is not None:
-        from ._cluster import attach_manager_for_dispatcher
-
         try:
             attach_manager_for_dispatcher(manager, dispatcher, list(event.connection_pools))
         except CallbackError as error:
@@ -179,9 +148,7 @@ def _pools(dispatcher: EventDispatcher, event: Any, caller: FrameType | None) ->
 
 
 def _single_connection(dispatcher: EventDispatcher, event: Any, caller: FrameType | None) -> None:
-    from ._state import CONNECTIONS, _unwrap
-
-    state = CONNECTIONS.get(id(_unwrap(event.connection)))
+    state = CONNECTIONS.get(id(real_connection(event.connection)))
     if state is not None and state.pool_state is not None:
         return  # its pool is instrumented (asyncio clients announce it on every initialize)
     _instrument(event.connection, dispatcher, "a single-connection client's connection")
@@ -209,6 +176,12 @@ def _async_cluster(dispatcher: EventDispatcher, event: Any, caller: FrameType | 
     _instrument(cluster, dispatcher, "an asyncio cluster")
 
 
-#: The redis-py events that announce something to instrument, by exact class
-#: (redis-py's dispatcher matches ``type(event)`` too); filled by ``_load``.
-ANNOUNCED: dict[type, Callable[[EventDispatcher, Any, FrameType | None], None]] = {}
+# The redis-py events that announce something to instrument, by class name;
+# the delivery layer (``_redis_event``) maps them to redis-py's classes.
+for _name, _handler in (
+    ("AfterPooledConnectionsInstantiationEvent", _pools),
+    ("AfterSingleConnectionInstantiationEvent", _single_connection),
+    ("AfterPubSubConnectionInstantiationEvent", _pubsub),
+    ("AfterAsyncClusterInstantiationEvent", _async_cluster),
+):
+    register_announcement(_name, _handler)

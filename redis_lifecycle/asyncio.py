@@ -17,7 +17,7 @@ are real subclasses of ``redis.asyncio.ConnectionPool`` and
 Plain callbacks run inline on the event loop's thread, inside the task whose
 command caused the event; ``async def`` callbacks are scheduled as tasks on
 the running loop and awaited by ``await pool.aclose()`` or
-``await pool.lifecycle.drain()`` (see :mod:`redis_lifecycle._async_callbacks`).
+``await pool.lifecycle.drain()`` (see :mod:`redis_lifecycle._coroutine_callbacks`).
 With ``async_callbacks`` (an :class:`~redis_lifecycle.AsyncCallbackExecutor`)
 plain callbacks run on its worker threads instead.
 """
@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aredis
 import redis.asyncio.connection as aconn
 
-from ._async import AsyncPoolHooks
-from ._async_callbacks import drain
+from ._coroutine_callbacks import drain
+from ._hooks.aio import AsyncPoolHooks
 from .instrument import (
     LifecycleHandle,
     handle_for,
@@ -47,7 +47,7 @@ __all__ = ["LifecycleBlockingConnectionPool", "LifecycleConnectionPool", "pooled
 
 class _AsyncLifecyclePoolMixin(_LifecyclePoolMixin):
     def _rl_attach(self, handle: LifecycleHandle, pool_name: str | None) -> None:
-        from ._async_targets import attach_async_pool
+        from ._hooks.aio_targets import attach_async_pool
 
         attach_async_pool(handle, self, pool_name)
 

@@ -5,8 +5,8 @@
     $ redis-lifecycle watch redis://localhost:6379/0 --interval 1 --json
 
 ``demo`` drives a scripted scenario that makes all 13 lifecycle events fire
-and prints them live (:mod:`redis_lifecycle._demo`); ``watch`` streams one
-server's events with periodic health checks (:mod:`redis_lifecycle._watch`).
+and prints them live (:mod:`redis_lifecycle._cli.demo`); ``watch`` streams one
+server's events with periodic health checks (:mod:`redis_lifecycle._cli.watch`).
 Bad input (a malformed URL, an unreachable server, a wrong password) prints
 one line on stderr and exits with status 2; no traceback, never a password.
 Callbacks run inline, on the thread that caused each event.
@@ -21,8 +21,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from ._cli_common import CliError, parse_url
-from ._cli_output import Printer, use_color
+from ._cli.common import CliError, parse_url
+from ._cli.output import Printer, use_color
 from ._redact import redact
 from ._version import __version__
 
@@ -143,11 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "doctor":
             return doctor(args.json)
         if args.command == "demo":
-            from ._demo import demo
+            from ._cli.demo import demo
 
             printer = Printer(stdout, color=use_color(stdout, args.color))
             return demo(printer, args.url)
-        from ._watch import watch
+        from ._cli.watch import watch
 
         target = parse_url(args.url)
         printer = Printer(

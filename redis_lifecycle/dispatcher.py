@@ -26,7 +26,7 @@ redis-py's own events (``redis.event``) go to a ``redis.event.EventDispatcher``
 held inside, so redis-py's listeners (re-authentication with credential
 providers) run exactly as they would without redis_lifecycle; and the pools,
 connections, PubSub connections and cluster nodes that redis-py announces are
-instrumented with this dispatcher (see :mod:`redis_lifecycle._native`).
+instrumented with this dispatcher (see :mod:`redis_lifecycle._hooks.native`).
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from ._native import ANNOUNCED as _ANNOUNCED
-from ._native import new_native_dispatcher as _new_native_dispatcher
 from ._redact import redact
+from ._redis_event import ANNOUNCED as _ANNOUNCED
+from ._redis_event import new_native_dispatcher as _new_native_dispatcher
 from .events import EVENT_CLASSES, LifecycleEvent
 
 if TYPE_CHECKING:
@@ -141,9 +141,9 @@ class EventDispatcher(_RedisPyDispatcher):
         self._native: Any = None
         if not _native_loaded[0]:
             _native_loaded[0] = True
-            from ._native import ensure_loaded
+            from ._redis_event import ensure_loaded
 
-            ensure_loaded()
+            ensure_loaded(EventDispatcher)
 
     @overload
     def subscribe(

@@ -25,19 +25,23 @@ import contextlib
 import importlib
 import inspect
 from collections.abc import Coroutine
-from time import perf_counter, time
-from typing import TYPE_CHECKING, Any, NamedTuple, overload
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, overload
 
 import redis
 import redis.connection as rconn
 import redis.exceptions as rexc
 
-from ._attach import pool_state_of
-from ._delivery import Delivery
-from ._hooks import emit
-from ._redact import MASK, command_secrets, redact_command
-from ._state import CONNECTIONS
-from .events import ConnectionHealthCheckEvent, EventOrigin, describe_error
+from ._health_shared import (
+    HealthCheckResult,
+    _expected_reply,
+    _parse_command,
+    _reply_matches,
+    _report,
+    _where,
+)
+from ._hooks.attach import pool_state_of
+from ._hooks.state import real_connection
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -45,6 +49,9 @@ if TYPE_CHECKING:
     from redis.asyncio.connection import ConnectionPool as AsyncConnectionPool
 
 __all__ = ["HealthCheckResult", "health_check"]
+
+# Defined in _health_shared (the asyncio check needs it too); documented here.
+HealthCheckResult.__module__ = __name__
 
 _CONNECTION_TYPES: tuple[type, ...] = tuple(
     cls
@@ -54,29 +61,6 @@ _CONNECTION_TYPES: tuple[type, ...] = tuple(
     )
     if cls is not None
 )
-
-
-class HealthCheckResult(NamedTuple):
-    """The outcome of :func:`health_check`.
-
-    ``bool(result)`` is ``result.healthy`` (a plain tuple would always be true).
-    """
-
-    #: Whether the command got the expected reply.
-    healthy: bool
-    #: The command's round trip in milliseconds (until the failure, if it failed).
-    latency_ms: float
-    #: Why it failed; ``None`` when healthy.
-    error: BaseException | None
-
-    def __bool__(self) -> bool:
-        return self.healthy
-
-    def __repr__(self) -> str:
-        return (
-            f"HealthCheckResult(healthy={self.healthy!r}, latency_ms={self.latency_ms:.3f},"
-            f" error={describe_error(self.error)!r})"
-        )
 
 
 @overload
@@ -109,7 +93,7 @@ def health_check(target: Any, command: str = "PING") -> Any:
     """
     args = _parse_command(command)
     if _is_async(target):
-        module = importlib.import_module("redis_lifecycle._async_health")
+        module = importlib.import_module("redis_lifecycle._health_asyncio")
         coroutine: Coroutine[Any, Any, HealthCheckResult] = module.async_health_check(
             target, command
         )
@@ -139,36 +123,11 @@ def health_check(target: Any, command: str = "PING") -> Any:
 # --- input -----------------------------------------------------------------
 
 
-def _parse_command(command: Any) -> list[str]:
-    if not isinstance(command, str) or not command.split():
-        msg = (
-            "health_check() expects command as a non-empty str such as 'PING' or "
-            f"'INFO server'; got {redact_command(repr(command))}"
-        )
-        raise TypeError(msg)
-    return command.split()
-
-
 def _is_async(target: Any) -> bool:
     return any(cls.__module__.startswith("redis.asyncio") for cls in type(target).__mro__)
 
 
 # --- the checks ------------------------------------------------------------
-
-
-def _expected_reply(args: list[str]) -> str | None:
-    """What a PING must answer; ``None`` for other commands."""
-    if args[0].upper() != "PING":
-        return None
-    return "PONG" if len(args) == 1 else args[1]
-
-
-def _reply_matches(response: Any, expected: str) -> bool:
-    if isinstance(response, bytes):
-        response = response.decode("utf-8", errors="replace")
-    if isinstance(response, list) and len(response) == 2:  # PING while subscribed
-        return _reply_matches(response[1] or "PONG", expected)
-    return isinstance(response, str) and response == expected
 
 
 def _round_trip(connection: Any, args: list[str]) -> tuple[float, BaseException | None]:
@@ -196,70 +155,8 @@ def _round_trip(connection: Any, args: list[str]) -> tuple[float, BaseException 
 
 
 def _has_socket(connection: Any) -> bool:
-    inner = _unwrap(connection)
+    inner = real_connection(connection)
     return getattr(inner, "_sock", None) is not None
-
-
-def _unwrap(connection: Any) -> Any:
-    """The real connection behind redis-py's client-side-cache proxy."""
-    inner = getattr(connection, "_conn", None)
-    return inner if inner is not None and hasattr(inner, "disconnect") else connection
-
-
-def _where(connection: Any) -> tuple[Delivery, EventOrigin] | None:
-    """Where an instrumented connection's events go, else ``None``."""
-    state = CONNECTIONS.get(id(_unwrap(connection)))
-    if state is None or state.pool_state is None:
-        return None
-    return state.pool_state.delivery, state.origin
-
-
-def _report(
-    where: tuple[Delivery, EventOrigin] | None,
-    latency: float,
-    error: BaseException | None,
-    command: str,
-) -> HealthCheckResult:
-    healthy = error is None
-    error = _masked_error(error, command)
-    if where is not None:
-        delivery, origin = where
-        if ConnectionHealthCheckEvent in delivery.wanted:
-            emit(
-                delivery,
-                ConnectionHealthCheckEvent(
-                    time(), origin, healthy, latency, redact_command(command), error
-                ),
-            )
-    return HealthCheckResult(healthy, latency, error)
-
-
-def _masked_error(error: BaseException | None, command: str) -> BaseException | None:
-    """``error``, or a copy without the command's secrets if the server echoed them.
-
-    Redis repeats the arguments of a command it does not know ("with args
-    beginning with: 'AUTH' 'user' 'PW'"); the copy has the same type (or
-    ``RedisError``), the masked message and the original traceback.
-    """
-    if error is None:
-        return None
-    secrets = command_secrets(command)
-    if not secrets:
-        return error
-    message = str(error)
-    masked = message
-    for secret in secrets:
-        masked = masked.replace(f"'{secret}'", f"'{MASK}'")
-        if len(secret) >= 4:  # short words (a user name "u") only where quoted
-            masked = masked.replace(secret, MASK)
-    if masked == message:
-        return error
-    try:
-        copy: BaseException = type(error)(masked)
-    except Exception:
-        copy = rexc.RedisError(masked)
-    copy.__suppress_context__ = True  # the original, with the secret, is not chained
-    return copy.with_traceback(error.__traceback__)
 
 
 def _check_connection(connection: Any, args: list[str], command: str) -> HealthCheckResult:

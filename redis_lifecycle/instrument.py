@@ -23,9 +23,9 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._attach import attach_pool, detach_pool, pool_state_of
 from ._capabilities import check_redis_py
 from ._delivery import Delivery
+from ._hooks.attach import detach_pool, pool_state_of
 from ._redact import redact
 from .dispatcher import EventDispatcher, Subscription, _check_callback
 from .errors import CallbackErrorHandler
@@ -214,16 +214,16 @@ class LifecycleHandle:
         (and those they start meanwhile); events keep flowing.
 
         Raises the first :class:`~redis_lifecycle.CallbackError` kept from them
-        under strategy ``"raise"``. See :mod:`redis_lifecycle._async_callbacks`.
+        under strategy ``"raise"``. See :mod:`redis_lifecycle._coroutine_callbacks`.
         """
-        from ._async_callbacks import drain
+        from ._coroutine_callbacks import drain
 
         await drain(self._delivery)
 
     async def aclose(self) -> None:
         """Stop emitting (like :func:`uninstrument`), then wait for the
         ``async def`` callbacks already started, so a shutdown loses none."""
-        from ._async_callbacks import drain
+        from ._coroutine_callbacks import drain
 
         target = self.target
         with _lock:
@@ -409,7 +409,7 @@ def instrument(
 def _instrument(client: Any, given: dict[str, Any]) -> LifecycleHandle:
     """:func:`instrument` without its executor check (``instrument_all()``'s
     new pools: an executor shut down since is warned about per event)."""
-    from ._targets import resolve_target
+    from ._hooks.targets import resolve_target
 
     event_dispatcher = given.get("event_dispatcher")
     async_callbacks = given.get("async_callbacks")
@@ -448,7 +448,7 @@ def find_handle(client: Any) -> LifecycleHandle | None:
     if pool_state is not None and pool_state.handle is not None:
         found: LifecycleHandle = pool_state.handle
         return found
-    from ._state import CONNECTIONS
+    from ._hooks.state import CONNECTIONS
 
     connection_state = CONNECTIONS.get(id(client))  # a connection, pooled or alone
     if connection_state is not None and connection_state.pool_state is not None:
@@ -487,7 +487,7 @@ def uninstrument(client: Any) -> bool:
 
 def _check_uninstrumentable(obj: Any) -> None:
     """:class:`TypeError` if ``obj`` is nothing ``instrument()`` accepts."""
-    from ._targets import resolve_target
+    from ._hooks.targets import resolve_target
 
     try:
         resolve_target(obj)
@@ -507,14 +507,3 @@ def register_handle(client: Any, handle: LifecycleHandle) -> None:
     with _lock:
         _handles[id(client)] = handle
         weakref.finalize(client, _handles.pop, id(client), None)
-
-
-def attach_sync_pool(
-    handle: LifecycleHandle, pool: Any, pool_name: str | None = None, **extra: Any
-) -> None:
-    """Attach one sync pool to ``handle``."""
-    from ._kinds import sync_kind_for
-
-    state = attach_pool(pool, sync_kind_for(pool), handle.delivery, pool_name=pool_name, **extra)
-    state.handle = handle
-    handle._add_pool(pool)

@@ -22,15 +22,15 @@ import redis
 import redis.connection as rconn
 
 from ._capabilities import check_redis_py
+from ._hooks.sync import SyncPoolHooks
+from ._hooks.sync_kinds import attach_sync_pool
 from ._redact import redact
-from ._sync import SyncPoolHooks
 from .dispatcher import EventDispatcher
 from .errors import CallbackErrorHandler
 from .instrument import (
     CallbackRegistry,
     LifecycleHandle,
     _make_delivery,
-    attach_sync_pool,
     check_executor_running,
     handle_for,
     register_handle,

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -29,7 +30,7 @@ from redis_lifecycle.server import (
     free_port,
 )
 
-from .helpers import Recorder
+from .helpers import Recorder, leaked_patches_and_state, wait_for_threads_to_end
 
 pytest_plugins = ["pytester"]  # tests/plugin/ runs pytest inside pytest
 
@@ -183,9 +184,17 @@ def admin(server: RedisServer) -> Iterator[redis.Redis]:
 
 @pytest.fixture(autouse=True)
 def _no_leftovers() -> Iterator[None]:
-    """Each test leaves no instrumented pool and no class-level wrapper behind."""
+    """Each test leaves no instrumented pool, no class-level wrapper and no
+    callback thread behind.
+
+    What the test left instrumented is uninstrumented here (tests may rely on
+    that); then the test fails if anything survived it: a patch of redis-py
+    still installed, a pool or connection still registered, an executor
+    thread still running. A leak in ``uninstrument()`` shows up here.
+    """
+    threads_before = set(threading.enumerate())
     yield
-    from redis_lifecycle._attach import detach_all
+    from redis_lifecycle._hooks.attach import detach_all
     from redis_lifecycle.instrument import _handles
 
     rl.uninstrument_all()
@@ -199,6 +208,12 @@ def _no_leftovers() -> Iterator[None]:
     # Pools that outlived their client (kept by a traceback, say) are still attached.
     detach_all()
     gc.collect()  # pools in reference cycles drop their state (and our patches) now
+    leftovers = leaked_patches_and_state()
+    leftovers += [
+        f"thread {thread.name!r} still running"
+        for thread in wait_for_threads_to_end(threads_before)
+    ]
+    assert leftovers == [], "the test left behind: " + "; ".join(leftovers)
 
 
 def pytest_report_header() -> str:

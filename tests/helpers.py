@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -112,3 +113,40 @@ async def async_checkout(pool: Any) -> Any:
     if parameter is not None and parameter.default is inspect.Parameter.empty:
         return await pool.get_connection("PING")
     return await pool.get_connection()
+
+
+def leaked_patches_and_state() -> list[str]:
+    """The patchers still installed and the pool/connection states still registered."""
+    from redis_lifecycle._hooks import ClassPatcher, MethodPatcher
+    from redis_lifecycle._hooks.state import CONNECTIONS, POOLS
+
+    found = []
+    seen: set[int] = set()  # a patcher imported by another module is one patcher
+    for name, module in sorted(sys.modules.items()):
+        if not name.startswith("redis_lifecycle._hooks") or module is None:
+            continue
+        for attribute, value in list(vars(module).items()):
+            if isinstance(value, (ClassPatcher, MethodPatcher)) and id(value) not in seen:
+                seen.add(id(value))
+                if value.installed:
+                    found.append(f"{name}.{attribute} still installed")
+    found += [f"pool state {state.name!r} still registered" for state in list(POOLS.values())]
+    found += [
+        f"connection state {state.origin!r} still registered"
+        for state in list(CONNECTIONS.values())
+        if state.pool_state is not None
+    ]
+    return found
+
+
+def wait_for_threads_to_end(before: set[threading.Thread]) -> list[threading.Thread]:
+    """redis_lifecycle's executor threads started by the test and still alive
+    after a deadline (a shut-down executor's workers finish on their own)."""
+    ours = [
+        thread
+        for thread in threading.enumerate()
+        if thread not in before and thread.name.startswith("redis_lifecycle-callbacks-")
+    ]
+    for thread in ours:
+        thread.join(timeout=5.0)
+    return [thread for thread in ours if thread.is_alive()]

@@ -15,9 +15,7 @@ from typing import Any
 
 import wrapt
 
-from .. import _state
 from .._delivery import Delivery
-from .._state import CONNECTIONS, POOLS, ConnState
 from ..errors import CallbackError
 from ..events import (
     CloseReason,
@@ -26,14 +24,19 @@ from ..events import (
     ConnectionHealthCheckEvent,
     LifecycleEvent,
 )
+from . import state as _state
+from .originals import unpatched
+from .state import CONNECTIONS, POOLS, ConnState
 
 __all__ = [
+    "PUBSUB_HEALTH_COMMAND",
     "ClassPatcher",
     "MethodPatcher",
     "classify_close",
     "emit",
     "emit_quietly",
     "error_in_flight",
+    "fail_pending_pings",
     "flush_close",
     "flush_close_on_disconnect",
     "internal_error",
@@ -45,6 +48,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("redis_lifecycle")
+
+#: The command as redis-py sends PubSub's health check, and as events name it.
+PUBSUB_HEALTH_COMMAND = "PING redis-py-health-check"
 
 _SERVER_CLOSED_MESSAGES = ("Connection closed by server.",)
 _SERVER_CLOSED_TYPES: tuple[type[BaseException], ...] = (
@@ -303,8 +309,6 @@ def _deliver_close(
         phase = "health_check" if reason is CloseReason.HEALTH_CHECK_FAILED else "io"
         emit_quietly(delivery, ConnectionErrorEvent(timestamp, state.origin, error, phase))
     if state.health_pings:  # PubSub health pings this close leaves unanswered
-        from .._pubsub_health import fail_pending_pings
-
         fail_pending_pings(state, None if reason is CloseReason.FORK else error)
     if ConnectionDisconnectedEvent in wanted:
         emit_quietly(delivery, ConnectionDisconnectedEvent(timestamp, state.origin, reason, error))
@@ -347,13 +351,13 @@ class ClassPatcher:
     def installed(self) -> bool:
         return bool(self._installed)
 
-    def acquire(self) -> None:
+    def add_user(self) -> None:
         with self._lock:
             self._users += 1
             if self._users == 1:
                 self._install()
 
-    def release(self) -> None:
+    def remove_user(self) -> None:
         with self._lock:
             if self._users == 0:
                 return
@@ -410,15 +414,6 @@ def next_method(pool: Any, mixin: type, name: str) -> Any:
     return method
 
 
-def unpatched(cls: type, name: str) -> Any:
-    """``cls.name`` as redis-py defines it, looking through our patches."""
-    for klass in cls.__mro__:
-        if name in klass.__dict__:
-            function = klass.__dict__[name]
-            return getattr(function, "__rl_original__", function)
-    return None
-
-
 class MethodPatcher:
     """Replaces methods of redis-py classes with plain functions (cheaper to
     call than ``wrapt`` wrappers: this is for the per-command pool methods)
@@ -439,7 +434,7 @@ class MethodPatcher:
     def installed(self) -> bool:
         return bool(self._installed)
 
-    def acquire(self) -> None:
+    def add_user(self) -> None:
         with self._lock:
             self._users += 1
             if self._users == 1:
@@ -455,7 +450,7 @@ class MethodPatcher:
                     setattr(cls, name, replacement)
                     self._installed.append((cls, name, original, replacement))
 
-    def release(self) -> None:
+    def remove_user(self) -> None:
         with self._lock:
             if self._users == 0:
                 return
@@ -507,7 +502,7 @@ def pool_patchers(
       while at least one such pool is attached;
     * ``get_connection`` and ``release`` (``checkout(original)`` and
       ``release(original)`` make them), each installed only while some
-      attached pool's delivery wants them (see ``_attach._HotPatches``).
+      attached pool's delivery wants them (see ``attach._HotPatches``).
     """
     make_factory = _attached_only("make_connection", make_connection)
     reset_factory = _attached_only("reset", reset)
@@ -526,3 +521,34 @@ def pool_patchers(
             yield cls, "release", release
 
     return MethodPatcher(rare), MethodPatcher(checkouts), MethodPatcher(releases)
+
+
+def fail_pending_pings(state: ConnState, error: BaseException | None) -> None:
+    """A connection closed: its unanswered pings will never be answered.
+
+    With an ``error`` each is reported unhealthy with it; a close without one
+    (the application's ``PubSub.close()``) just forgets them. Never raises.
+    """
+    pending = state.health_pings
+    if not pending:
+        return
+    state.health_pings = None
+    pool_state = state.pool_state
+    if error is None or pool_state is None:
+        return
+    delivery = pool_state.delivery
+    if ConnectionHealthCheckEvent not in delivery.wanted:
+        return
+    now = perf_counter()
+    for started in pending:
+        emit_quietly(
+            delivery,
+            ConnectionHealthCheckEvent(
+                time(),
+                state.origin,
+                False,
+                (now - started) * 1000.0,
+                PUBSUB_HEALTH_COMMAND,
+                error,
+            ),
+        )

@@ -39,7 +39,6 @@ from collections.abc import Iterable
 from time import time
 from typing import Any
 
-from .._state import CONNECTIONS, POOLS, ConnState, PoolState, _unwrap
 from ..events import (
     EventOrigin,
     MaintenanceNotificationEvent,
@@ -47,6 +46,7 @@ from ..events import (
     MaintenanceTimeoutRestoredEvent,
 )
 from . import emit_quietly, internal_error
+from .state import CONNECTIONS, POOLS, ConnState, PoolState, real_connection
 
 __all__ = ["KINDS", "maint_targets", "maint_targets_async", "native_events"]
 
@@ -156,7 +156,7 @@ def _connection_state(connection: Any) -> ConnState | None:
         return None
     state = CONNECTIONS.get(id(connection))
     if state is None:
-        state = CONNECTIONS.get(id(_unwrap(connection)))
+        state = CONNECTIONS.get(id(real_connection(connection)))
     if state is None or state.pool_state is None:
         return None
     return state

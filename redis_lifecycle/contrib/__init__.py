@@ -56,7 +56,7 @@ def dispatcher_of(source: Any) -> EventDispatcher:
     if handle is None and hasattr(source, "connection_pool"):
         handle = handle_for(source.connection_pool)
     if handle is None:
-        from .._attach import pool_state_of
+        from .._hooks.attach import pool_state_of
 
         state = pool_state_of(getattr(source, "connection_pool", source))
         handle = state.handle if state is not None else None
@@ -85,7 +85,7 @@ def pool_stats_for(dispatcher: EventDispatcher) -> list[dict[str, Any]]:
             if id(pool) in seen:
                 continue
             seen.add(id(pool))
-            from .._attach import pool_state_of
+            from .._hooks.attach import pool_state_of
 
             state = pool_state_of(pool)
             if state is None:

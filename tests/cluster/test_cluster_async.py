@@ -15,7 +15,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 import redis_lifecycle as rl
-from redis_lifecycle._async_cluster import NODE_PATCHER, NODES
+from redis_lifecycle._hooks.aio_cluster import NODE_PATCHER, NODES
 
 from ..helpers import Recorder
 from .conftest import Cluster

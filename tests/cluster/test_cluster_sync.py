@@ -11,8 +11,8 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 import redis_lifecycle as rl
-from redis_lifecycle._attach import pool_state_of
-from redis_lifecycle._cluster import NODE_PATCHER
+from redis_lifecycle._hooks.attach import pool_state_of
+from redis_lifecycle._hooks.cluster import NODE_PATCHER
 
 from ..helpers import Recorder, wait_until
 from ..integration.gc_inside_locks import run_in_child

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis_lifecycle as rl
-from redis_lifecycle._state import CONNECTIONS
+from redis_lifecycle._hooks.state import CONNECTIONS
 
 CONNECTION_EVENTS = (
     rl.ConnectionCreatedEvent,

@@ -29,8 +29,9 @@ import pytest
 import redis
 
 import redis_lifecycle as rl
-from redis_lifecycle import _cluster, _state
 from redis_lifecycle import executor as executor_module
+from redis_lifecycle._hooks import cluster as _cluster
+from redis_lifecycle._hooks import state as _state
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,7 +18,7 @@ import redis
 import redis.asyncio as aredis
 
 import redis_lifecycle as rl
-from redis_lifecycle._async_callbacks import pending
+from redis_lifecycle._coroutine_callbacks import pending
 from redis_lifecycle.asyncio import LifecycleConnectionPool
 from redis_lifecycle.server import RedisServer
 

@@ -21,8 +21,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 import redis_lifecycle as rl
-from redis_lifecycle._async import ASYNC_POOL_PATCHER
-from redis_lifecycle._async_health import async_health_check
+from redis_lifecycle._health_asyncio import async_health_check
+from redis_lifecycle._hooks.aio import ASYNC_POOL_PATCHER
 from redis_lifecycle.asyncio import LifecycleBlockingConnectionPool, LifecycleConnectionPool
 from redis_lifecycle.server import RedisServer, free_port
 

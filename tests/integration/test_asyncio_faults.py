@@ -25,7 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 import redis_lifecycle as rl
-from redis_lifecycle._async_callbacks import pending
+from redis_lifecycle._coroutine_callbacks import pending
 from redis_lifecycle.server import RedisServer
 
 from ..helpers import Recorder

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from redis_lifecycle._demo import DEMO_EVENTS
+from redis_lifecycle._cli.demo import DEMO_EVENTS
 from redis_lifecycle.server import RedisServer, free_port
 
 from ..helpers import wait_until

@@ -117,7 +117,7 @@ class TestOpenTelemetryMetrics:
         """db.client.connection.count reflects checkouts at collection time, even with
         per_command=False, which leaves the checkout path cold."""
         OpenTelemetryMetrics(provider, per_command=False).attach(pool)
-        assert not pool.lifecycle.delivery.hot
+        assert not pool.lifecycle.delivery.wants_per_command
         held = checkout(pool)
         try:
             counts = {

@@ -108,7 +108,7 @@ class TestLifecycleCollector:
         """per_command=False subscribes no per-command event, so the hot path stays cold."""
         registry = CollectorRegistry()
         registry.register(LifecycleCollector(pool, per_command=False))
-        assert not pool.lifecycle.delivery.hot
+        assert not pool.lifecycle.delivery.wants_per_command
         redis.Redis(connection_pool=pool).ping()
         samples = scrape(registry)
         assert (

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 import redis_lifecycle as rl
-import redis_lifecycle._sync as rl_sync
+import redis_lifecycle._hooks.sync as rl_sync
 
 from ..helpers import wait_until
 from .gc_inside_locks import run_in_child

@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import redis_lifecycle as rl
-from redis_lifecycle._state import CONNECTIONS
+from redis_lifecycle._hooks.state import CONNECTIONS
 from redis_lifecycle.server import RedisServer
 
 from ..helpers import Recorder, checkout, wait_until
@@ -365,7 +365,7 @@ class TestPubSubHealthPing:
         assert event.healthy is True
         assert event.latency > 0
         assert pubsub.health_check_response_counter == 0  # redis-py saw the reply too
-        from redis_lifecycle._state import CONNECTIONS
+        from redis_lifecycle._hooks.state import CONNECTIONS
 
         assert event.connection_id == CONNECTIONS[id(pubsub.connection)].origin.connection_id
 

@@ -8,7 +8,7 @@ import redis
 import redis.connection as rconn
 
 import redis_lifecycle as rl
-from redis_lifecycle._sync import SYNC_CHECKOUT_PATCHER, SYNC_RELEASE_PATCHER
+from redis_lifecycle._hooks.sync import SYNC_CHECKOUT_PATCHER, SYNC_RELEASE_PATCHER
 
 from ..helpers import Recorder
 

@@ -13,8 +13,8 @@ import redis.connection
 import wrapt
 
 import redis_lifecycle as rl
-from redis_lifecycle._attach import pool_state_of
-from redis_lifecycle._sync import CONNECTION_PATCHER, SYNC_POOL_PATCHER
+from redis_lifecycle._hooks.attach import pool_state_of
+from redis_lifecycle._hooks.sync import CONNECTION_PATCHER, SYNC_POOL_PATCHER
 from redis_lifecycle.server import RedisServer
 
 from ..helpers import Recorder

@@ -9,7 +9,7 @@ import redis
 import redis.connection as rconn
 
 import redis_lifecycle as rl
-from redis_lifecycle._auto import is_instrumenting_all
+from redis_lifecycle._instrument_all import is_instrumenting_all
 from redis_lifecycle.server import RedisServer
 
 from ..helpers import Recorder, wait_until

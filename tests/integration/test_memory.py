@@ -17,10 +17,10 @@ import redis
 import redis.asyncio as aredis
 
 import redis_lifecycle as rl
-from redis_lifecycle._attach import pool_state_of
 from redis_lifecycle._delivery import Delivery
-from redis_lifecycle._state import CONNECTIONS, POOLS, PoolState
-from redis_lifecycle._sync import (
+from redis_lifecycle._hooks.attach import pool_state_of
+from redis_lifecycle._hooks.state import CONNECTIONS, POOLS, PoolState
+from redis_lifecycle._hooks.sync import (
     CONNECTION_PATCHER,
     SYNC_CHECKOUT_PATCHER,
     SYNC_POOL_PATCHER,

@@ -14,7 +14,7 @@ import redis
 
 import redis_lifecycle as rl
 import redis_lifecycle.asyncio as rla
-from redis_lifecycle._auto import is_instrumenting_all
+from redis_lifecycle._instrument_all import is_instrumenting_all
 from redis_lifecycle.instrument import find_handle
 from redis_lifecycle.server import RedisServer
 

@@ -13,7 +13,7 @@ import redis
 from redis.asyncio.sentinel import Sentinel
 
 import redis_lifecycle as rl
-from redis_lifecycle._sentinel import is_discovery
+from redis_lifecycle._hooks.sentinel import is_discovery
 
 from ..helpers import Recorder
 from .conftest import SERVICE, SentinelSetup

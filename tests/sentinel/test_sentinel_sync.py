@@ -12,7 +12,7 @@ import redis
 from redis.sentinel import Sentinel
 
 import redis_lifecycle as rl
-from redis_lifecycle._sentinel import SENTINEL_PATCHER, is_discovery
+from redis_lifecycle._hooks.sentinel import SENTINEL_PATCHER, is_discovery
 
 from ..helpers import Recorder, wait_until
 from .conftest import SERVICE, SentinelSetup

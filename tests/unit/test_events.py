@@ -47,7 +47,7 @@ class TestCatalogue:
         self, cls: type[rl.LifecycleEvent], own_slot: str
     ) -> None:
         """The sync hooks build these two events with ``object.__new__`` and
-        fill exactly these slots (redis_lifecycle/_sync.py): a slot added to
+        fill exactly these slots (redis_lifecycle/_hooks/sync.py): a slot added to
         either class must be filled there too, or its property would raise."""
         slots = {slot for klass in cls.__mro__ for slot in getattr(klass, "__slots__", ())}
         assert slots == {

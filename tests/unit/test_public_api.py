@@ -41,7 +41,7 @@ def test_importing_the_package_does_not_import_redis() -> None:
     code = (
         "import sys, redis_lifecycle.pytest_plugin\n"
         "assert 'redis' not in sys.modules, 'redis imported'\n"
-        "assert 'redis_lifecycle._sync' not in sys.modules\n"
+        "assert 'redis_lifecycle._hooks.sync' not in sys.modules\n"
         "import redis_lifecycle as rl; rl.LifecycleConnectionPool\n"
         "assert 'redis' in sys.modules\n"
     )

@@ -2,7 +2,7 @@
 on a terminal, JSON lines on request, and never a password.
 
     >>> import io
-    >>> from redis_lifecycle._cli_output import Printer
+    >>> from redis_lifecycle._cli.output import Printer
     >>> out = Printer(io.StringIO(), color=False)
     >>> out.line("hello")
 
@@ -19,8 +19,8 @@ import threading
 import time
 from typing import Any, TextIO
 
-from ._format import is_problem, json_dict, summary
-from .events import EventType, LifecycleEvent
+from .._format import is_problem, json_dict, summary
+from ..events import EventType, LifecycleEvent
 
 __all__ = ["Printer", "use_color"]
 

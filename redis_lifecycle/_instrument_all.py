@@ -128,7 +128,7 @@ def _init_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 def _instrument_new_pool(auto: _Auto, pool: Any) -> None:
     """Instrument a new pool or asyncio cluster client; never raises."""
-    from ._targets import resolve_target
+    from ._hooks.targets import resolve_target
     from .instrument import _instrument
 
     try:

@@ -28,24 +28,24 @@ from typing import Any
 import redis
 import redis.exceptions as rexc
 
-from ._cli_common import CliError, Target, first_contact
-from ._cli_output import Printer
-from ._redact import MASK, command_secrets, redact_command
-from .dispatcher import EventDispatcher
-from .events import (
+from .._redact import MASK, command_secrets, redact_command
+from ..dispatcher import EventDispatcher
+from ..events import (
     ConnectionHealthCheckEvent,
     LifecycleEvent,
     MaintenanceNotificationEvent,
     describe_error,
 )
-from .health import health_check
-from .pool import LifecycleConnectionPool
+from ..health import health_check
+from ..pool import LifecycleConnectionPool
+from .common import CliError, CliTarget, first_contact
+from .output import Printer
 
 __all__ = ["watch"]
 
 
 def watch(
-    target: Target,
+    target: CliTarget,
     printer: Printer,
     *,
     interval: float,
@@ -154,7 +154,7 @@ def watch(
 
 def _summary(
     printer: Printer,
-    target: Target,
+    target: CliTarget,
     elapsed: float,
     counts: Counter[str],
     state: dict[str, Any],
@@ -199,12 +199,12 @@ def _summary(
         printer.line(f"  maintenance notifications by kind: {kinds}")
 
 
-def _shown_command(command: str, target: Target) -> str:
+def _shown_command(command: str, target: CliTarget) -> str:
     """``command`` as it may be printed (its secrets and the URL's masked)."""
     return target.mask(redact_command(command))
 
 
-def _command_error(error: BaseException | None, target: Target, command: str) -> str:
+def _command_error(error: BaseException | None, target: CliTarget, command: str) -> str:
     """The server's error for the health-check command, with the URL's password
     and the command's secret arguments masked (the server may echo them)."""
     text = target.mask(describe_error(error) or "")

@@ -30,26 +30,24 @@ import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._attach import attach_pool, pool_state_of
-from ._hooks import ClassPatcher, internal_error
-from .errors import CallbackError
+from ..errors import CallbackError
+from . import ClassPatcher, internal_error
+from .attach import attach_pool, pool_state_of
 
 if TYPE_CHECKING:
-    from .dispatcher import EventDispatcher
-    from .instrument import LifecycleHandle
+    from ..instrument import LifecycleHandle
 
 __all__ = [
     "NODE_PATCHER",
     "attach_cluster",
     "attach_manager",
-    "attach_manager_for_dispatcher",
     "attach_node_pool",
     "node_pool_name",
 ]
 
 #: Reentrant: a cluster's finalizer (``undo`` in attach_cluster) takes it,
 #: and a garbage collection can start under it on the same thread (see
-#: _state._lock).
+#: state._lock).
 _lock = threading.RLock()
 
 
@@ -75,7 +73,7 @@ def node_pool_name(prefix: str | None, host: Any, port: Any) -> str:
 
 def attach_node_pool(binding: ClusterBinding, pool: Any, host: Any, port: Any) -> None:
     """Attach one node's sync pool to the cluster's handle (once)."""
-    from ._kinds import sync_kind_for
+    from .sync_kinds import sync_kind_for
 
     handle = binding.handle
     existing = pool_state_of(pool)
@@ -140,7 +138,7 @@ def attach_manager(
     """Attach every node pool of ``manager`` (a ``NodesManager``) now and
     later, until ``handle`` is detached or ``owner`` is garbage-collected."""
     binding = ClusterBinding(handle, pool_name)
-    NODE_PATCHER.acquire()
+    NODE_PATCHER.add_user()
     with _lock:
         _MANAGERS[manager] = binding
     manager_ref = weakref.ref(manager)
@@ -150,7 +148,7 @@ def attach_manager(
             manager = manager_ref()
             if manager is not None and _MANAGERS.get(manager) is binding:
                 del _MANAGERS[manager]
-        NODE_PATCHER.release()
+        NODE_PATCHER.remove_user()
 
     # on uninstrument(), or when the cluster is garbage-collected without it
     finalizer = weakref.finalize(owner, undo)
@@ -159,30 +157,3 @@ def attach_manager(
         client = node.redis_connection
         if client is not None:
             attach_node_pool(binding, client.connection_pool, node.host, node.port)
-
-
-def attach_manager_for_dispatcher(
-    manager: Any, dispatcher: EventDispatcher, pools: list[Any]
-) -> None:
-    """A ``RedisCluster(event_dispatcher=dispatcher)``'s ``NodesManager``
-    announced node ``pools``: attach them and every node it knows (once per
-    manager), as ``instrument(cluster, event_dispatcher=dispatcher)`` would.
-    The announced pools count: redis-py 5.x-6.x announce them before the
-    nodes are in ``nodes_cache``. The handle is registered under the
-    manager, where ``uninstrument(cluster)`` finds it."""
-    from .instrument import LifecycleHandle, _make_delivery, handle_for, register_handle
-    from .instrument import _lock as instrument_lock
-
-    with instrument_lock:
-        binding = _MANAGERS.get(manager)
-        if binding is None and handle_for(manager) is None:
-            handle = LifecycleHandle(manager, _make_delivery(dispatcher, None, None, None))
-            handle._options = {"event_dispatcher": dispatcher}
-            attach_manager(manager, manager, handle, None)
-            register_handle(manager, handle)
-            binding = _MANAGERS.get(manager)
-        if binding is None:
-            return
-        for pool in pools:  # attach_node_pool skips those attached already
-            kwargs = getattr(pool, "connection_kwargs", {})
-            attach_node_pool(binding, pool, kwargs.get("host"), kwargs.get("port"))

@@ -1,7 +1,7 @@
 """What the CLI's commands share: reading a URL without leaking its password,
 and turning a first failed contact into one clear line (exit status 2).
 
-    >>> from redis_lifecycle._cli_common import parse_url
+    >>> from redis_lifecycle._cli.common import parse_url
     >>> parse_url("redis://:hunter2@127.0.0.1:6380/1").address
     '127.0.0.1:6380/1'
 
@@ -16,17 +16,17 @@ from urllib.parse import unquote, urlsplit
 import redis
 import redis.exceptions as rexc
 
-from ._redact import MASK, redact
-from .events import describe_error
+from .._redact import MASK, redact
+from ..events import describe_error
 
-__all__ = ["CliError", "Target", "first_contact", "parse_url"]
+__all__ = ["CliError", "CliTarget", "first_contact", "parse_url"]
 
 
 class CliError(Exception):
     """Bad input or an unreachable server: printed as one line, exit status 2."""
 
 
-class Target:
+class CliTarget:
     """A parsed ``redis://``, ``rediss://`` or ``unix://`` URL."""
 
     def __init__(self, url: str, address: str, password: str | None) -> None:
@@ -43,7 +43,7 @@ class Target:
         return text.replace(self.password, MASK) if self.password else text
 
 
-def parse_url(url: str) -> Target:
+def parse_url(url: str) -> CliTarget:
     """Check ``url`` (without connecting); :class:`CliError` saying what is wrong."""
     try:
         parts = urlsplit(url)
@@ -51,7 +51,7 @@ def parse_url(url: str) -> Target:
     except ValueError as error:  # e.g. "Invalid IPv6 URL" for redis://[::1/0
         msg = f"bad URL {redact(url)[:60]!r}: {error}; expected e.g. redis://localhost:6379/0"
         raise CliError(msg) from None
-    target = Target(url, url, password)
+    target = CliTarget(url, url, password)
     if parts.scheme not in ("redis", "rediss", "unix"):
         shown = f"{parts.scheme}://" if parts.scheme else repr(redact(url)[:40])
         msg = (
@@ -85,7 +85,7 @@ def parse_url(url: str) -> Target:
     return target
 
 
-def _check_db_path(path: str, target: Target) -> None:
+def _check_db_path(path: str, target: CliTarget) -> None:
     """:class:`CliError` for a db path redis-py would silently read as db 0
     (``/abc``, ``/0/extra``): it reads the path as ``int`` or ignores it."""
     text = unquote(path).replace("/", "")
@@ -100,7 +100,7 @@ def _check_db_path(path: str, target: Target) -> None:
         raise CliError(msg) from None
 
 
-def first_contact(client: Any, target: Target) -> None:
+def first_contact(client: Any, target: CliTarget) -> None:
     """PING once; :class:`CliError` if the server cannot be reached or refuses us."""
     try:
         client.ping()
@@ -108,7 +108,7 @@ def first_contact(client: Any, target: Target) -> None:
         raise CliError(describe_failure(error, target)) from None
 
 
-def describe_failure(error: BaseException, target: Target) -> str:
+def describe_failure(error: BaseException, target: CliTarget) -> str:
     """One line for a failed first contact, never holding the password."""
     text = target.mask(describe_error(error) or "")
     auth_error = getattr(rexc, "AuthenticationError", ())

@@ -36,13 +36,13 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._attach import pool_state_of
-from ._hooks import ClassPatcher, internal_error
-from ._state import CONNECTIONS, POOLS, PoolState, register_connection
-from .events import EventOrigin, LifecycleEvent
+from ..events import EventOrigin, LifecycleEvent
+from . import ClassPatcher, internal_error
+from .attach import pool_state_of
+from .state import CONNECTIONS, POOLS, PoolState, register_connection
 
 if TYPE_CHECKING:
-    from .instrument import LifecycleHandle
+    from ..instrument import LifecycleHandle
 
 __all__ = [
     "DISCOVERY_PREFIX",
@@ -222,33 +222,32 @@ def attach_sentinel_pool(
     was instrumented (the client, else the pool).
     """
     if attach is None:
-        from .instrument import attach_sync_pool
+        from .sync_kinds import attach_sync_pool
 
         attach = attach_sync_pool
     name = pool_name or managed_pool_name(pool)
-    SENTINEL_PATCHER.acquire()
+    SENTINEL_PATCHER.add_user()
     # released on uninstrument(), or when the client is garbage-collected without it
-    handle._closers.append(weakref.finalize(owner or pool, SENTINEL_PATCHER.release))
+    handle._closers.append(weakref.finalize(owner or pool, SENTINEL_PATCHER.remove_user))
     attach(handle, pool, name, origin=_pool_origin(pool, name))
     state = pool_state_of(pool)
     if state is not None:
         for conn_state in list(CONNECTIONS.values()):
             if conn_state.pool_state is state and not conn_state.connected:
                 conn_state.origin = _unconnected_origin(state, conn_state.origin)
-    _attach_discovery(handle, getattr(pool, "sentinel_manager", None))
+    _attach_discovery(handle, getattr(pool, "sentinel_manager", None), attach)
 
 
-def _attach_discovery(handle: LifecycleHandle, manager: Any) -> None:
-    """Attach each sentinel's client pool not already instrumented elsewhere."""
-    from ._targets import resolve_target
-
+def _attach_discovery(handle: LifecycleHandle, manager: Any, attach: Callable[..., None]) -> None:
+    """Attach each sentinel's client pool not already instrumented elsewhere
+    (with ``attach``: the sentinels' clients are of the pool's flavour)."""
     for sentinel in list(getattr(manager, "sentinels", ()) or ()):
         pool = getattr(sentinel, "connection_pool", None)
         if pool is None or pool_state_of(pool) is not None:
             continue  # already reports to a handle (this one or another)
         kwargs = getattr(pool, "connection_kwargs", {}) or {}
         name = f"{DISCOVERY_PREFIX}{kwargs.get('host', 'localhost')}:{kwargs.get('port', 26379)}"
-        resolve_target(sentinel).attach(handle, name)
+        attach(handle, pool, name)
 
 
 def attach_sentinel_client(client: Any, handle: LifecycleHandle, pool_name: str | None) -> None:

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import redis
 import redis.connection as rconn
 
-from ._redact import redact
+from .._redact import redact
 
 if TYPE_CHECKING:
-    from .instrument import LifecycleHandle
+    from ..instrument import LifecycleHandle
 
 __all__ = ["Target", "resolve_target", "register_target_kind"]
 
@@ -35,7 +35,7 @@ class Target:
 
 
 def _attach_sync_pool(pool: Any, handle: LifecycleHandle, pool_name: str | None) -> None:
-    from .instrument import attach_sync_pool
+    from .sync_kinds import attach_sync_pool
 
     attach_sync_pool(handle, pool, pool_name)
 
@@ -47,8 +47,8 @@ def _attach_sync_client(client: Any, handle: LifecycleHandle, pool_name: str | N
 def _attach_sync_connection(
     connection: Any, handle: LifecycleHandle, pool_name: str | None
 ) -> None:
-    from ._connection import attach_connection
-    from ._sync import CONNECTION_PATCHER
+    from .connection import attach_connection
+    from .sync import CONNECTION_PATCHER
 
     attach_connection(connection, handle, pool_name, patcher=CONNECTION_PATCHER, is_async=False)
 
@@ -58,8 +58,11 @@ def _is_sync_connection(obj: Any) -> bool:
     return isinstance(obj, base)
 
 
-# (predicate, attach) pairs, tried in order; asyncio and cluster support add theirs.
-_KINDS: list[tuple[Callable[[Any], bool], Callable[[Any, Any, str | None], None]]] = [
+# The index of what ``instrument()`` accepts: (predicate, attach) rows, tried
+# in order, first match wins. The sync rows are here; the cluster and Sentinel
+# rows (``cluster_targets.KINDS``) and the asyncio ones (``aio_targets.KINDS``)
+# go in front of them on the first resolve, in that order.
+_SYNC_KINDS: list[tuple[Callable[[Any], bool], Callable[[Any, Any, str | None], None]]] = [
     (lambda obj: isinstance(obj, rconn.ConnectionPool), _attach_sync_pool),
     (
         lambda obj: (
@@ -70,6 +73,7 @@ _KINDS: list[tuple[Callable[[Any], bool], Callable[[Any, Any, str | None], None]
     ),
     (_is_sync_connection, _attach_sync_connection),
 ]
+_KINDS = list(_SYNC_KINDS)
 _loaded_optional = False
 
 
@@ -81,18 +85,19 @@ def register_target_kind(
 
 
 def _load_optional_kinds() -> None:
+    """Put the cluster, Sentinel and asyncio rows in front of the sync ones
+    (imported on the first ``instrument()``: importing redis.asyncio and
+    redis.cluster is not free)."""
     global _loaded_optional
     if _loaded_optional:
         return
     _loaded_optional = True
-    import importlib
+    from . import aio_targets, cluster_targets
 
-    for module in ("redis_lifecycle._async_targets", "redis_lifecycle._cluster_targets"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            if error.name != module:
-                raise
+    # first match wins: a Sentinel-managed client *is* a redis.Redis, an
+    # asyncio one is not a sync one, so the special kinds come first
+    position = len(_KINDS) - len(_SYNC_KINDS)  # after any register_target_kind()
+    _KINDS[position:position] = [*cluster_targets.KINDS, *aio_targets.KINDS]
 
 
 SUPPORTED = (

@@ -6,8 +6,8 @@ from typing import Any
 
 import redis.connection as rconn
 
-from ._attach import PoolKind, has_attributes
-from ._sync import (
+from .attach import PoolKind, attach_pool, has_attributes
+from .sync import (
     CONNECTION_PATCHER,
     SYNC_CHECKOUT_PATCHER,
     SYNC_POOL_PATCHER,
@@ -21,7 +21,7 @@ from ._sync import (
     pool_total,
 )
 
-__all__ = ["SYNC_BLOCKING_POOL", "SYNC_POOL", "sync_kind_for"]
+__all__ = ["SYNC_BLOCKING_POOL", "SYNC_POOL", "attach_sync_pool", "sync_kind_for"]
 
 SYNC_POOL = PoolKind(
     hooks=SyncPoolHooks,
@@ -55,3 +55,10 @@ def sync_kind_for(pool: Any) -> PoolKind:
     if has_attributes(pool, lists):
         return kind
     return kind.without_counts()  # this redis-py renamed them: see rl.capabilities()
+
+
+def attach_sync_pool(handle: Any, pool: Any, pool_name: str | None = None, **extra: Any) -> None:
+    """Attach one sync pool to ``handle`` (a :class:`~redis_lifecycle.LifecycleHandle`)."""
+    state = attach_pool(pool, sync_kind_for(pool), handle.delivery, pool_name=pool_name, **extra)
+    state.handle = handle
+    handle._add_pool(pool)

@@ -3,27 +3,27 @@
     >>> import redis.asyncio, redis_lifecycle as rl
     >>> handle = rl.instrument(redis.asyncio.Redis(host="localhost"))
 
-Imported by :mod:`redis_lifecycle._targets` on the first ``instrument()``
+Imported by :mod:`redis_lifecycle._hooks.targets` on the first ``instrument()``
 call. Callbacks run inline on the event loop's thread (``async def`` ones as
-tasks), see :mod:`redis_lifecycle._async_callbacks`.
+tasks), see :mod:`redis_lifecycle._coroutine_callbacks`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aredis
 import redis.asyncio.connection as aconn
 
-from ._async import async_kind_for
-from ._async_callbacks import remember_loop
-from ._attach import attach_pool
-from ._targets import register_target_kind
+from .._coroutine_callbacks import remember_loop
+from .aio import async_kind_for
+from .attach import attach_pool
 
 if TYPE_CHECKING:
-    from .instrument import LifecycleHandle
+    from ..instrument import LifecycleHandle
 
-__all__ = ["attach_async_pool"]
+__all__ = ["KINDS", "attach_async_pool"]
 
 
 def attach_async_pool(
@@ -55,13 +55,17 @@ def _attach_client(client: Any, handle: Any, pool_name: str | None) -> None:
 
 
 def _attach_connection(connection: Any, handle: Any, pool_name: str | None) -> None:
-    from ._async import CONNECTION_PATCHER
-    from ._connection import attach_connection
+    from .aio import CONNECTION_PATCHER
+    from .connection import attach_connection
 
     attach_connection(connection, handle, pool_name, patcher=CONNECTION_PATCHER, is_async=True)
     remember_loop(handle.delivery)
 
 
-register_target_kind(lambda obj: isinstance(obj, aconn.AbstractConnection), _attach_connection)
-register_target_kind(_is_async_pool, _attach_pool)
-register_target_kind(_is_async_client, _attach_client)
+#: What ``instrument()`` accepts from ``redis.asyncio``, as ``(predicate,
+#: attach)`` rows of the index in :mod:`redis_lifecycle._hooks.targets`.
+KINDS: list[tuple[Callable[[Any], bool], Callable[[Any, Any, str | None], None]]] = [
+    (_is_async_client, _attach_client),
+    (_is_async_pool, _attach_pool),
+    (lambda obj: isinstance(obj, aconn.AbstractConnection), _attach_connection),
+]

@@ -35,9 +35,9 @@ from collections.abc import Iterable
 from time import perf_counter, time
 from typing import Any
 
-from ._hooks import emit, emit_quietly, flush_close
-from ._state import CONNECTIONS, ConnState
-from .events import ConnectionHealthCheckEvent
+from ..events import ConnectionHealthCheckEvent
+from . import PUBSUB_HEALTH_COMMAND, emit, emit_quietly, fail_pending_pings, flush_close
+from .state import CONNECTIONS, ConnState
 
 __all__ = [
     "PUBSUB_HEALTH_COMMAND",
@@ -45,9 +45,6 @@ __all__ = [
     "fail_pending_pings",
     "pubsub_targets",
 ]
-
-#: The command as redis-py sends it, and as events name it.
-PUBSUB_HEALTH_COMMAND = "PING redis-py-health-check"
 
 
 def _state_of(pubsub: Any) -> ConnState | None:
@@ -201,37 +198,6 @@ async def _execute_watching(
         if is_reply:
             _reply_read(state)
     return response
-
-
-def fail_pending_pings(state: ConnState, error: BaseException | None) -> None:
-    """A connection closed: its unanswered pings will never be answered.
-
-    With an ``error`` each is reported unhealthy with it; a close without one
-    (the application's ``PubSub.close()``) just forgets them. Never raises.
-    """
-    pending = state.health_pings
-    if not pending:
-        return
-    state.health_pings = None
-    pool_state = state.pool_state
-    if error is None or pool_state is None:
-        return
-    delivery = pool_state.delivery
-    if ConnectionHealthCheckEvent not in delivery.wanted:
-        return
-    now = perf_counter()
-    for started in pending:
-        emit_quietly(
-            delivery,
-            ConnectionHealthCheckEvent(
-                time(),
-                state.origin,
-                False,
-                (now - started) * 1000.0,
-                PUBSUB_HEALTH_COMMAND,
-                error,
-            ),
-        )
 
 
 def pubsub_targets() -> Iterable[tuple[type, str, Any]]:

@@ -28,15 +28,15 @@ from typing import Any
 import redis
 import redis.exceptions as rexc
 
-from ._cli_common import CliError, Target, first_contact, parse_url
-from ._cli_output import Printer
-from ._format import json_dict, summary
-from .dispatcher import EventDispatcher
-from .events import EventType, LifecycleEvent
-from .health import health_check
-from .metrics import Instrumentation
-from .pool import LifecycleBlockingConnectionPool
-from .server import RedisServer, ServerNotFound, _embedded_binary
+from .._format import json_dict, summary
+from ..dispatcher import EventDispatcher
+from ..events import EventType, LifecycleEvent
+from ..health import health_check
+from ..metrics import Instrumentation
+from ..pool import LifecycleBlockingConnectionPool
+from ..server import RedisServer, ServerNotFound, _embedded_binary
+from .common import CliError, CliTarget, first_contact, parse_url
+from .output import Printer
 
 __all__ = ["DEMO_EVENTS", "demo", "demo_server_binary"]
 
@@ -82,7 +82,7 @@ class _Step:
 class Demo:
     """One run of the scenario against ``url`` (owned ``server`` or not)."""
 
-    def __init__(self, printer: Printer, target: Target, server: RedisServer | None) -> None:
+    def __init__(self, printer: Printer, target: CliTarget, server: RedisServer | None) -> None:
         self.out = printer
         self.target = target
         self.server = server

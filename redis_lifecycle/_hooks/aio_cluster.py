@@ -46,12 +46,8 @@ from contextvars import ContextVar
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
 
-from ._cluster import node_pool_name
-from ._hooks import ClassPatcher, emit, emit_quietly, internal_error
-from ._state import PoolState, conn_state_of, forget_pool, register_connection
-from ._sync import is_exhaustion
-from .errors import CallbackError
-from .events import (
+from ..errors import CallbackError
+from ..events import (
     EventOrigin,
     PoolConnectionAcquiredEvent,
     PoolConnectionCreatedEvent,
@@ -59,9 +55,13 @@ from .events import (
     PoolCreatedEvent,
     PoolExhaustedEvent,
 )
+from . import ClassPatcher, emit, emit_quietly, internal_error
+from .cluster import node_pool_name
+from .state import PoolState, conn_state_of, forget_pool, register_connection
+from .sync import is_exhaustion
 
 if TYPE_CHECKING:
-    from .instrument import LifecycleHandle
+    from ..instrument import LifecycleHandle
 
 __all__ = ["NODES", "NODE_PATCHER", "attach_async_cluster"]
 
@@ -74,7 +74,7 @@ class NodeBinding:
 
     __slots__ = ("cluster", "free_ref", "state")
 
-    def __init__(self, node: Any, state: PoolState, cluster: ClusterBinding) -> None:
+    def __init__(self, node: Any, state: PoolState, cluster: AsyncClusterBinding) -> None:
         self.free_ref = weakref.ref(node._free, _make_remover(id(node)))
         self.state = state
         self.cluster = cluster
@@ -83,7 +83,7 @@ class NodeBinding:
         return self.free_ref() is node._free
 
 
-class ClusterBinding:
+class AsyncClusterBinding:
     """One instrumented asyncio cluster."""
 
     __slots__ = ("__weakref__", "cluster_ref", "handle", "nodes", "prefix")
@@ -99,7 +99,7 @@ class ClusterBinding:
 #: Instrumented nodes by ``id(node)``.
 NODES: dict[int, NodeBinding] = {}
 #: Instrumented clusters by ``id(cluster.nodes_manager)``.
-_MANAGERS: dict[int, ClusterBinding] = {}
+_MANAGERS: dict[int, AsyncClusterBinding] = {}
 
 
 def _make_remover(key: int) -> Any:
@@ -154,7 +154,7 @@ def _acquire_connection(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> 
             if PoolConnectionCreatedEvent in delivery.wanted:
                 total = len(instance._connections)
                 emit_quietly(delivery, PoolConnectionCreatedEvent(time(), conn_state.origin, total))
-        if not delivery.hot:
+        if not delivery.wants_per_command:
             return connection
         now = perf_counter()
         conn_state = conn_state_of(id(connection)) or register_connection(connection, state)
@@ -199,7 +199,7 @@ def _release(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     if binding is None:
         return wrapped(*args, **kwargs)
     result = wrapped(*args, **kwargs)
-    if binding.state.delivery.hot:
+    if binding.state.delivery.wants_per_command:
         _report_release(instance, binding.state, args[0] if args else kwargs.get("connection"))
     return result
 
@@ -213,7 +213,7 @@ _ACQUIRED: ContextVar[Any] = ContextVar("redis_lifecycle_cluster_acquired", defa
 def _execute(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """Around ``ClusterNode.execute_command`` / ``execute_pipeline``."""
     binding = _binding(instance)
-    if binding is None or not binding.state.delivery.hot:
+    if binding is None or not binding.state.delivery.wants_per_command:
         return wrapped(*args, **kwargs)
     return _execute_then_release(wrapped(*args, **kwargs), instance, binding.state)
 
@@ -242,14 +242,14 @@ def _rescan_after(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     return result
 
 
-async def _rescan_when_done(awaitable: Any, cluster: ClusterBinding, manager: Any) -> Any:
+async def _rescan_when_done(awaitable: Any, cluster: AsyncClusterBinding, manager: Any) -> Any:
     try:
         return await awaitable
     finally:
         _rescan(cluster, manager)
 
 
-def _rescan(cluster: ClusterBinding, manager: Any) -> None:
+def _rescan(cluster: AsyncClusterBinding, manager: Any) -> None:
     client = cluster.cluster_ref()
     if client is None or client.nodes_manager is not manager:
         return
@@ -296,7 +296,7 @@ def _nodes_of(manager: Any) -> list[Any]:
     return list(unique.values())
 
 
-def _attach_node(cluster: ClusterBinding, node: Any) -> None:
+def _attach_node(cluster: AsyncClusterBinding, node: Any) -> None:
     if _binding(node) is not None:
         return
     delivery = cluster.handle.delivery
@@ -326,12 +326,12 @@ def _attach_node(cluster: ClusterBinding, node: Any) -> None:
         emit(delivery, PoolCreatedEvent(time(), origin, state.size, None))
 
 
-def _attach_nodes(cluster: ClusterBinding, manager: Any) -> None:
+def _attach_nodes(cluster: AsyncClusterBinding, manager: Any) -> None:
     for node in _nodes_of(manager):
         _attach_node(cluster, node)
 
 
-def _node_stats(cluster: ClusterBinding) -> list[dict[str, Any]]:
+def _node_stats(cluster: AsyncClusterBinding) -> list[dict[str, Any]]:
     client = cluster.cluster_ref()
     if client is None:
         return []
@@ -356,13 +356,13 @@ def _node_stats(cluster: ClusterBinding) -> list[dict[str, Any]]:
 
 def attach_async_cluster(client: Any, handle: LifecycleHandle, pool_name: str | None) -> None:
     """``instrument()`` for an asyncio ``RedisCluster``: every node now and later."""
-    from ._async import CONNECTION_PATCHER
-    from ._async_callbacks import remember_loop
+    from .._coroutine_callbacks import remember_loop
+    from .aio import CONNECTION_PATCHER
 
     manager = client.nodes_manager
-    cluster = ClusterBinding(client, handle, pool_name)
-    CONNECTION_PATCHER.acquire()
-    NODE_PATCHER.acquire()
+    cluster = AsyncClusterBinding(client, handle, pool_name)
+    CONNECTION_PATCHER.add_user()
+    NODE_PATCHER.add_user()
     with _lock:
         _MANAGERS[id(manager)] = cluster
     manager_id = id(manager)
@@ -377,8 +377,8 @@ def attach_async_cluster(client: Any, handle: LifecycleHandle, pool_name: str | 
                     del NODES[key]
                     forget_pool(binding.state)
             cluster.nodes.clear()
-        NODE_PATCHER.release()
-        CONNECTION_PATCHER.release()
+        NODE_PATCHER.remove_user()
+        CONNECTION_PATCHER.remove_user()
 
     # on uninstrument(), or when the cluster is garbage-collected without it
     handle._closers.append(weakref.finalize(client, undo))

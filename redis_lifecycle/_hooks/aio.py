@@ -6,7 +6,7 @@
     >>> rl.uninstrument(client)
     True
 
-The same two techniques as the sync hooks (:mod:`redis_lifecycle._sync`):
+The same two techniques as the sync hooks (:mod:`redis_lifecycle._hooks.sync`):
 
 * **Pools** get the same kind of plain-function patches, looked up in
   ``POOLS`` (the lifecycle pools have them as methods of
@@ -22,7 +22,7 @@ The same two techniques as the sync hooks (:mod:`redis_lifecycle._sync`):
 
 Callbacks run inline, on the event loop's thread, inside the task whose
 command caused the event (``async def`` callbacks are scheduled as tasks, see
-:mod:`redis_lifecycle._async_callbacks`), unless an
+:mod:`redis_lifecycle._coroutine_callbacks`), unless an
 :class:`~redis_lifecycle.AsyncCallbackExecutor` is given.
 
 Differences from sync redis-py that the hooks account for: a connection is
@@ -41,9 +41,16 @@ from typing import Any
 
 import redis.asyncio.connection as aconn
 
-from ._async_callbacks import remember_loop
-from ._attach import PoolKind, has_attributes
-from ._hooks import (
+from .._coroutine_callbacks import remember_loop
+from ..errors import CallbackError
+from ..events import (
+    ConnectionCreatedEvent,
+    ConnectionErrorEvent,
+    PoolConnectionAcquiredEvent,
+    PoolConnectionReleasedEvent,
+    PoolResetEvent,
+)
+from . import (
     ClassPatcher,
     disconnect_error,
     emit,
@@ -58,27 +65,20 @@ from ._hooks import (
     report_disconnect,
     report_ping,
 )
-from ._hooks.maint import maint_targets_async
-from ._pubsub_health import async_pubsub_targets
-from ._state import (
+from .attach import PoolKind, has_attributes
+from .maint import maint_targets_async
+from .pubsub import async_pubsub_targets
+from .state import (
     CONNECTIONS,
     POOLS,
     ConnState,
     PoolState,
     conn_state_of,
-    pool_state_of,
+    pool_state_by_id,
     register_connection,
 )
-from ._sync import _mark_for_reconnect, mark_connected, new_event, report_exhaustion
-from ._sync import hooked_make_connection as sync_make_connection
-from .errors import CallbackError
-from .events import (
-    ConnectionCreatedEvent,
-    ConnectionErrorEvent,
-    PoolConnectionAcquiredEvent,
-    PoolConnectionReleasedEvent,
-    PoolResetEvent,
-)
+from .sync import _mark_for_reconnect, mark_connected, new_event, report_exhaustion
+from .sync import hooked_make_connection as sync_make_connection
 
 __all__ = [
     "ASYNC_BLOCKING_POOL",
@@ -126,13 +126,13 @@ def _checkout_hook(original: Any) -> Any:
     no checkout event is wanted, and a coroutine of ours around it otherwise."""
 
     def get_connection(self: Any, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
-        state = pool_state_of(id(self))
+        state = pool_state_by_id(id(self))
         if state is None:
             method = original or next_method(self, AsyncPoolHooks, "get_connection")
             return method(self, *args, **kwargs)  # type: ignore[no-any-return]
-        call = original or state.f_get
+        call = original or state.redis_get_connection
         delivery = state.delivery
-        if delivery.hot:
+        if delivery.wants_per_command:
             return _get_connection(self, state, call, args, kwargs)
         if delivery.watch_exhaustion:
             return _guarded_get_connection(self, state, call, args, kwargs)
@@ -146,12 +146,12 @@ def _release_hook(original: Any) -> Any:
     :func:`_checkout_hook`."""
 
     def release(self: Any, connection: Any) -> Coroutine[Any, Any, None]:
-        state = pool_state_of(id(self))
+        state = pool_state_by_id(id(self))
         if state is None:
             method = original or next_method(self, AsyncPoolHooks, "release")
             return method(self, connection)  # type: ignore[no-any-return]
-        call = original or state.f_release
-        if not state.delivery.hot:
+        call = original or state.redis_release
+        if not state.delivery.wants_per_command:
             return call(self, connection)  # type: ignore[no-any-return]
         return _release(self, state, call, connection)
 
@@ -196,13 +196,13 @@ class AsyncPoolHooks:
         state = POOLS.get(id(self))
         if state is None:
             return super().make_connection()  # type: ignore[misc]
-        return hooked_make_connection(self, state, state.f_make)
+        return hooked_make_connection(self, state, state.redis_make_connection)
 
     def reset(self) -> None:
         state = POOLS.get(id(self))
         if state is None:
             return super().reset()  # type: ignore[misc, no-any-return]
-        hooked_reset(self, state, state.f_reset)
+        hooked_reset(self, state, state.redis_reset)
         return None
 
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._state import PoolState, connection_origin, forget_connection, register_connection
+from .state import PoolState, connection_origin, forget_connection, register_connection
 
 if TYPE_CHECKING:
-    from ._hooks import ClassPatcher
-    from .instrument import LifecycleHandle
+    from ..instrument import LifecycleHandle
+    from . import ClassPatcher
 
 __all__ = ["attach_connection"]
 
@@ -67,15 +67,15 @@ def attach_connection(
         is_async=is_async,
     )
     state.handle = handle
-    patcher.acquire()
+    patcher.add_user()
     try:
         register_connection(connection, state)
     except BaseException:
-        patcher.release()
+        patcher.remove_user()
         raise
 
     def detach() -> None:
         forget_connection(connection)
-        patcher.release()
+        patcher.remove_user()
 
     handle._closers.append(detach)

@@ -31,8 +31,7 @@ import redis.asyncio as aredis
 import redis.asyncio.connection as aconn
 import redis.exceptions as rexc
 
-from ._attach import pool_state_of
-from .health import (
+from ._health_shared import (
     HealthCheckResult,
     _expected_reply,
     _parse_command,
@@ -40,6 +39,7 @@ from .health import (
     _report,
     _where,
 )
+from ._hooks.attach import pool_state_of
 
 __all__ = ["async_health_check"]
 

@@ -5,7 +5,7 @@ Two techniques, chosen per hook point by measurement (``benchmarks/``):
 * **Pools** (the per-command hot path: ``get_connection`` and ``release``)
   get plain-function patches of ``ConnectionPool`` and
   ``BlockingConnectionPool``, which find the pool's
-  :class:`~redis_lifecycle._state.PoolState` in ``POOLS`` by ``id()``; the
+  :class:`~redis_lifecycle._hooks.state.PoolState` in ``POOLS`` by ``id()``; the
   lifecycle pools have the same functions as methods. A plain function costs
   about a fifth of a ``wrapt`` wrapper, and the per-command patches are
   installed only while someone wants a per-command event.
@@ -30,8 +30,21 @@ from typing import Any
 import redis.connection as rconn
 import redis.exceptions as rexc
 
-from ._delivery import ORDER_TIMEOUT, Delivery
-from ._hooks import (
+from .._delivery import ORDER_TIMEOUT, Delivery
+from ..errors import CallbackError
+from ..events import (
+    ConnectionConnectedEvent,
+    ConnectionCreatedEvent,
+    ConnectionErrorEvent,
+    ConnectionMarkedForReconnectEvent,
+    ConnectionReconnectedEvent,
+    PoolConnectionAcquiredEvent,
+    PoolConnectionCreatedEvent,
+    PoolConnectionReleasedEvent,
+    PoolExhaustedEvent,
+    PoolResetEvent,
+)
+from . import (
     ClassPatcher,
     disconnect_error,
     emit,
@@ -45,29 +58,16 @@ from ._hooks import (
     report_disconnect,
     report_ping,
 )
-from ._hooks.maint import maint_targets
-from ._pubsub_health import pubsub_targets
-from ._state import (
+from .maint import maint_targets
+from .pubsub import pubsub_targets
+from .state import (
     CONNECTIONS,
     POOLS,
     ConnState,
     PoolState,
     conn_state_of,
-    pool_state_of,
+    pool_state_by_id,
     register_connection,
-)
-from .errors import CallbackError
-from .events import (
-    ConnectionConnectedEvent,
-    ConnectionCreatedEvent,
-    ConnectionErrorEvent,
-    ConnectionMarkedForReconnectEvent,
-    ConnectionReconnectedEvent,
-    PoolConnectionAcquiredEvent,
-    PoolConnectionCreatedEvent,
-    PoolConnectionReleasedEvent,
-    PoolExhaustedEvent,
-    PoolResetEvent,
 )
 
 __all__ = [
@@ -157,7 +157,7 @@ def blocking_total(pool: Any) -> int:
 #   a per-command event: with no such subscriber the hot path is redis-py's
 #   own, untouched. ``original`` is the method they replaced;
 # * SyncPoolHooks, the mixin of the lifecycle pools (real subclasses), with
-#   ``original=None``: the state's ``f_get``/``f_release`` (the next class in
+#   ``original=None``: the state's ``redis_get_connection``/``redis_release`` (the next class in
 #   the pool's MRO) is called instead.
 #
 # Either way the pool's state is found in POOLS by id(): attaching a sync
@@ -184,14 +184,14 @@ def _checkout_hook(original: Any) -> Any:
     """``get_connection`` for ``original`` (``None``: the lifecycle pools')."""
 
     def get_connection(self: Any, *args: Any, **kwargs: Any) -> Any:
-        state = pool_state_of(id(self))
+        state = pool_state_by_id(id(self))
         if state is None:
             return (original or next_method(self, SyncPoolHooks, "get_connection"))(
                 self, *args, **kwargs
             )
         delivery = state.delivery
-        call = original or state.f_get
-        if not delivery.hot:
+        call = original or state.redis_get_connection
+        if not delivery.wants_per_command:
             if delivery.watch_exhaustion and state.exhausted_in_checkout:
                 return guarded_get_connection(self, state, call, args, kwargs)
             return call(self, *args, **kwargs)
@@ -289,12 +289,12 @@ def _release_hook(original: Any) -> Any:
     """``release`` for ``original`` (``None``: the lifecycle pools')."""
 
     def release(self: Any, connection: Any) -> Any:
-        state = pool_state_of(id(self))
+        state = pool_state_by_id(id(self))
         if state is None:
             return (original or next_method(self, SyncPoolHooks, "release"))(self, connection)
-        call = original or state.f_release
+        call = original or state.redis_release
         delivery = state.delivery
-        if not delivery.hot:
+        if not delivery.wants_per_command:
             return call(self, connection)
         conn_state = conn_state_of(id(connection))
         if conn_state is None or conn_state.checked_out_at is None:
@@ -348,7 +348,7 @@ def hooked_make_connection(pool: Any, state: PoolState, original: Any, uncounted
     try:
         connection = original(pool)
     except BaseException as error:
-        if not state.exhausted_in_checkout and not state.delivery.hot:
+        if not state.exhausted_in_checkout and not state.delivery.wants_per_command:
             report_exhaustion(state, started, error)
         raise
     try:
@@ -420,13 +420,13 @@ class SyncPoolHooks:
         state = POOLS.get(id(self))
         if state is None:
             return super().make_connection()  # type: ignore[misc]
-        return hooked_make_connection(self, state, state.f_make)
+        return hooked_make_connection(self, state, state.redis_make_connection)
 
     def reset(self) -> Any:
         state = POOLS.get(id(self))
         if state is None:
             return super().reset()  # type: ignore[misc]
-        return hooked_reset(self, state, state.f_reset)
+        return hooked_reset(self, state, state.redis_reset)
 
 
 #: Class-level patches of the sync pools, for pools attached by instrument():

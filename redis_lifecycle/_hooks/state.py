@@ -18,8 +18,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ._delivery import Delivery
-from .events import EventOrigin
+from .._delivery import Delivery
+from ..events import EventOrigin
+from .originals import unpatched
 
 __all__ = [
     "CONNECTIONS",
@@ -30,7 +31,7 @@ __all__ = [
     "connection_origin",
     "forget_connection",
     "forget_pool",
-    "pool_state_of",
+    "pool_state_by_id",
     "register_connection",
 ]
 
@@ -66,7 +67,7 @@ CONNECTIONS: dict[int, ConnState] = {}
 #: attribute load plus a call, which builds a bound method on every call
 #: (``benchmarks/instructions.py``: about 150 instructions each, four per
 #: command).
-pool_state_of = POOLS.get
+pool_state_by_id = POOLS.get
 conn_state_of = CONNECTIONS.get
 
 
@@ -79,15 +80,15 @@ class PoolState:
         "counts",
         "delivery",
         "exhausted_in_checkout",
-        "f_get",
-        "f_make",
-        "f_release",
-        "f_reset",
         "handle",
         "is_async",
         "name",
         "origin",
         "pool_ref",
+        "redis_get_connection",
+        "redis_make_connection",
+        "redis_release",
+        "redis_reset",
         "resetting",
         "size",
         "strategy",
@@ -122,15 +123,13 @@ class PoolState:
         self.total = total
         #: redis-py's own methods (never our patches of them), called by the
         #: lifecycle overrides.
-        from ._hooks import unpatched
-
         originals = originals or base_class
-        self.f_get: Any = unpatched(originals, "get_connection")
-        self.f_release: Any = unpatched(originals, "release")
-        self.f_make: Any = unpatched(originals, "make_connection")
-        self.f_reset: Any = unpatched(originals, "reset")
+        self.redis_get_connection: Any = unpatched(originals, "get_connection")
+        self.redis_release: Any = unpatched(originals, "release")
+        self.redis_make_connection: Any = unpatched(originals, "make_connection")
+        self.redis_reset: Any = unpatched(originals, "reset")
         #: How the pool is hooked: "subclass" (a lifecycle pool) or
-        #: "registry" (class-level patches); see _attach.py.
+        #: "registry" (class-level patches); see attach.py.
         self.strategy = strategy
         self.size = size
         self.timeout = timeout
@@ -184,7 +183,7 @@ class ConnState:
         self.checked_out_at: float | None = None
         #: The thread whose ``release`` of it is under way, from just before
         #: it goes back into the pool until its ``connection_released`` is
-        #: delivered (see _sync.py's ``await_release``).
+        #: delivered (see _hooks/sync.py's ``await_release``).
         self.releasing: int | None = None
         #: Reason given when redis-py marked it for reconnect, until it closes.
         self.mark_reason: str | None = None
@@ -214,7 +213,7 @@ def connection_origin(connection: Any, pool_name: str | None, connection_id: int
     )
 
 
-def _unwrap(connection: Any) -> Any:
+def real_connection(connection: Any) -> Any:
     """The real connection behind redis-py's client-side-cache proxy."""
     inner = getattr(connection, "_conn", None)
     return inner if inner is not None and hasattr(inner, "disconnect") else connection
@@ -222,7 +221,7 @@ def _unwrap(connection: Any) -> Any:
 
 def register_connection(connection: Any, pool_state: PoolState | None) -> ConnState:
     """Start tracking ``connection`` (idempotent); returns its state."""
-    connection = _unwrap(connection)
+    connection = real_connection(connection)
     key = id(connection)
     state = CONNECTIONS.get(key)
     if state is not None:
@@ -274,7 +273,7 @@ def _make_remover(key: int) -> Callable[[weakref.ref[Any]], None]:
 
 def forget_connection(connection: Any) -> None:
     """Stop tracking ``connection``."""
-    state = CONNECTIONS.pop(id(_unwrap(connection)), None)
+    state = CONNECTIONS.pop(id(real_connection(connection)), None)
     if state is not None:
         _forgotten(state)
 

@@ -26,10 +26,10 @@ import weakref
 from time import perf_counter, time
 from typing import Any
 
-from ._delivery import Delivery
-from ._hooks import ClassPatcher, MethodPatcher, emit
-from ._state import POOLS, PoolState, forget_pool, register_connection
-from .events import EventOrigin, PoolCreatedEvent
+from .._delivery import Delivery
+from ..events import EventOrigin, PoolCreatedEvent
+from . import ClassPatcher, MethodPatcher, emit
+from .state import POOLS, PoolState, forget_pool, register_connection
 
 __all__ = ["attach_pool", "detach_pool", "pool_state_of", "PoolKind"]
 
@@ -116,24 +116,24 @@ class _HotPatches:
     def update(self) -> None:
         delivery = self.delivery
         with self._lock:
-            want_checkout = delivery.hot or (
+            want_checkout = delivery.wants_per_command or (
                 delivery.watch_exhaustion and self.kind.exhausted_in_checkout
             )
             if want_checkout != self.holds_checkout:
-                (self.checkout.acquire if want_checkout else self.checkout.release)()
+                (self.checkout.add_user if want_checkout else self.checkout.remove_user)()
                 self.holds_checkout = want_checkout
-            want_release = delivery.hot
+            want_release = delivery.wants_per_command
             if want_release != self.holds_release:
-                (self.release.acquire if want_release else self.release.release)()
+                (self.release.add_user if want_release else self.release.remove_user)()
                 self.holds_release = want_release
 
     def close(self) -> None:
         with self._lock:
             if self.holds_checkout:
-                self.checkout.release()
+                self.checkout.remove_user()
                 self.holds_checkout = False
             if self.holds_release:
-                self.release.release()
+                self.release.remove_user()
                 self.holds_release = False
         if self.update in self.delivery.watchers:
             self.delivery.watchers.remove(self.update)
@@ -213,9 +213,9 @@ def attach_pool(
             strategy=strategy,
             exhausted_in_checkout=kind.exhausted_in_checkout,
         )
-        kind.patcher.acquire()
+        kind.patcher.add_user()
         if strategy == "registry":
-            kind.pool_patcher.acquire()
+            kind.pool_patcher.add_user()
         try:
             for connection in kind.connections(pool):
                 register_connection(connection, state).checked_out_at = None
@@ -251,9 +251,9 @@ def _release(kind: PoolKind, state: PoolState) -> None:
     forget_pool(state)
     if POOLS.get(id(state.pool_ref())) is state:
         del POOLS[id(state.pool_ref())]
-    kind.patcher.release()
+    kind.patcher.remove_user()
     if state.strategy == "registry":
-        kind.pool_patcher.release()
+        kind.pool_patcher.remove_user()
 
 
 def _pool_gone(state: PoolState) -> None:
@@ -267,9 +267,9 @@ def _pool_gone(state: PoolState) -> None:
             forget_pool(state)
             for key in [k for k, s in POOLS.items() if s is state]:
                 del POOLS[key]
-            kind.patcher.release()
+            kind.patcher.remove_user()
             if state.strategy == "registry":
-                kind.pool_patcher.release()
+                kind.pool_patcher.remove_user()
 
 
 def detach_pool(pool: Any) -> bool:

@@ -1,0 +1,1 @@
+"""The command line's private parts: shared options, output, `demo` and `watch`."""
