@@ -45,6 +45,8 @@ from ._hooks import (
     report_disconnect,
     report_ping,
 )
+from ._hooks.leaks import leak_returned, record_sync
+from ._hooks.saturation import wait_sync
 from ._pubsub_health import pubsub_targets
 from ._state import (
     CONNECTIONS,
@@ -195,16 +197,22 @@ def _checkout_hook(original: Any) -> Any:
                 return guarded_get_connection(self, state, call, args, kwargs)
             return call(self, *args, **kwargs)
         started = perf_counter()
+        pending = state.waiting
         try:
-            # redis-py 8 passes no arguments: a plain call then, which builds
-            # no argument tuple or dict to pass on.
-            connection = call(self, *args, **kwargs) if args or kwargs else call(self)
+            if state.blocking and not self.pool.queue:  # nothing free: it waits
+                connection = wait_sync(self, state, call, args, kwargs)
+            else:
+                # redis-py 8 passes no arguments: a plain call then, which
+                # builds no argument tuple or dict to pass on.
+                connection = call(self, *args, **kwargs) if args or kwargs else call(self)
         except BaseException as error:
             report_exhaustion(state, started, error)
             raise
         now = perf_counter()
         conn_state = conn_state_of(id(connection)) or register_connection(connection, state)
         conn_state.checked_out_at = now
+        if delivery.leak_threshold is not None:
+            conn_state.leak = record_sync()
         if conn_state.releasing is not None:  # its release is still being reported
             await_release(conn_state, delivery)
         if PoolConnectionAcquiredEvent in delivery.wanted:
@@ -225,6 +233,7 @@ def _checkout_hook(original: Any) -> Any:
             event._wait_time = wait_time
             event._active_connections = active
             event._idle_connections = idle
+            event._pending = pending
             # A slot holding a function: loaded as an attribute, since a
             # method call on it would take CPython 3.11's slow path.
             emit_acquired = delivery.emit_acquired
@@ -303,6 +312,12 @@ def _release_hook(original: Any) -> Any:
         checked_out_at = conn_state.checked_out_at
         conn_state.checked_out_at = None
         held_time = perf_counter() - checked_out_at
+        leak = conn_state.leak
+        if leak is not None:  # leak detection: reported as a leak already?
+            conn_state.leak = None
+            reported_leak = leak[3]
+        else:
+            reported_leak = False
         # Once back in the pool, the connection may be checked out by another
         # thread before its connection_released is delivered: that thread
         # waits for it (await_release), so each connection's events arrive in
@@ -313,7 +328,10 @@ def _release_hook(original: Any) -> Any:
                 result = call(self, connection)
             except BaseException:
                 conn_state.checked_out_at = checked_out_at  # still out: released later
+                conn_state.leak = leak
                 raise
+            if reported_leak:
+                leak_returned(conn_state, leak, held_time)
             if PoolConnectionReleasedEvent in delivery.wanted:
                 if state.counts is pool_counts:  # inlined for the common pool
                     active = len(self._in_use_connections)
@@ -326,6 +344,7 @@ def _release_hook(original: Any) -> Any:
                 event._held_time = held_time
                 event._active_connections = active
                 event._idle_connections = idle
+                event._reported_leak = reported_leak
                 emit_released = delivery.emit_released  # as emit_acquired
                 emit_released(event)
         finally:

@@ -44,6 +44,7 @@ _LIFECYCLE_ARGUMENTS = (
     "async_callbacks",
     "callback_error_handler",
     "instrumentation",
+    "leak_detection",
 )
 
 
@@ -74,6 +75,7 @@ class _LifecyclePoolMixin:
             lifecycle.get("async_callbacks"),
             lifecycle.get("callback_error_handler"),
             lifecycle.get("instrumentation"),
+            lifecycle.get("leak_detection"),
         )
         handle = LifecycleHandle(self, delivery, CallbackRegistry(delivery.dispatcher))
         handle._options = {name: value for name, value in lifecycle.items() if value is not None}
@@ -115,7 +117,8 @@ class LifecycleConnectionPool(_LifecyclePoolMixin, SyncPoolHooks, rconn.Connecti
     Lifecycle arguments: ``event_dispatcher`` (a
     :class:`~redis_lifecycle.EventDispatcher`; redis-py's own dispatcher is
     passed through), ``pool_name``, ``async_callbacks``,
-    ``callback_error_handler``, ``instrumentation``.
+    ``callback_error_handler``, ``instrumentation``, ``leak_detection``
+    (seconds; see :func:`~redis_lifecycle.instrument`).
     """
 
 
@@ -134,13 +137,15 @@ def blocking_pool_for_pooled(
     """The lifecycle blocking pool that :func:`pooled` (sync or asyncio) builds:
     ``pool`` checked for its keys, then mapped to the pool's arguments."""
     options = dict(pool or {})
-    unknown = set(options) - {"size", "timeout", "event_dispatcher", "pool_name"}
+    unknown = set(options) - {"size", "timeout", "event_dispatcher", "pool_name", "leak_detection"}
     if unknown:
         msg = (
-            f"pool= takes size, timeout, event_dispatcher and pool_name; "
+            f"pool= takes size, timeout, event_dispatcher, pool_name and leak_detection; "
             f"got unknown {sorted(unknown)}"
         )
         raise TypeError(msg)
+    if options.get("leak_detection") is not None:
+        kwargs["leak_detection"] = options["leak_detection"]
     return pool_class(
         host=host,
         port=port,
@@ -165,8 +170,9 @@ def pooled(
     """A ``redis.Redis`` on a :class:`LifecycleBlockingConnectionPool`.
 
     ``pool`` takes ``size`` (max connections, default 10), ``timeout``
-    (seconds a checkout waits, default 5), ``event_dispatcher`` and
-    ``pool_name``; ``redis_kwargs`` go to the connections (``db``,
+    (seconds a checkout waits, default 5), ``event_dispatcher``,
+    ``pool_name`` and ``leak_detection`` (seconds, off by default: see
+    :func:`~redis_lifecycle.instrument`); ``redis_kwargs`` go to the connections (``db``,
     ``password``, ``socket_timeout``, ...).
     """
     connection_pool = blocking_pool_for_pooled(
