@@ -55,14 +55,15 @@ _getframe = sys._getframe
 #: Where frames are left out of a reported stack: this library, redis-py,
 #: and the machinery that starts threads and runs event loops (never the
 #: code that took a connection).
-_HIDDEN_PREFIXES: tuple[str, ...] = tuple(
-    os.path.dirname(os.path.abspath(path)) + os.sep
-    for path in (
-        os.path.dirname(os.path.abspath(__file__)),  # redis_lifecycle/
-        redis.__file__ or "",
-        asyncio.__file__ or "",
-    )
-) + (
+_HIDDEN_PREFIXES: tuple[str, ...] = (
+    *(
+        os.path.dirname(os.path.abspath(path)) + os.sep
+        for path in (
+            os.path.dirname(os.path.abspath(__file__)),  # redis_lifecycle/
+            redis.__file__ or "",
+            asyncio.__file__ or "",
+        )
+    ),
     os.path.abspath(threading.__file__),
     os.path.join(os.path.dirname(os.path.abspath(threading.__file__)), "concurrent", ""),
 )
@@ -164,7 +165,7 @@ def _watched(is_async: bool) -> list[Any]:
 
 
 def _interval(pools: Iterable[Any]) -> float:
-    thresholds = [state.delivery.leak_threshold for state in pools]
+    thresholds: list[float] = [state.delivery.leak_threshold for state in pools]
     return max(min([MAX_INTERVAL, *(t / 4 for t in thresholds)]), 0.001)
 
 
@@ -181,7 +182,7 @@ def scan(is_async: bool, loop: Any = None) -> int:
             continue
         pool_state = conn_state.pool_state
         threshold = _threshold(pool_state)
-        if threshold is None or pool_state.is_async is not is_async:
+        if threshold is None or pool_state is None or pool_state.is_async is not is_async:
             continue
         if is_async and record[4] is not loop:
             continue
@@ -226,9 +227,7 @@ def _report(
     if PoolConnectionLeakEvent in delivery.wanted:
         emit_quietly(
             delivery,
-            PoolConnectionLeakEvent(
-                time(), origin, held, threshold, thread_name, record[2], stack
-            ),
+            PoolConnectionLeakEvent(time(), origin, held, threshold, thread_name, record[2], stack),
         )
 
 
@@ -244,9 +243,7 @@ def _start_watchdog() -> None:
     with _lock:
         if _watchdog is not None:
             return
-        thread = threading.Thread(
-            target=_run, name="redis_lifecycle-leak-watchdog", daemon=True
-        )
+        thread = threading.Thread(target=_run, name="redis_lifecycle-leak-watchdog", daemon=True)
         _watchdog = thread
         thread.start()
 
