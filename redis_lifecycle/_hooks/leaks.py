@@ -68,6 +68,8 @@ _HIDDEN_PREFIXES: tuple[str, ...] = (
     os.path.join(os.path.dirname(os.path.abspath(threading.__file__)), "concurrent", ""),
 )
 
+_ASYNCIO_PREFIX = _HIDDEN_PREFIXES[2]
+
 #: The longest pause of the watchdog between two scans, in seconds.
 MAX_INTERVAL = 1.0
 
@@ -132,11 +134,19 @@ def _hidden(filename: str) -> bool:
     return filename.startswith(_HIDDEN_PREFIXES)
 
 
-def format_stack(frames: list[Any]) -> tuple[str, ...]:
+def format_stack(frames: list[Any], task: bool = False) -> tuple[str, ...]:
     """``"path:line in function"`` for each frame of a record, outermost
-    first, without the hidden frames (see :data:`_HIDDEN_PREFIXES`)."""
+    first, without the hidden frames (see :data:`_HIDDEN_PREFIXES`). For a
+    task (``task=True``), only the task's own chain of coroutines: what is
+    below the event loop running it is not the task's doing."""
+    end = len(frames)
+    if task:
+        for index in range(0, len(frames), 2):
+            if frames[index].co_filename.startswith(_ASYNCIO_PREFIX):
+                end = index
+                break
     lines = []
-    for index in range(len(frames) - 2, -1, -2):
+    for index in range(end - 2, -1, -2):
         code = frames[index]
         filename = code.co_filename
         if _hidden(filename):
@@ -210,7 +220,7 @@ def _report(
     threshold: float,
     thread_name: str | None,
 ) -> None:
-    stack = format_stack(record[0])
+    stack = format_stack(record[0], task=record[4] is not None)
     origin = conn_state.origin
     holder = f"task {record[2]!r}" if record[2] is not None else f"thread {thread_name!r}"
     logger.warning(
