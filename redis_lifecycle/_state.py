@@ -147,10 +147,11 @@ class PoolState:
         #: Whether callers may wait for a connection (a blocking pool): its
         #: checkout hook then counts them (_hooks/leaks.py, ``wait_for``).
         self.blocking = False
-        #: Callers waiting for a connection now, and the most at once since
-        #: the last ``pool_stats()``.
+        #: Callers waiting for a connection now, and per reader (``None``:
+        #: ``pool_stats()``; an exporter: its id) the most at once since that
+        #: reader last looked.
         self.waiting = 0
-        self.waiting_peak = 0
+        self.waiting_peak: dict[int | None, int] = {None: 0}
 
 
 class ConnState:

@@ -194,7 +194,7 @@ class LifecycleHandle:
         since the previous ``pool_stats()`` of that pool (both counted in a
         blocking pool's checkout while a per-command event is wanted or leak
         detection is on; ``None`` otherwise, and 0 for pools that never wait)."""
-        from ._hooks.saturation import take_peak
+        from ._hooks.saturation import saturation
 
         stats = [row for source in self._stats_sources for row in source()]
         for pool in self.pools():
@@ -202,13 +202,7 @@ class LifecycleHandle:
             if state is None:
                 continue
             active, idle = state.counts(pool)
-            waiting: int | None = 0
-            peak: int | None = 0
-            if state.blocking:
-                peak = take_peak(state)
-                waiting = state.waiting
-                if not state.delivery.hot:  # not counted
-                    waiting = peak = None
+            waiting, peak = saturation(state)
             stats.append(
                 {
                     "pool_name": state.name,

@@ -70,6 +70,9 @@ _HIDDEN_PREFIXES: tuple[str, ...] = (
 
 _ASYNCIO_PREFIX = _HIDDEN_PREFIXES[2]
 
+#: How many of a leak's innermost stack lines its log warning shows.
+LOGGED_FRAMES = 10
+
 #: The longest pause of the watchdog between two scans, in seconds.
 MAX_INTERVAL = 1.0
 
@@ -223,15 +226,19 @@ def _report(
     stack = format_stack(record[0], task=record[4] is not None)
     origin = conn_state.origin
     holder = f"task {record[2]!r}" if record[2] is not None else f"thread {thread_name!r}"
+    shown = list(stack[-LOGGED_FRAMES:]) or ["(no frame outside redis-py)"]
+    if len(stack) > LOGGED_FRAMES:
+        shown.insert(0, f"... {len(stack) - LOGGED_FRAMES} outer frames (in the event's stack)")
     logger.warning(
         "redis_lifecycle: connection %s of pool %r has been checked out for %.3fs"
-        " (leak_detection=%gs) by %s and not returned; checked out at:\n  %s",
+        " (leak_detection=%gs) by %s and not returned; checked out at"
+        " (most recent call last):\n  %s",
         origin.connection_id,
         origin.pool_name,
         held,
         threshold,
         holder,
-        "\n  ".join(stack) or "(no frame outside redis-py)",
+        "\n  ".join(shown),
     )
     delivery = pool_state.delivery
     if PoolConnectionLeakEvent in delivery.wanted:

@@ -15,7 +15,7 @@ import os
 import threading
 from typing import Any
 
-__all__ = ["must_wait_async", "take_peak", "wait_async", "wait_sync"]
+__all__ = ["must_wait_async", "saturation", "take_peak", "wait_async", "wait_sync"]
 
 _lock = threading.Lock()
 
@@ -32,8 +32,10 @@ def _enter(state: Any) -> None:
     with _lock:
         waiting = state.waiting + 1
         state.waiting = waiting
-        if waiting > state.waiting_peak:
-            state.waiting_peak = waiting
+        peaks = state.waiting_peak
+        for reader, peak in peaks.items():
+            if waiting > peak:
+                peaks[reader] = waiting
 
 
 def _leave(state: Any) -> None:
@@ -67,10 +69,28 @@ def must_wait_async(pool: Any) -> bool:
     return not can_get()
 
 
-def take_peak(state: Any) -> int:
-    """The most callers waiting at once since the last call; starts anew
-    from those waiting now."""
+def take_peak(state: Any, reader: int | None = None) -> int:
+    """The most callers waiting at once since ``reader`` (``None``:
+    ``pool_stats()``; an exporter: its id) last called; starts anew from
+    those waiting now. Each reader has its own, so that two exporters do
+    not reset each other's."""
     with _lock:
-        peak = max(state.waiting_peak, state.waiting)
-        state.waiting_peak = state.waiting
+        waiting = state.waiting
+        peak = max(state.waiting_peak.get(reader, waiting), waiting)
+        state.waiting_peak[reader] = waiting
     return int(peak)
+
+
+def saturation(
+    state: Any, reader: int | None = None, *, take: bool = True
+) -> tuple[int | None, int | None]:
+    """``(waiting, waiting_peak)`` of a pool for ``reader``: ``(0, 0)`` for
+    a pool that never waits, ``(None, None)`` when its checkout is not
+    hooked (no per-command event wanted, no leak detection). With
+    ``take=False`` the peak is not read (``None``) and not started anew."""
+    if not state.blocking:
+        return 0, 0 if take else None
+    if not state.delivery.hot:
+        return None, None
+    peak = take_peak(state, reader) if take else None
+    return int(state.waiting), peak
