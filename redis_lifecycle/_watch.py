@@ -5,7 +5,11 @@
 
 Connects, runs a health check every ``--interval`` seconds, prints every event
 as it happens (``--json``: one JSON object per line) and carries on while the
-server goes away and comes back. ``Ctrl-C`` (SIGINT) or SIGTERM stops it with
+server goes away and comes back. A leaked connection prints in red with the
+innermost lines of the stack that checked it out; a checkout that waited
+behind others prints in yellow with ``pending=N`` (the callers already
+waiting); ``--leak-detection SECONDS`` turns leak detection on for the
+watching pool. ``Ctrl-C`` (SIGINT) or SIGTERM stops it with
 a summary. Callbacks run inline on the watching thread.
 """
 
@@ -37,6 +41,7 @@ def watch(
     interval: float,
     count: int | None,
     command: str,
+    leak_detection: float | None = None,
 ) -> int:
     """Watch until a signal (or ``count`` health checks); returns the exit status."""
     dispatcher = EventDispatcher()
@@ -70,6 +75,7 @@ def watch(
         pool_name=target.address,
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
+        leak_detection=leak_detection,
     )
     client = redis.Redis(connection_pool=pool)
     try:

@@ -48,7 +48,9 @@ __all__ = [
     "watchdog_running",
 ]
 
-logger = logging.getLogger("redis_lifecycle")
+#: Leak warnings and "returned" notes go to their own logger (a child of
+#: ``redis_lifecycle``), so that they can be routed or silenced on their own.
+logger = logging.getLogger("redis_lifecycle.leaks")
 
 _getframe = sys._getframe
 
@@ -134,7 +136,8 @@ def _line(code: Any, lasti: int) -> int:
 
 
 def _hidden(filename: str) -> bool:
-    return filename.startswith(_HIDDEN_PREFIXES)
+    # "<frozen runpy>" and the like: the interpreter starting a module
+    return filename.startswith(_HIDDEN_PREFIXES) or filename.startswith("<frozen ")
 
 
 def format_stack(frames: list[Any], task: bool = False) -> tuple[str, ...]:

@@ -117,7 +117,7 @@ class TestDemo:
         assert "\033[" not in result.stdout  # no colour when stdout is not a terminal
 
     def test_demo_against_an_existing_server_skips_the_kill_step(self, server: RedisServer) -> None:
-        """`demo --url` keeps the server running, skips the kill step, still sees all 13."""
+        """`demo --url` keeps the server running, skips the kill step, still sees every event."""
         pid_before = server.process.pid if server.process else None
         result = run_cli("demo", "--url", server.url)
         assert result.returncode == 0, result.stdout + result.stderr
