@@ -56,6 +56,7 @@ from .events import (
     LifecycleEvent,
     PoolConnectionAcquiredEvent,
     PoolConnectionCreatedEvent,
+    PoolConnectionLeakEvent,
     PoolConnectionReleasedEvent,
     PoolExhaustedEvent,
     PoolResetEvent,
@@ -117,6 +118,8 @@ class PoolMetrics(TypedDict):
     health_checks: HealthCheckMetrics
     marked_for_reconnect: int
     resets: int
+    #: Connections reported held past ``leak_detection`` (``connection_leak``).
+    leaks: int
     active: int | None
     idle: int | None
 
@@ -151,6 +154,7 @@ class _PoolRecord:
         "health_passed",
         "held",
         "last",
+        "leaks",
         "marked",
         "reconnects",
         "resets",
@@ -171,6 +175,7 @@ class _PoolRecord:
         self.health_latency = LogHistogram()
         self.marked = 0
         self.resets = 0
+        self.leaks = 0
         #: The latest acquired/released event (for active/idle).
         self.last: Any = None
 
@@ -206,6 +211,8 @@ def _observe_rare(pool: _PoolRecord, event: Any) -> None:
         pool.marked += 1
     elif cls is PoolResetEvent:
         pool.resets += 1
+    elif cls is PoolConnectionLeakEvent:
+        pool.leaks += 1
 
 
 def _summary(histogram: LogHistogram) -> DurationSummary:
@@ -251,6 +258,7 @@ def _pool_metrics(pool: _PoolRecord) -> PoolMetrics:
         },
         "marked_for_reconnect": pool.marked,
         "resets": pool.resets,
+        "leaks": pool.leaks,
         "active": None if last is None else last._active_connections,
         "idle": None if last is None else last._idle_connections,
     }
