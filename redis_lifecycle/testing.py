@@ -517,8 +517,10 @@ class EventRecorder:
         parts.extend(
             f"{name}={_format_value(value)}"
             for name, value in event.fields().items()
-            # the event's type already says it; a leak's stack follows its line
+            # the event's type already says it; a leak's stack follows its
+            # line; nobody waiting and no leak say nothing
             if name not in ("first_connection", "stack")
+            and not (name in ("pending", "reported_leak") and not value)
         )
         return " ".join(parts)
 
