@@ -178,6 +178,19 @@ class TestWatch:
         assert "summary for 127.0.0.1" in result.stdout
         assert "2 healthy, 0 unhealthy" in result.stdout
 
+    def test_watch_takes_leak_detection_and_refuses_a_bad_one(self, server: RedisServer) -> None:
+        """`--leak-detection 5` watches the pool's checkouts (none is held that
+        long: no leak line); `--leak-detection 0` is refused with status 2."""
+        result = run_cli(
+            "watch", server.url, "--interval", "0.1", "--count", "2", "--leak-detection", "5"
+        )
+        assert result.returncode == 0, result.stderr
+        assert "2 healthy, 0 unhealthy" in result.stdout
+        assert "connection_leak" not in result.stdout
+        refused = run_cli("watch", server.url, "--leak-detection", "0")
+        assert refused.returncode == 2
+        assert "expected a positive number of seconds" in refused.stderr
+
 
 class TestBadInput:
     @pytest.mark.parametrize(
