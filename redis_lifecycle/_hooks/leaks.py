@@ -172,10 +172,17 @@ def _threshold(pool_state: Any) -> float | None:
 
 
 def _watched(is_async: bool) -> list[Any]:
-    """Attached pools of that flavour with leak detection on."""
+    """Attached pools of that flavour with leak detection on: those in
+    ``POOLS`` and those known only by their connections (an asyncio cluster's
+    nodes, which are not pool objects)."""
+    states = {id(state): state for state in list(_state.POOLS.values())}
+    for conn_state in list(_state.CONNECTIONS.values()):
+        pool_state = conn_state.pool_state
+        if pool_state is not None:
+            states.setdefault(id(pool_state), pool_state)
     return [
         state
-        for state in list(_state.POOLS.values())
+        for state in states.values()
         if state.is_async is is_async and state.delivery.leak_threshold is not None
     ]
 
