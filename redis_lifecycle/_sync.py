@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable
+from sys import _getframe
 from threading import get_ident
 from time import perf_counter, sleep, time
 from types import FrameType
@@ -45,7 +46,8 @@ from ._hooks import (
     report_disconnect,
     report_ping,
 )
-from ._hooks.leaks import leak_returned, record_sync
+from ._hooks import leaks as _leaks
+from ._hooks.leaks import leak_returned
 from ._hooks.saturation import wait_sync
 from ._pubsub_health import pubsub_targets
 from ._state import (
@@ -212,7 +214,16 @@ def _checkout_hook(original: Any) -> Any:
         conn_state = conn_state_of(id(connection)) or register_connection(connection, state)
         conn_state.checked_out_at = now
         if delivery.leak_threshold is not None:
-            conn_state.leak = record_sync()
+            # The checkout's stack, as record_sync() does, inlined: a call
+            # and this frame's own frame object saved on every checkout.
+            frame: Any = _getframe(1)
+            frames = []
+            while frame is not None:
+                frames.append((frame.f_code, frame.f_lasti))
+                frame = frame.f_back
+            conn_state.leak = [frames, get_ident(), None, False, None]
+            if _leaks._watchdog is None:
+                _leaks.start_watchdog()
         if conn_state.releasing is not None:  # its release is still being reported
             await_release(conn_state, delivery)
         if PoolConnectionAcquiredEvent in delivery.wanted:

@@ -4,9 +4,9 @@ connections held longer than a pool's ``leak_detection`` threshold.
 At each checkout of a pool whose delivery has ``leak_threshold`` set, the
 checkout hook stores a record on the connection's state
 (``ConnState.leak``): a list ``[frames, thread ident, task name, reported,
-loop]``. ``frames`` holds, innermost first, each frame's code object and
-``f_lasti`` (the offset of the call it is in), flattened: no frame object and
-no local is kept, and nothing is formatted until a leak is reported (code
+loop]``. ``frames`` holds, innermost first, each frame's ``(code object,
+f_lasti)``, the offset of the call it is in: no frame object and no local is
+kept, and nothing is formatted until a leak is reported (code
 objects are constants; ``f_lineno`` would cost a line-table scan per frame).
 
 The watchdog scans the checked-out connections: a daemon thread for sync
@@ -44,6 +44,7 @@ __all__ = [
     "record_async",
     "record_sync",
     "scan",
+    "start_watchdog",
     "stop_unused",
     "watchdog_running",
 ]
@@ -83,16 +84,15 @@ MAX_INTERVAL = 1.0
 
 
 def record_sync() -> list[Any]:
-    """The record of a sync checkout; called by the checkout hook."""
+    """The record of a sync checkout made by the caller (the sync checkout
+    hook inlines the same)."""
     frame: Any = _getframe(1)
     frames: list[Any] = []
-    append = frames.append
     while frame is not None:
-        append(frame.f_code)
-        append(frame.f_lasti)
+        frames.append((frame.f_code, frame.f_lasti))
         frame = frame.f_back
     if _watchdog is None:
-        _start_watchdog()
+        start_watchdog()
     return [frames, get_ident(), None, False, None]
 
 
@@ -100,10 +100,8 @@ def record_async() -> list[Any]:
     """The record of an asyncio checkout, from inside the checkout coroutine."""
     frame: Any = _getframe(1)
     frames: list[Any] = []
-    append = frames.append
     while frame is not None:
-        append(frame.f_code)
-        append(frame.f_lasti)
+        frames.append((frame.f_code, frame.f_lasti))
         frame = frame.f_back
     loop = asyncio.get_running_loop()
     if loop not in _timers:
@@ -147,17 +145,16 @@ def format_stack(frames: list[Any], task: bool = False) -> tuple[str, ...]:
     below the event loop running it is not the task's doing."""
     end = len(frames)
     if task:
-        for index in range(0, len(frames), 2):
-            if frames[index].co_filename.startswith(_ASYNCIO_PREFIX):
+        for index, (code, _) in enumerate(frames):
+            if code.co_filename.startswith(_ASYNCIO_PREFIX):
                 end = index
                 break
     lines = []
-    for index in range(end - 2, -1, -2):
-        code = frames[index]
+    for code, lasti in reversed(frames[:end]):
         filename = code.co_filename
         if _hidden(filename):
             continue
-        lines.append(f"{filename}:{_line(code, frames[index + 1])} in {code.co_name}")
+        lines.append(f"{filename}:{_line(code, lasti)} in {code.co_name}")
     return tuple(lines)
 
 
@@ -265,7 +262,8 @@ _watchdog: threading.Thread | None = None
 _wake = threading.Event()
 
 
-def _start_watchdog() -> None:
+def start_watchdog() -> None:
+    """Start the sync watchdog thread unless it runs."""
     global _watchdog
     with _lock:
         if _watchdog is not None:

@@ -400,6 +400,7 @@ class TestSaturation:
         assert pending[:2] == [0, 0]  # the holders found free connections
         assert sorted(pending[2:]) == [0, 1, 2, 3, 4, 5]  # each waiter saw those before it
         client.close()
+        pool.disconnect()
 
     def test_a_plain_pool_never_waits(self, client: redis.Redis) -> None:
         handle = rl.instrument(client)
