@@ -64,6 +64,7 @@ class Delivery:
         "error_handler",
         "executor",
         "instrumentation",
+        "leak_threshold",
         "wanted",
         "wants_per_command",
         "watch_exhaustion",
@@ -77,13 +78,18 @@ class Delivery:
         executor: AsyncCallbackExecutor | None = None,
         error_handler: CallbackErrorHandler | None = None,
         instrumentation: Instrumentation | None = None,
+        leak_threshold: float | None = None,
     ) -> None:
         self.dispatcher = dispatcher
+        #: ``leak_detection`` in seconds, or ``None`` (off): the checkout hook
+        #: then records each checkout's stack (_hooks/leaks.py).
+        self.leak_threshold = leak_threshold
         self.executor = executor
         self.error_handler = error_handler or CallbackErrorHandler()
         self.instrumentation = instrumentation
         self.wanted: frozenset[type[LifecycleEvent]] = frozenset()
-        #: Whether any per-command event (acquired, released, exhausted) is wanted.
+        #: Whether any per-command event (acquired, released, exhausted) is
+        #: wanted, or leak detection is on: the checkout and release hooks run.
         self.wants_per_command = False
         #: Whether a failed checkout must be examined (pool_exhausted wanted).
         self.watch_exhaustion = False
@@ -106,7 +112,9 @@ class Delivery:
         if self.instrumentation is not None:
             wanted |= self.instrumentation._wanted
         self.wanted = frozenset(wanted)
-        self.wants_per_command = not PER_COMMAND_EVENTS.isdisjoint(wanted)
+        self.wants_per_command = (
+            not PER_COMMAND_EVENTS.isdisjoint(wanted) or self.leak_threshold is not None
+        )
         self.watch_exhaustion = PoolExhaustedEvent in wanted
         emitters: dict[type[LifecycleEvent], Callable[[Any], None]] = {
             cls: emitter(self, cls) for cls in PER_COMMAND_EVENTS

@@ -23,6 +23,7 @@ from .events import (
     ConnectionErrorEvent,
     ConnectionHealthCheckEvent,
     LifecycleEvent,
+    PoolConnectionLeakEvent,
     PoolExhaustedEvent,
     describe_error,
 )
@@ -30,7 +31,7 @@ from .events import (
 __all__ = ["address", "is_problem", "json_value", "json_dict", "summary"]
 
 #: Fields measured in seconds (rendered in milliseconds in summaries).
-_SECONDS = frozenset({"connect_time", "downtime", "wait_time", "held_time", "waited"})
+_SECONDS = frozenset({"connect_time", "downtime", "wait_time", "held_time", "waited", "threshold"})
 #: Fields already in milliseconds.
 _MILLISECONDS = frozenset({"latency"})
 #: Fields a summary leaves out because they say nothing new.
@@ -93,14 +94,22 @@ def summary(event: LifecycleEvent) -> str:
     for name, value in event.fields().items():
         if name in _QUIET or value is None:
             continue
+        if name == "stack":  # one line: where it was taken (the full stack is the event's)
+            parts.append(f"at={value[-1]}" if value else "at=(no frame outside redis-py)")
+            continue
+        if name == "pending" and not value:  # nobody was waiting: nothing to say
+            continue
+        if name == "reported_leak" and not value:
+            continue
         parts.append(_render(name, value))
     return " ".join(parts).replace("\n", " ")
 
 
 def is_problem(event: LifecycleEvent) -> bool:
     """Whether the event reports trouble: an error, an exhausted pool, a
-    failed health check, or a close caused by an error or the server."""
-    if isinstance(event, (ConnectionErrorEvent, PoolExhaustedEvent)):
+    leaked connection, a failed health check, or a close caused by an error
+    or the server."""
+    if isinstance(event, (ConnectionErrorEvent, PoolExhaustedEvent, PoolConnectionLeakEvent)):
         return True
     if isinstance(event, ConnectionHealthCheckEvent):
         return not event.healthy

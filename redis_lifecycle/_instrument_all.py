@@ -154,13 +154,15 @@ def instrument_all(
     async_callbacks: AsyncCallbackExecutor | None = None,
     callback_error_handler: CallbackErrorHandler | None = None,
     instrumentation: Instrumentation | None = None,
+    leak_detection: float | None = None,
 ) -> EventDispatcher:
     """Instrument every redis-py pool (and so every client) and every asyncio
     ``RedisCluster`` created from now on.
 
     Returns the :class:`~redis_lifecycle.EventDispatcher` that receives every
     event (``event_dispatcher`` if given). The other arguments are those of
-    :func:`~redis_lifecycle.instrument`, shared by all the pools. Calling it
+    :func:`~redis_lifecycle.instrument`, shared by all the pools
+    (``leak_detection=SECONDS`` watches every pool's checkouts). Calling it
     again while active returns the same dispatcher and ignores the arguments,
     like ``instrument()``. Raises :class:`TypeError` for an argument of the
     wrong type, and :class:`RuntimeError` for an ``async_callbacks`` executor
@@ -189,12 +191,16 @@ def instrument_all(
                 "e.g. CallbackErrorHandler('log')"
             )
             raise TypeError(msg)
+        from .instrument import check_leak_detection
+
+        check_leak_detection(leak_detection)  # TypeError/ValueError before any change
         auto = _Auto(
             {
                 "event_dispatcher": event_dispatcher or EventDispatcher(),
                 "async_callbacks": async_callbacks,
                 "callback_error_handler": callback_error_handler,
                 "instrumentation": instrumentation,
+                "leak_detection": leak_detection,
             }
         )
         try:

@@ -96,7 +96,8 @@ def pooled(
     The asyncio twin of :func:`redis_lifecycle.pooled` (a plain function, as
     building an asyncio client needs no ``await``). ``pool`` takes ``size``
     (max connections, default 10), ``timeout`` (seconds a checkout waits,
-    default 5), ``event_dispatcher`` and ``pool_name``; ``redis_kwargs`` go to
+    default 5), ``event_dispatcher``, ``pool_name`` and ``leak_detection``
+    (seconds, off by default); ``redis_kwargs`` go to
     the connections (``db``, ``password``, ``socket_timeout``, ...). The client
     owns the pool: ``await client.aclose()`` closes it too. Bad ``pool``
     values raise as in :func:`redis_lifecycle.pooled`.

@@ -4,7 +4,7 @@
     $ redis-lifecycle demo --url redis://localhost:6379/0
     $ redis-lifecycle watch redis://localhost:6379/0 --interval 1 --json
 
-``demo`` drives a scripted scenario that makes all 13 lifecycle events fire
+``demo`` drives a scripted scenario that makes every lifecycle event fire
 and prints them live (:mod:`redis_lifecycle._cli.demo`); ``watch`` streams one
 server's events with periodic health checks (:mod:`redis_lifecycle._cli.watch`).
 Bad input (a malformed URL, an unreachable server, a wrong password) prints
@@ -15,11 +15,14 @@ Callbacks run inline, on the thread that caused each event.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TextIO
 
 from ._cli.common import CliError, parse_url
 from ._cli.output import Printer, use_color
@@ -104,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         "watch stops with that error (exit status 2, or 1 once watching)",
     )
     watch.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    watch.add_argument(
+        "--leak-detection",
+        type=_positive,
+        metavar="SECONDS",
+        help="report a connection of the watching pool held longer than this (off)",
+    )
 
     doctor = commands.add_parser(
         "doctor",
@@ -142,23 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "doctor":
             return doctor(args.json)
-        if args.command == "demo":
-            from ._cli.demo import demo
-
-            printer = Printer(stdout, color=use_color(stdout, args.color))
-            return demo(printer, args.url)
-        from ._cli.watch import watch
-
-        target = parse_url(args.url)
-        printer = Printer(
-            stdout,
-            color=not args.json and use_color(stdout, args.color),
-            as_json=args.json,
-            secrets=target.secrets,
-        )
-        return watch(
-            target, printer, interval=args.interval, count=args.count, command=args.command
-        )
+        with _leak_log_silenced():
+            return _run(args, stdout)
     except CliError as error:
         print(f"{PROG}: error: {redact(str(error))}", file=sys.stderr)
         return 2
@@ -169,6 +163,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+
+
+@contextlib.contextmanager
+def _leak_log_silenced() -> Iterator[None]:
+    """demo and watch print each leak with its stack: no second copy in the log."""
+    leak_logger = logging.getLogger("redis_lifecycle.leaks")
+    before = leak_logger.propagate
+    quiet = logging.NullHandler()  # else logging's last resort prints it
+    leak_logger.propagate = False
+    leak_logger.addHandler(quiet)
+    try:
+        yield
+    finally:
+        leak_logger.removeHandler(quiet)
+        leak_logger.propagate = before
+
+
+def _run(args: argparse.Namespace, stdout: TextIO) -> int:
+    """demo or watch, as parsed."""
+    if args.command == "demo":
+        from ._cli.demo import demo
+
+        printer = Printer(stdout, color=use_color(stdout, args.color))
+        return demo(printer, args.url)
+    from ._cli.watch import watch
+
+    target = parse_url(args.url)
+    printer = Printer(
+        stdout,
+        color=not args.json and use_color(stdout, args.color),
+        as_json=args.json,
+        secrets=target.secrets,
+    )
+    return watch(
+        target,
+        printer,
+        interval=args.interval,
+        count=args.count,
+        command=args.command,
+        leak_detection=args.leak_detection,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

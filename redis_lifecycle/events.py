@@ -51,6 +51,7 @@ __all__ = [
     "MaintenanceTimeoutRestoredEvent",
     "PoolConnectionAcquiredEvent",
     "PoolConnectionCreatedEvent",
+    "PoolConnectionLeakEvent",
     "PoolConnectionReleasedEvent",
     "PoolCreatedEvent",
     "PoolExhaustedEvent",
@@ -79,6 +80,7 @@ class EventType(str, enum.Enum):
     MAINTENANCE_NOTIFICATION = "maintenance_notification"
     MAINTENANCE_TIMEOUT_RELAXED = "maintenance_timeout_relaxed"
     MAINTENANCE_TIMEOUT_RESTORED = "maintenance_timeout_restored"
+    CONNECTION_LEAK = "connection_leak"
 
     def __str__(self) -> str:
         return self.value
@@ -643,9 +645,9 @@ class _PoolCountsEvent(LifecycleEvent):
 class PoolConnectionAcquiredEvent(_PoolCountsEvent):
     """A connection was checked out of the pool (connected and ready)."""
 
-    __slots__ = ("_wait_time",)
+    __slots__ = ("_pending", "_wait_time")
     type = EventType.CONNECTION_ACQUIRED
-    _fields = ("wait_time", "active_connections", "idle_connections")
+    _fields = ("wait_time", "active_connections", "idle_connections", "pending")
 
     def __init__(
         self,
@@ -654,25 +656,35 @@ class PoolConnectionAcquiredEvent(_PoolCountsEvent):
         wait_time: float,
         active_connections: int,
         idle_connections: int,
+        pending: int = 0,
     ) -> None:
         self._timestamp = timestamp
         self._origin = origin if origin is not None else _NO_ORIGIN
         self._wait_time = wait_time
         self._active_connections = active_connections
         self._idle_connections = idle_connections
+        self._pending = pending
 
     @property
     def wait_time(self) -> float:
         """Seconds the checkout took, less any connect or reconnect inside it."""
         return self._wait_time
 
+    @property
+    def pending(self) -> int:
+        """Other callers already waiting for a connection of this pool when
+        this checkout started: threads in a ``BlockingConnectionPool``, tasks
+        in an asyncio ``BlockingConnectionPool``. Always 0 for pools that
+        never wait (``ConnectionPool``: it fails at once when full)."""
+        return self._pending
+
 
 class PoolConnectionReleasedEvent(_PoolCountsEvent):
     """A connection was returned to the pool."""
 
-    __slots__ = ("_held_time",)
+    __slots__ = ("_held_time", "_reported_leak")
     type = EventType.CONNECTION_RELEASED
-    _fields = ("held_time", "active_connections", "idle_connections")
+    _fields = ("held_time", "active_connections", "idle_connections", "reported_leak")
 
     def __init__(
         self,
@@ -681,12 +693,20 @@ class PoolConnectionReleasedEvent(_PoolCountsEvent):
         held_time: float,
         active_connections: int,
         idle_connections: int,
+        reported_leak: bool = False,
     ) -> None:
         self._timestamp = timestamp
         self._origin = origin if origin is not None else _NO_ORIGIN
         self._held_time = held_time
         self._active_connections = active_connections
         self._idle_connections = idle_connections
+        self._reported_leak = reported_leak
+
+    @property
+    def reported_leak(self) -> bool:
+        """Whether this checkout was reported as a leak
+        (:class:`PoolConnectionLeakEvent`) before it came back."""
+        return self._reported_leak
 
     @property
     def held_time(self) -> float:
@@ -932,6 +952,79 @@ class MaintenanceTimeoutRestoredEvent(_MaintenanceTimeoutEvent):
     type = EventType.MAINTENANCE_TIMEOUT_RESTORED
 
 
+class PoolConnectionLeakEvent(LifecycleEvent):
+    """A connection has been checked out for longer than the pool's
+    ``leak_detection`` threshold and is *still* out.
+
+    Fires once per checkout, while the connection is held, from the leak
+    watchdog: a daemon thread for sync pools (callbacks run on that thread),
+    a timer on the event loop for asyncio pools (callbacks run on the loop).
+    The watchdog looks every ``threshold / 4`` seconds (at most every second),
+    so it fires between ``threshold`` and about ``1.25 * threshold`` after
+    the checkout. If the connection is returned later, its
+    ``connection_released`` has ``reported_leak=True``. Only with
+    ``leak_detection=SECONDS`` on ``instrument()``, ``instrument_all()`` or a
+    lifecycle pool.
+    """
+
+    __slots__ = ("_held_time", "_stack", "_task_name", "_thread_name", "_threshold")
+    type = EventType.CONNECTION_LEAK
+    _fields = ("held_time", "threshold", "thread_name", "task_name", "stack")
+
+    def __init__(
+        self,
+        timestamp: float,
+        origin: EventOrigin | None,
+        held_time: float,
+        threshold: float,
+        thread_name: str | None,
+        task_name: str | None,
+        stack: tuple[str, ...],
+    ) -> None:
+        self._timestamp = timestamp
+        self._origin = origin if origin is not None else _NO_ORIGIN
+        self._held_time = held_time
+        self._threshold = threshold
+        self._thread_name = thread_name
+        self._task_name = task_name
+        self._stack = stack
+
+    @property
+    def held_time(self) -> float:
+        """Seconds the connection has been out, when this fired."""
+        return self._held_time
+
+    @property
+    def threshold(self) -> float:
+        """The ``leak_detection`` threshold in seconds."""
+        return self._threshold
+
+    @property
+    def thread_name(self) -> str | None:
+        """Name of the thread that checked it out (``None`` if it has ended)."""
+        return self._thread_name
+
+    @property
+    def task_name(self) -> str | None:
+        """Name of the asyncio task that checked it out; ``None`` for sync pools."""
+        return self._task_name
+
+    @property
+    def stack(self) -> tuple[str, ...]:
+        """The checkout's call stack, ``"path:line in function"`` each,
+        outermost first (as in a Python traceback), without this library's,
+        redis-py's, and the thread or event loop start-up frames. The last
+        line is the line of your code that took the connection (see
+        :attr:`caller`)."""
+        return self._stack
+
+    @property
+    def caller(self) -> str | None:
+        """The innermost line of :attr:`stack`: where your code checked the
+        connection out (``None`` if every frame was left out)."""
+        return self._stack[-1] if self._stack else None
+
+
 #: Every concrete event class, in catalogue order.
 EVENT_CLASSES: tuple[type[LifecycleEvent], ...] = (
     ConnectionCreatedEvent,
@@ -950,6 +1043,7 @@ EVENT_CLASSES: tuple[type[LifecycleEvent], ...] = (
     MaintenanceNotificationEvent,
     MaintenanceTimeoutRelaxedEvent,
     MaintenanceTimeoutRestoredEvent,
+    PoolConnectionLeakEvent,
 )
 
 #: Event class by its name.

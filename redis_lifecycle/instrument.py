@@ -190,13 +190,20 @@ class LifecycleHandle:
 
     def pool_stats(self) -> list[dict[str, Any]]:
         """Per pool: ``pool_name``, ``max_connections``, ``timeout``, ``active``,
-        ``idle`` and ``total`` connections, read now."""
+        ``idle`` and ``total`` connections, read now; ``waiting``, the callers
+        waiting for a connection now, and ``waiting_peak``, the most at once
+        since the previous ``pool_stats()`` of that pool (both counted in a
+        blocking pool's checkout while a per-command event is wanted or leak
+        detection is on; ``None`` otherwise, and 0 for pools that never wait)."""
+        from ._hooks.saturation import saturation
+
         stats = [row for source in self._stats_sources for row in source()]
         for pool in self.pools():
             state = pool_state_of(pool)
             if state is None:
                 continue
             active, idle = state.counts(pool)
+            waiting, peak = saturation(state)
             stats.append(
                 {
                     "pool_name": state.name,
@@ -205,6 +212,8 @@ class LifecycleHandle:
                     "active": active,
                     "idle": idle,
                     "total": state.total(pool),
+                    "waiting": waiting,
+                    "waiting_peak": peak,
                 }
             )
         return stats
@@ -258,6 +267,7 @@ def _make_delivery(
     async_callbacks: AsyncCallbackExecutor | None,
     callback_error_handler: CallbackErrorHandler | None,
     instrumentation: Instrumentation | None,
+    leak_detection: float | None = None,
 ) -> Delivery:
     if event_dispatcher is not None and not isinstance(event_dispatcher, EventDispatcher):
         msg = (
@@ -293,6 +303,7 @@ def _make_delivery(
         executor=async_callbacks,
         error_handler=callback_error_handler,
         instrumentation=instrumentation,
+        leak_threshold=check_leak_detection(leak_detection),
     )
 
 
@@ -314,6 +325,20 @@ def check_executor_running(async_callbacks: Any, where: str) -> None:
         raise RuntimeError(msg)
 
 
+def check_leak_detection(value: Any) -> float | None:
+    """``leak_detection`` as seconds (``None``: off); :class:`TypeError` or
+    :class:`ValueError` for anything but a positive number."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = f"leak_detection must be a number of seconds or None, got {type(value).__name__}"
+        raise TypeError(msg)
+    if not value > 0:
+        msg = f"leak_detection must be more than 0 seconds, got {value!r}"
+        raise ValueError(msg)
+    return float(value)
+
+
 def _describe(obj: Any) -> str:
     cls = type(obj)
     return f"{cls.__module__}.{cls.__qualname__}"
@@ -325,6 +350,7 @@ _OPTION_NAMES = (
     "callback_error_handler",
     "instrumentation",
     "pool_name",
+    "leak_detection",
 )
 
 
@@ -343,8 +369,8 @@ def _differences(handle: LifecycleHandle, given: dict[str, Any]) -> list[str]:
         value = given.get(name)
         if value is None:
             continue
-        if name == "pool_name":
-            if value != handle._options.get("pool_name"):
+        if name in ("pool_name", "leak_detection"):
+            if value != handle._options.get(name):
                 differ.append(name)
         elif value is not current[name]:
             differ.append(name)
@@ -374,6 +400,7 @@ def instrument(
     callback_error_handler: CallbackErrorHandler | None = None,
     instrumentation: Instrumentation | None = None,
     pool_name: str | None = None,
+    leak_detection: float | None = None,
 ) -> LifecycleHandle:
     """Emit lifecycle events for ``client``'s connections and pool(s).
 
@@ -392,6 +419,13 @@ def instrument(
     naming it, and changes nothing: ``uninstrument()`` first to instrument
     it anew, or subscribe on the existing handle's ``dispatcher``.
 
+    ``leak_detection=SECONDS`` (off by default) reports each connection
+    checked out for longer than that and still not returned, while it is
+    held: :class:`~redis_lifecycle.PoolConnectionLeakEvent`, with the stack
+    that checked it out, and a warning in the log. It records every
+    checkout's stack (see the guide "Finding leaked connections and
+    undersized pools" for what that costs).
+
     Raises :class:`RuntimeError` if ``async_callbacks`` is an executor that
     was shut down (see :class:`~redis_lifecycle.AsyncCallbackExecutor`).
     """
@@ -401,6 +435,7 @@ def instrument(
         "callback_error_handler": callback_error_handler,
         "instrumentation": instrumentation,
         "pool_name": pool_name,
+        "leak_detection": leak_detection,
     }
     check_executor_running(async_callbacks, "instrument()")
     return _instrument(client, given)
@@ -416,6 +451,7 @@ def _instrument(client: Any, given: dict[str, Any]) -> LifecycleHandle:
     callback_error_handler = given.get("callback_error_handler")
     instrumentation = given.get("instrumentation")
     pool_name = given.get("pool_name")
+    leak_detection = given.get("leak_detection")
     check_redis_py()  # warns once if this redis-py lacks a name the hooks need
     with _lock:
         existing = find_handle(client)
@@ -424,7 +460,11 @@ def _instrument(client: Any, given: dict[str, Any]) -> LifecycleHandle:
             return existing
         target = resolve_target(client)  # TypeError before anything changes
         delivery = _make_delivery(
-            event_dispatcher, async_callbacks, callback_error_handler, instrumentation
+            event_dispatcher,
+            async_callbacks,
+            callback_error_handler,
+            instrumentation,
+            leak_detection,
         )
         handle = LifecycleHandle(client, delivery)
         handle._options = {name: value for name, value in given.items() if value is not None}

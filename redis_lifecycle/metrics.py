@@ -59,6 +59,7 @@ from .events import (
     MaintenanceTimeoutRestoredEvent,
     PoolConnectionAcquiredEvent,
     PoolConnectionCreatedEvent,
+    PoolConnectionLeakEvent,
     PoolConnectionReleasedEvent,
     PoolExhaustedEvent,
     PoolResetEvent,
@@ -120,6 +121,8 @@ class PoolMetrics(TypedDict):
     health_checks: HealthCheckMetrics
     marked_for_reconnect: int
     resets: int
+    #: Connections reported held past ``leak_detection`` (``connection_leak``).
+    leaks: int
     active: int | None
     idle: int | None
     #: Maintenance notifications received on the pool's connections, by
@@ -160,6 +163,7 @@ class _PoolRecord:
         "health_passed",
         "held",
         "last",
+        "leaks",
         "maint_relaxed",
         "maint_restored",
         "maintenance",
@@ -183,6 +187,7 @@ class _PoolRecord:
         self.health_latency = LogHistogram()
         self.marked = 0
         self.resets = 0
+        self.leaks = 0
         #: The latest acquired/released event (for active/idle).
         self.last: Any = None
         self.maintenance: dict[str, int] = {}
@@ -228,6 +233,8 @@ def _observe_rare(pool: _PoolRecord, event: Any) -> None:
         pool.maint_relaxed += 1
     elif cls is MaintenanceTimeoutRestoredEvent:
         pool.maint_restored += 1
+    elif cls is PoolConnectionLeakEvent:
+        pool.leaks += 1
 
 
 def _summary(histogram: LogHistogram) -> DurationSummary:
@@ -273,6 +280,7 @@ def _pool_metrics(pool: _PoolRecord) -> PoolMetrics:
         },
         "marked_for_reconnect": pool.marked,
         "resets": pool.resets,
+        "leaks": pool.leaks,
         "active": None if last is None else last._active_connections,
         "idle": None if last is None else last._idle_connections,
         "maintenance_notifications": dict(sorted(pool.maintenance.copy().items())),

@@ -47,6 +47,7 @@ _LIFECYCLE_ARGUMENTS = (
     "async_callbacks",
     "callback_error_handler",
     "instrumentation",
+    "leak_detection",
 )
 
 
@@ -78,6 +79,7 @@ class _LifecyclePoolMixin:
             lifecycle.get("async_callbacks"),
             lifecycle.get("callback_error_handler"),
             lifecycle.get("instrumentation"),
+            lifecycle.get("leak_detection"),
         )
         handle = LifecycleHandle(self, delivery, CallbackRegistry(delivery.dispatcher))
         handle._options = {name: value for name, value in lifecycle.items() if value is not None}
@@ -119,7 +121,8 @@ class LifecycleConnectionPool(_LifecyclePoolMixin, SyncPoolHooks, rconn.Connecti
     Lifecycle arguments: ``event_dispatcher`` (a
     :class:`~redis_lifecycle.EventDispatcher`; redis-py's own dispatcher is
     passed through), ``pool_name``, ``async_callbacks``,
-    ``callback_error_handler``, ``instrumentation``. An ``async_callbacks``
+    ``callback_error_handler``, ``instrumentation``, ``leak_detection``
+    (seconds; see :func:`~redis_lifecycle.instrument`). An ``async_callbacks``
     executor that was shut down raises :class:`RuntimeError`.
     """
 
@@ -139,6 +142,8 @@ def blocking_pool_for_pooled(
     """The lifecycle blocking pool that :func:`pooled` (sync or asyncio) builds:
     ``pool`` checked (its type, keys and values), then mapped to the pool's arguments."""
     options = _check_pool_options(pool)
+    if options.get("leak_detection") is not None:
+        kwargs["leak_detection"] = options["leak_detection"]
     return pool_class(
         host=host,
         port=port,
@@ -161,15 +166,17 @@ def _check_pool_options(pool: Any) -> dict[str, Any]:
     if not isinstance(pool, Mapping):
         msg = (
             f"pool= expects a dict of pool options (size, timeout, event_dispatcher, "
-            f"pool_name), got {type(pool).__name__}: {redact(repr(pool))[:60]}; {_POOL_EXAMPLE}"
+            f"pool_name, leak_detection), got {type(pool).__name__}: "
+            f"{redact(repr(pool))[:60]}; {_POOL_EXAMPLE}"
         )
         raise TypeError(msg)
     options = dict(pool)
-    unknown = set(options) - {"size", "timeout", "event_dispatcher", "pool_name"}
+    unknown = set(options) - {"size", "timeout", "event_dispatcher", "pool_name", "leak_detection"}
     if unknown:
         shown = redact(str(sorted(unknown, key=repr)))
         msg = (
-            f"pool= takes size, timeout, event_dispatcher and pool_name; got unknown {shown}; "
+            "pool= takes size, timeout, event_dispatcher, pool_name and leak_detection; "
+            f"got unknown {shown}; "
             "connection arguments (db, password, socket_timeout, ...) go to pooled() itself, "
             "not into pool="
         )
@@ -228,8 +235,9 @@ def pooled(
     """A ``redis.Redis`` on a :class:`LifecycleBlockingConnectionPool`.
 
     ``pool`` takes ``size`` (max connections, default 10), ``timeout``
-    (seconds a checkout waits, default 5), ``event_dispatcher`` and
-    ``pool_name``; ``redis_kwargs`` go to the connections (``db``,
+    (seconds a checkout waits, default 5), ``event_dispatcher``,
+    ``pool_name`` and ``leak_detection`` (seconds, off by default: see
+    :func:`~redis_lifecycle.instrument`); ``redis_kwargs`` go to the connections (``db``,
     ``password``, ``socket_timeout``, ...).
 
     ``pool`` is checked here, not at the first command: :class:`TypeError`

@@ -45,7 +45,7 @@ from types import TracebackType
 from typing import Any, NoReturn, TypeVar
 
 from .dispatcher import EventDispatcher, Subscription
-from .events import EVENT_CLASSES, LifecycleEvent, describe_error
+from .events import EVENT_CLASSES, LifecycleEvent, PoolConnectionLeakEvent, describe_error
 
 __all__ = ["EventMatcher", "EventRecorder", "RecorderGroup", "matching"]
 
@@ -331,6 +331,28 @@ class EventRecorder:
         if found:
             self._fail(f"expected no {matcher}, recorded {found}", events, matcher)
 
+    def assert_no_leaks(self) -> None:
+        """Assert that no :class:`~redis_lifecycle.PoolConnectionLeakEvent`
+        was recorded: no connection stayed checked out past its pool's
+        ``leak_detection`` threshold. The failure lists each leak with the
+        stack that checked the connection out.
+
+        Instrument with ``leak_detection=SECONDS`` for leaks to be reported;
+        a leak is reported while the connection is held, so a test that
+        returns its connections late shows here too.
+        """
+        __tracebackhide__ = True
+        matcher = EventMatcher(PoolConnectionLeakEvent, {})
+        events = self.events
+        leaks = [event for event in events if isinstance(event, PoolConnectionLeakEvent)]
+        if leaks:
+            self._fail(
+                f"expected no leaked connection, recorded {len(leaks)}"
+                f" (connection {', '.join(str(e.connection_id) for e in leaks)})",
+                events,
+                matcher,
+            )
+
     def assert_sequence(
         self, expected: Sequence[Expectation], *, strict: bool = False
     ) -> list[LifecycleEvent]:
@@ -474,6 +496,9 @@ class EventRecorder:
             event = events[index]
             mark = ">" if matcher is not None and isinstance(event, matcher.event_cls) else " "
             lines.append(f"{mark}{index:>3} {self.describe(event)}")
+            if isinstance(event, PoolConnectionLeakEvent):  # where it was taken
+                lines.append("      checked out at (most recent call last):")
+                lines.extend(f"        {line}" for line in event.stack or ("(no frame)",))
         return "\n".join(lines)
 
     def describe(self, event: LifecycleEvent) -> str:
@@ -492,7 +517,10 @@ class EventRecorder:
         parts.extend(
             f"{name}={_format_value(value)}"
             for name, value in event.fields().items()
-            if name != "first_connection"  # the event's type already says it
+            # the event's type already says it; a leak's stack follows its
+            # line; nobody waiting and no leak say nothing
+            if name not in ("first_connection", "stack")
+            and not (name in ("pending", "reported_leak") and not value)
         )
         return " ".join(parts)
 

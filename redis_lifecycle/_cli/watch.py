@@ -5,7 +5,11 @@
 
 Connects, runs a health check every ``--interval`` seconds, prints every event
 as it happens (``--json``: one JSON object per line) and carries on while the
-server goes away and comes back. ``Ctrl-C`` (SIGINT) or SIGTERM stops it with
+server goes away and comes back. A leaked connection prints in red with the
+innermost lines of the stack that checked it out; a checkout that waited
+behind others prints in yellow with ``pending=N`` (the callers already
+waiting); ``--leak-detection SECONDS`` turns leak detection on for the
+watching pool. ``Ctrl-C`` (SIGINT) or SIGTERM stops it with
 a summary. A health-check command the server answers with an error (an
 unknown command, say) is not an outage: on the first check it stops ``watch``
 with that error (exit status 2); later, the summary reports it and the exit
@@ -51,6 +55,7 @@ def watch(
     interval: float,
     count: int | None,
     command: str,
+    leak_detection: float | None = None,
 ) -> int:
     """Watch until a signal (or ``count`` health checks); returns the exit status."""
     dispatcher = EventDispatcher()
@@ -99,6 +104,7 @@ def watch(
         pool_name=target.address,
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
+        leak_detection=leak_detection,
     )
     client = redis.Redis(connection_pool=pool)
     try:

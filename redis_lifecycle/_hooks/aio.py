@@ -66,8 +66,10 @@ from . import (
     report_ping,
 )
 from .attach import PoolKind, has_attributes
+from .leaks import leak_returned, record_async
 from .maint import maint_targets_async
 from .pubsub import async_pubsub_targets
+from .saturation import must_wait_async, wait_async
 from .state import (
     CONNECTIONS,
     POOLS,
@@ -211,14 +213,20 @@ async def _get_connection(
 ) -> Any:
     delivery = state.delivery
     started = perf_counter()
+    pending = state.waiting
     try:
-        connection = await (call(pool, *args, **kwargs) if args or kwargs else call(pool))
+        if state.blocking and must_wait_async(pool):  # nothing free: it waits
+            connection = await wait_async(pool, state, call, args, kwargs)
+        else:
+            connection = await (call(pool, *args, **kwargs) if args or kwargs else call(pool))
     except BaseException as error:
         report_exhaustion(state, started, error)
         raise
     now = perf_counter()
     conn_state = conn_state_of(id(connection)) or register_connection(connection, state)
     conn_state.checked_out_at = now
+    if delivery.leak_threshold is not None:
+        conn_state.leak = record_async()
     if PoolConnectionAcquiredEvent in delivery.wanted:
         wait_time = now - started
         if conn_state.connected_at > started:
@@ -228,6 +236,7 @@ async def _get_connection(
         event._timestamp = time()
         event._origin = conn_state.origin
         event._wait_time = wait_time
+        event._pending = pending
         if state.counts is async_pool_counts:  # inlined for the common pool
             event._active_connections = len(pool._in_use_connections)
             event._idle_connections = len(pool._available_connections)
@@ -265,17 +274,24 @@ async def _release(pool: Any, state: PoolState, call: Any, connection: Any) -> N
     checked_out_at = conn_state.checked_out_at
     conn_state.checked_out_at = None
     held_time = perf_counter() - checked_out_at
+    leak = conn_state.leak
+    conn_state.leak = None
     try:
         await call(pool, connection)
     except BaseException:
         conn_state.checked_out_at = checked_out_at  # still out: its release comes later
+        conn_state.leak = leak
         raise
+    reported_leak = leak is not None and leak[3]
+    if reported_leak:
+        leak_returned(conn_state, leak, held_time)
     delivery = state.delivery
     if PoolConnectionReleasedEvent in delivery.wanted:
         event = new_event(PoolConnectionReleasedEvent)  # as in _get_connection
         event._timestamp = time()
         event._origin = conn_state.origin
         event._held_time = held_time
+        event._reported_leak = reported_leak
         if state.counts is async_pool_counts:  # inlined for the common pool
             event._active_connections = len(pool._in_use_connections)
             event._idle_connections = len(pool._available_connections)
@@ -543,6 +559,7 @@ ASYNC_BLOCKING_POOL = PoolKind(
     is_async=True,
     pool_patcher=ASYNC_POOL_PATCHER,
     hot_patchers=(ASYNC_CHECKOUT_PATCHER, ASYNC_RELEASE_PATCHER),
+    blocking=True,
 )
 
 

@@ -57,6 +57,7 @@ from ..events import (
 )
 from . import ClassPatcher, emit, emit_quietly, internal_error
 from .cluster import node_pool_name
+from .leaks import leak_returned, record_async
 from .state import PoolState, conn_state_of, forget_pool, register_connection
 from .sync import is_exhaustion
 
@@ -159,6 +160,8 @@ def _acquire_connection(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> 
         now = perf_counter()
         conn_state = conn_state_of(id(connection)) or register_connection(connection, state)
         conn_state.checked_out_at = now
+        if delivery.leak_threshold is not None:
+            conn_state.leak = record_async()
         _ACQUIRED.set(connection)
     except Exception:
         internal_error("ClusterNode.acquire_connection")
@@ -183,12 +186,18 @@ def _report_release(node: Any, state: PoolState, connection: Any) -> None:
         return
     held_time = perf_counter() - conn_state.checked_out_at
     conn_state.checked_out_at = None
+    leak, conn_state.leak = conn_state.leak, None
+    reported_leak = leak is not None and leak[3]
+    if reported_leak:
+        leak_returned(conn_state, leak, held_time)
     delivery = state.delivery
     if PoolConnectionReleasedEvent in delivery.wanted:
         active, idle = _counts(node)
         emit(
             delivery,
-            PoolConnectionReleasedEvent(time(), conn_state.origin, held_time, active, idle),
+            PoolConnectionReleasedEvent(
+                time(), conn_state.origin, held_time, active, idle, reported_leak
+            ),
         )
 
 

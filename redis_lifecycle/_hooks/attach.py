@@ -52,8 +52,11 @@ class PoolKind:
         pool_patcher: MethodPatcher,
         hot_patchers: tuple[MethodPatcher, MethodPatcher] | None = None,
         exhausted_in_checkout: bool = True,
+        blocking: bool = False,
     ) -> None:
         self.hooks = hooks
+        #: Whether callers may wait in its checkout (counted: pool saturation).
+        self.blocking = blocking
         #: Where running out shows: in the checkout (a blocking pool's wait,
         #: asyncio's ``get_available_connection``), so that ``pool_exhausted``
         #: alone needs the checkout guarded; or ``False``: in
@@ -80,6 +83,7 @@ class PoolKind:
         twin = copy.copy(self)
         twin.counts = unknown_counts
         twin.total = unknown_total
+        twin.blocking = False  # its free connections cannot be seen either
         return twin
 
 
@@ -213,6 +217,7 @@ def attach_pool(
             strategy=strategy,
             exhausted_in_checkout=kind.exhausted_in_checkout,
         )
+        state.blocking = kind.blocking
         kind.patcher.add_user()
         if strategy == "registry":
             kind.pool_patcher.add_user()
@@ -287,7 +292,11 @@ def detach_pool(pool: Any) -> bool:
         else:
             forget_pool(state)
             POOLS.pop(id(pool), None)
-        return True
+    if state.delivery.leak_threshold is not None:
+        from .leaks import stop_unused
+
+        stop_unused()  # the leak watchdog, if no other pool needs it
+    return True
 
 
 def detach_all() -> int:

@@ -77,6 +77,7 @@ class PoolState:
     __slots__ = (
         "__weakref__",
         "base_class",
+        "blocking",
         "counts",
         "delivery",
         "exhausted_in_checkout",
@@ -94,6 +95,8 @@ class PoolState:
         "strategy",
         "timeout",
         "total",
+        "waiting",
+        "waiting_peak",
     )
 
     def __init__(
@@ -140,6 +143,14 @@ class PoolState:
         self.resetting = False
         #: The :class:`~redis_lifecycle.LifecycleHandle` serving this pool.
         self.handle: Any = None
+        #: Whether callers may wait for a connection (a blocking pool): its
+        #: checkout hook then counts them (_hooks/leaks.py, ``wait_for``).
+        self.blocking = False
+        #: Callers waiting for a connection now, and per reader (``None``:
+        #: ``pool_stats()``; an exporter: its id) the most at once since that
+        #: reader last looked.
+        self.waiting = 0
+        self.waiting_peak: dict[int | None, int] = {None: 0}
 
 
 class ConnState:
@@ -157,6 +168,7 @@ class ConnState:
         "in_connect",
         "in_health_check",
         "last_connect_time",
+        "leak",
         "mark_reason",
         "origin",
         "pending_close",
@@ -192,6 +204,9 @@ class ConnState:
         #: A close not reported yet: it waits for the exception redis-py
         #: raises to its caller (a ``_hooks.PendingClose``).
         self.pending_close: Any = None
+        #: While checked out under leak detection: the checkout's record
+        #: (stack, holder, reported; see _hooks/leaks.py), else ``None``.
+        self.leak: Any = None
 
 
 def connection_origin(connection: Any, pool_name: str | None, connection_id: int) -> EventOrigin:

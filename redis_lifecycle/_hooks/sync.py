@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable
+from sys import _getframe
 from threading import get_ident
 from time import perf_counter, sleep, time
 from types import FrameType
@@ -58,8 +59,11 @@ from . import (
     report_disconnect,
     report_ping,
 )
+from . import leaks as _leaks
+from .leaks import leak_returned
 from .maint import maint_targets
 from .pubsub import pubsub_targets
+from .saturation import wait_sync
 from .state import (
     CONNECTIONS,
     POOLS,
@@ -196,16 +200,31 @@ def _checkout_hook(original: Any) -> Any:
                 return guarded_get_connection(self, state, call, args, kwargs)
             return call(self, *args, **kwargs)
         started = perf_counter()
+        pending = state.waiting
         try:
-            # redis-py 8 passes no arguments: a plain call then, which builds
-            # no argument tuple or dict to pass on.
-            connection = call(self, *args, **kwargs) if args or kwargs else call(self)
+            if state.blocking and not self.pool.queue:  # nothing free: it waits
+                connection = wait_sync(self, state, call, args, kwargs)
+            else:
+                # redis-py 8 passes no arguments: a plain call then, which
+                # builds no argument tuple or dict to pass on.
+                connection = call(self, *args, **kwargs) if args or kwargs else call(self)
         except BaseException as error:
             report_exhaustion(state, started, error)
             raise
         now = perf_counter()
         conn_state = conn_state_of(id(connection)) or register_connection(connection, state)
         conn_state.checked_out_at = now
+        if delivery.leak_threshold is not None:
+            # The checkout's stack, as record_sync() does, inlined: a call
+            # and this frame's own frame object saved on every checkout.
+            frame: Any = _getframe(1)
+            frames = []
+            while frame is not None:
+                frames.append((frame.f_code, frame.f_lasti))
+                frame = frame.f_back
+            conn_state.leak = [frames, get_ident(), None, False, None]
+            if _leaks._watchdog is None:
+                _leaks.start_watchdog()
         if conn_state.releasing is not None:  # its release is still being reported
             await_release(conn_state, delivery)
         if PoolConnectionAcquiredEvent in delivery.wanted:
@@ -226,6 +245,7 @@ def _checkout_hook(original: Any) -> Any:
             event._wait_time = wait_time
             event._active_connections = active
             event._idle_connections = idle
+            event._pending = pending
             # A slot holding a function: loaded as an attribute, since a
             # method call on it would take CPython 3.11's slow path.
             emit_acquired = delivery.emit_acquired
@@ -304,6 +324,12 @@ def _release_hook(original: Any) -> Any:
         checked_out_at = conn_state.checked_out_at
         conn_state.checked_out_at = None
         held_time = perf_counter() - checked_out_at
+        leak = conn_state.leak
+        if leak is not None:  # leak detection: reported as a leak already?
+            conn_state.leak = None
+            reported_leak = leak[3]
+        else:
+            reported_leak = False
         # Once back in the pool, the connection may be checked out by another
         # thread before its connection_released is delivered: that thread
         # waits for it (await_release), so each connection's events arrive in
@@ -314,7 +340,10 @@ def _release_hook(original: Any) -> Any:
                 result = call(self, connection)
             except BaseException:
                 conn_state.checked_out_at = checked_out_at  # still out: released later
+                conn_state.leak = leak
                 raise
+            if reported_leak:
+                leak_returned(conn_state, leak, held_time)
             if PoolConnectionReleasedEvent in delivery.wanted:
                 if state.counts is pool_counts:  # inlined for the common pool
                     active = len(self._in_use_connections)
@@ -327,6 +356,7 @@ def _release_hook(original: Any) -> Any:
                 event._held_time = held_time
                 event._active_connections = active
                 event._idle_connections = idle
+                event._reported_leak = reported_leak
                 emit_released = delivery.emit_released  # as emit_acquired
                 emit_released(event)
         finally:

@@ -43,6 +43,7 @@ SYNC_BLOCKING_POOL = PoolKind(
     in_use=pool_in_use,
     pool_patcher=SYNC_POOL_PATCHER,
     hot_patchers=(SYNC_CHECKOUT_PATCHER, SYNC_RELEASE_PATCHER),
+    blocking=True,
 )
 
 

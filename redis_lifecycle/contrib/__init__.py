@@ -71,9 +71,12 @@ def dispatcher_of(source: Any) -> EventDispatcher:
     raise TypeError(msg)
 
 
-def pool_stats_for(dispatcher: EventDispatcher) -> list[dict[str, Any]]:
+def pool_stats_for(dispatcher: EventDispatcher, reader: object = None) -> list[dict[str, Any]]:
     """:meth:`~redis_lifecycle.LifecycleHandle.pool_stats` of every live pool
-    whose events go to ``dispatcher``, read now (each pool once)."""
+    whose events go to ``dispatcher``, read now (each pool once);
+    ``waiting_peak`` is the most since ``reader`` (an exporter) last read
+    (``None`` without a reader)."""
+    from .._hooks.saturation import saturation
     from ..instrument import _handles
 
     seen: set[int] = set()
@@ -91,12 +94,18 @@ def pool_stats_for(dispatcher: EventDispatcher) -> list[dict[str, Any]]:
             if state is None:
                 continue
             active, idle = state.counts(pool)
+            if reader is None:  # the peak is not wanted: leave it to its readers
+                waiting, peak = saturation(state, take=False)
+            else:
+                waiting, peak = saturation(state, id(reader))
             stats.append(
                 {
                     "pool_name": state.name,
                     "max_connections": state.size,
                     "active": active,
                     "idle": idle,
+                    "waiting": waiting,
+                    "waiting_peak": peak,
                 }
             )
     return stats

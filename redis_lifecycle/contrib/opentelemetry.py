@@ -23,6 +23,12 @@ name                                         kind            from
 ``db.client.connection.create_time``         Histogram, s    ``connected`` / ``reconnected``
                                                              ``connect_time``
 ``db.client.connection.timeouts``            Counter         ``pool_exhausted``
+``db.client.connection.pending_requests``    UpDownCounter   callers waiting for a connection, read
+                                             (observable)    at collection (blocking pools)
+``db.client.connection.use_time``            Histogram, s    ``connection_released.held_time``
+``redis_lifecycle.connection.pending_        Gauge           the most callers waiting at once since
+requests.peak``                              (observable)    the previous collection
+``redis_lifecycle.connection.leaks``         Counter         ``connection_leak``
 ``redis.client.connection.closed``           Counter         ``disconnected``, with
                                                              ``redis.client.connection.close.reason``
 ``redis_lifecycle.health_check.duration``    Histogram, s    ``health_check.latency``, with
@@ -45,7 +51,11 @@ own namespace rather than borrowing redis-py's.
 ``db.client.connection.count`` and ``create_time`` (metric group
 ``CONNECTION_BASIC``) and ``wait_time`` and ``redis.client.connection.closed``
 (``CONNECTION_ADVANCED``) itself; this exporter then leaves each of those to
-redis-py and keeps only the others. Whether redis-py's metrics are on is read
+redis-py and keeps only the others. ``db.client.connection.timeouts`` is
+split by where redis-py counts it: a redis-py whose ``BlockingConnectionPool``
+records its timeouts (8.2+) counts those under ``CONNECTION_ADVANCED``, so
+this exporter then counts only the exhaustions redis-py does not: a plain
+``ConnectionPool`` running out ("Too many connections"). Whether redis-py's metrics are on is read
 when the exporter is built and again at every collection.
 ``redis.client.maintenance.notifications`` (metric group ``RESILIENCY``) is
 counted by redis-py's connection handler, which is given every kind but
@@ -82,6 +92,8 @@ from ..events import (
     MaintenanceTimeoutRelaxedEvent,
     MaintenanceTimeoutRestoredEvent,
     PoolConnectionAcquiredEvent,
+    PoolConnectionLeakEvent,
+    PoolConnectionReleasedEvent,
     PoolExhaustedEvent,
 )
 from . import dispatcher_of, pool_stats_for, require
@@ -106,6 +118,10 @@ MAINT_NOTIFICATIONS = "redis.client.maintenance.notifications"
 MAINT_KIND = "redis.client.connection.notification"
 RELAXED_TIMEOUTS = "redis_lifecycle.maintenance.relaxed_timeouts"
 MAINT_SCOPE = "redis_lifecycle.maintenance.scope"
+PENDING = "db.client.connection.pending_requests"
+PENDING_PEAK = "redis_lifecycle.connection.pending_requests.peak"
+USE_TIME = "db.client.connection.use_time"
+LEAKS = "redis_lifecycle.connection.leaks"
 
 #: What redis-py records itself, by its metric group name.
 _NATIVE_BY_GROUP = {
@@ -135,9 +151,19 @@ def native_metrics() -> frozenset[str]:
             group = getattr(type(groups), group_name, None)
             if group is not None and group in groups:
                 names.update(metric_names)
+                if group_name == "CONNECTION_ADVANCED" and _native_blocking_timeouts():
+                    names.add(TIMEOUTS)
         return frozenset(names)
     except Exception:  # a redis-py we do not know: record everything ourselves
         return frozenset()
+
+
+def _native_blocking_timeouts() -> bool:
+    """Whether this redis-py's ``BlockingConnectionPool`` records its own
+    checkout timeouts (``record_connection_timeout``, redis-py 8.2+)."""
+    import redis.connection
+
+    return hasattr(redis.connection, "record_connection_timeout")
 
 
 class OpenTelemetryMetrics:
@@ -174,6 +200,28 @@ class OpenTelemetryMetrics:
             TIMEOUTS,
             unit="{timeout}",
             description="Checkouts that failed because the pool had no free connection",
+        )
+        self._use_time = meter.create_histogram(
+            USE_TIME,
+            unit="s",
+            description="Time between borrowing a connection and returning it to the pool",
+        )
+        self._leaks = meter.create_counter(
+            LEAKS,
+            unit="{connection}",
+            description="Connections held past the leak_detection threshold",
+        )
+        meter.create_observable_up_down_counter(
+            PENDING,
+            callbacks=[self._observe_pending],
+            unit="{request}",
+            description="Callers waiting for a connection from the pool",
+        )
+        meter.create_observable_gauge(
+            PENDING_PEAK,
+            callbacks=[self._observe_pending_peak],
+            unit="{request}",
+            description="The most callers waiting at once since the previous collection",
         )
         self._closed = meter.create_counter(
             CLOSED, unit="{connection}", description="Closed connections, by close reason"
@@ -219,12 +267,16 @@ class OpenTelemetryMetrics:
                 dispatcher.subscribe(MaintenanceNotificationEvent, self._on_maintenance),
                 dispatcher.subscribe(MaintenanceTimeoutRelaxedEvent, self._on_relaxed),
                 dispatcher.subscribe(MaintenanceTimeoutRestoredEvent, self._on_restored),
+                dispatcher.subscribe(PoolConnectionLeakEvent, self._on_leak),
             ]
             if self._per_command:
                 subscriptions.append(
                     dispatcher.subscribe(PoolConnectionAcquiredEvent, self._on_acquired)
                 )
                 subscriptions.append(dispatcher.subscribe(PoolExhaustedEvent, self._on_exhausted))
+                subscriptions.append(
+                    dispatcher.subscribe(PoolConnectionReleasedEvent, self._on_released)
+                )
             self._dispatchers[dispatcher] = subscriptions
         return self
 
@@ -255,7 +307,15 @@ class OpenTelemetryMetrics:
             self._closed.add(1, {**self._pool(event), CLOSE_REASON: event.reason.value})
 
     def _on_exhausted(self, event: PoolExhaustedEvent) -> None:
+        if TIMEOUTS in self.skipped and event.timeout is not None:
+            return  # a blocking pool's timeout: redis-py counts it itself
         self._timeouts.add(1, self._pool(event))
+
+    def _on_released(self, event: PoolConnectionReleasedEvent) -> None:
+        self._use_time.record(event.held_time, self._pool(event))
+
+    def _on_leak(self, event: PoolConnectionLeakEvent) -> None:
+        self._leaks.add(1, self._pool(event))
 
     def _on_health_check(self, event: ConnectionHealthCheckEvent) -> None:
         self._health.record(
@@ -278,10 +338,24 @@ class OpenTelemetryMetrics:
 
     # -- observed at collection ---------------------------------------------
 
-    def _stats(self) -> list[dict[str, Any]]:
+    def _stats(self, reader: object = None) -> list[dict[str, Any]]:
         with self._lock:
             dispatchers = list(self._dispatchers)
-        return [stat for dispatcher in dispatchers for stat in pool_stats_for(dispatcher)]
+        return [stat for dispatcher in dispatchers for stat in pool_stats_for(dispatcher, reader)]
+
+    def _observe_pending(self, options: Any) -> Iterable[Any]:
+        return [
+            _metrics.Observation(stat["waiting"], {POOL_NAME: stat["pool_name"]})
+            for stat in self._stats()
+            if stat["waiting"] is not None
+        ]
+
+    def _observe_pending_peak(self, options: Any) -> Iterable[Any]:
+        return [
+            _metrics.Observation(stat["waiting_peak"], {POOL_NAME: stat["pool_name"]})
+            for stat in self._stats(self)
+            if stat["waiting_peak"] is not None
+        ]
 
     def _observe_count(self, options: Any) -> Iterable[Any]:
         if self._skip_native:

@@ -19,6 +19,15 @@ and ``_total`` are suffixed), labelled ``pool_name``:
 * ``db_client_connection_create_time_seconds{pool_name}``: histogram of
   connect times (``connected`` and ``reconnected``);
 * ``db_client_connection_timeouts_total{pool_name}``: ``pool_exhausted``;
+* ``db_client_connection_pending_requests{pool_name}``: gauge, callers
+  waiting for a connection at scrape time (blocking pools; 0 for pools that
+  never wait);
+* ``redis_lifecycle_connection_pending_requests_peak{pool_name}``: gauge,
+  the most callers waiting at once since the previous scrape;
+* ``db_client_connection_use_time_seconds{pool_name}``: histogram of how
+  long connections were held (``connection_released``);
+* ``redis_lifecycle_connection_leaks_total{pool_name}``: connections
+  reported held past ``leak_detection`` (``connection_leak``);
 * ``redis_client_connection_closed_total{pool_name, reason}``: ``disconnected``
   by :class:`~redis_lifecycle.CloseReason`;
 * ``redis_lifecycle_health_check_duration_seconds{pool_name, healthy}``:
@@ -62,6 +71,8 @@ from ..events import (
     MaintenanceTimeoutRestoredEvent,
     PoolConnectionAcquiredEvent,
     PoolConnectionCreatedEvent,
+    PoolConnectionLeakEvent,
+    PoolConnectionReleasedEvent,
     PoolCreatedEvent,
     PoolExhaustedEvent,
     PoolResetEvent,
@@ -105,6 +116,7 @@ _RARE_EVENTS: tuple[type[LifecycleEvent], ...] = (
     MaintenanceNotificationEvent,
     MaintenanceTimeoutRelaxedEvent,
     MaintenanceTimeoutRestoredEvent,
+    PoolConnectionLeakEvent,
 )
 
 
@@ -188,6 +200,10 @@ class LifecycleCollector:
             self._count("events", (pool, event.type.value))
             if isinstance(event, PoolConnectionAcquiredEvent):
                 self._observe("wait_time", (pool,), event.wait_time)
+            elif isinstance(event, PoolConnectionReleasedEvent):
+                self._observe("use_time", (pool,), event.held_time)
+            elif isinstance(event, PoolConnectionLeakEvent):
+                self._count("leaks", (pool,))
             elif isinstance(event, ConnectionConnectedEvent):
                 self._observe("create_time", (pool,), event.connect_time)
             elif isinstance(event, ConnectionDisconnectedEvent):
@@ -231,6 +247,26 @@ class LifecycleCollector:
             "timeouts": _core.CounterMetricFamily(
                 "db_client_connection_timeouts",
                 "Checkouts that failed because the pool had no free connection",
+                labels=["pool_name"],
+            ),
+            "pending": _core.GaugeMetricFamily(
+                "db_client_connection_pending_requests",
+                "Callers waiting for a connection from the pool",
+                labels=["pool_name"],
+            ),
+            "pending_peak": _core.GaugeMetricFamily(
+                "redis_lifecycle_connection_pending_requests_peak",
+                "The most callers waiting for a connection at once since the previous scrape",
+                labels=["pool_name"],
+            ),
+            "use_time": _core.HistogramMetricFamily(
+                "db_client_connection_use_time_seconds",
+                "Time between borrowing a connection and returning it to the pool",
+                labels=["pool_name"],
+            ),
+            "leaks": _core.CounterMetricFamily(
+                "redis_lifecycle_connection_leaks",
+                "Connections held past the leak_detection threshold",
                 labels=["pool_name"],
             ),
             "closed": _core.CounterMetricFamily(
@@ -280,11 +316,14 @@ class LifecycleCollector:
             ]
             counters = list(self._counters.items())
         for dispatcher in dispatchers:
-            for stat in pool_stats_for(dispatcher):
+            for stat in pool_stats_for(dispatcher, self):
                 name = stat["pool_name"]
                 families["count"].add_metric([name, "idle"], stat["idle"])
                 families["count"].add_metric([name, "used"], stat["active"])
                 families["max"].add_metric([name], stat["max_connections"])
+                if stat["waiting"] is not None:  # counted (see pool_stats())
+                    families["pending"].add_metric([name], stat["waiting"])
+                    families["pending_peak"].add_metric([name], stat["waiting_peak"])
         for name, labels, counts, total in histograms:
             cumulative = 0
             buckets = []

@@ -187,3 +187,28 @@ class TestInstrumentAll:
                 await client.aclose()
         finally:
             rl.uninstrument_all()
+
+
+class TestLeakDetection:
+    async def test_a_command_blocked_on_a_node_is_reported_while_it_blocks(
+        self, client: RedisCluster, recorder: Recorder
+    ) -> None:
+        """The asyncio cluster's nodes (not pool objects) are watched too: the
+        loop's timer reports a BLPOP blocked past the threshold, with the
+        task's name and the test's line."""
+        import sys
+
+        await client.initialize()
+        handle = rl.instrument(client, leak_detection=0.2)
+        handle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        key = f"leaks:{uuid.uuid4()}"
+        frame = sys._getframe()
+        line = f"{frame.f_code.co_filename}:{frame.f_lineno + 1} in {frame.f_code.co_name}"
+        await client.blpop([key], timeout=1)
+        [leak] = recorder.exactly(rl.PoolConnectionLeakEvent)
+        assert leak.caller == line
+        assert leak.task_name == asyncio.current_task().get_name()  # type: ignore[union-attr]
+        released = [
+            e for e in recorder.exactly(rl.PoolConnectionReleasedEvent) if e.port == leak.port
+        ]
+        assert released[-1].reported_leak is True

@@ -211,3 +211,26 @@ def test_cluster_finalized_while_another_attaches_does_not_deadlock(cluster: Clu
     finalizer takes the same lock (tests/integration/gc_inside_locks.py; in a
     child process with a deadline, so that a deadlock fails this test)."""
     run_in_child("cluster", f"{cluster.host}:{cluster.port}")
+
+
+class TestLeakDetection:
+    def test_a_command_blocked_on_a_node_is_reported_while_it_blocks(
+        self, client: RedisCluster, recorder: Recorder
+    ) -> None:
+        """``leak_detection`` on a cluster watches every node's pool: a BLPOP
+        blocked past it is reported with the test's line, and its release
+        says so."""
+        import sys
+
+        handle = rl.instrument(client, leak_detection=0.2)
+        handle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
+        key = f"leaks:{uuid.uuid4()}"
+        frame = sys._getframe()
+        line = f"{frame.f_code.co_filename}:{frame.f_lineno + 1} in {frame.f_code.co_name}"
+        client.blpop([key], timeout=1)
+        [leak] = recorder.exactly(rl.PoolConnectionLeakEvent)
+        assert leak.caller == line
+        released = [
+            e for e in recorder.exactly(rl.PoolConnectionReleasedEvent) if e.port == leak.port
+        ]
+        assert released[-1].reported_leak is True

@@ -118,7 +118,7 @@ class TestDemo:
         assert "\033[" not in result.stdout  # no colour when stdout is not a terminal
 
     def test_demo_against_an_existing_server_skips_the_kill_step(self, server: RedisServer) -> None:
-        """`demo --url` keeps the server running, skips the kill step, still sees all 13."""
+        """`demo --url` keeps the server running, skips the kill step, still sees every event."""
         pid_before = server.process.pid if server.process else None
         result = run_cli("demo", "--url", server.url)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -178,6 +178,19 @@ class TestWatch:
         assert "health_check" in result.stdout
         assert "summary for 127.0.0.1" in result.stdout
         assert "2 healthy, 0 unhealthy" in result.stdout
+
+    def test_watch_takes_leak_detection_and_refuses_a_bad_one(self, server: RedisServer) -> None:
+        """`--leak-detection 5` watches the pool's checkouts (none is held that
+        long: no leak line); `--leak-detection 0` is refused with status 2."""
+        result = run_cli(
+            "watch", server.url, "--interval", "0.1", "--count", "2", "--leak-detection", "5"
+        )
+        assert result.returncode == 0, result.stderr
+        assert "2 healthy, 0 unhealthy" in result.stdout
+        assert "connection_leak" not in result.stdout
+        refused = run_cli("watch", server.url, "--leak-detection", "0")
+        assert refused.returncode == 2
+        assert "expected a positive number of seconds" in refused.stderr
 
 
 class TestBadInput:

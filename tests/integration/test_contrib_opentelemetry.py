@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,7 @@ import redis
 import redis_lifecycle as rl
 from redis_lifecycle.server import RedisServer
 
-from ..helpers import checkout
+from ..helpers import Recorder, checkout, wait_until
 
 pytest.importorskip("opentelemetry.sdk.metrics")
 from opentelemetry.sdk.metrics import MeterProvider
@@ -136,7 +137,9 @@ class TestOpenTelemetryMetrics:
         reader: InMemoryMetricReader,
     ) -> None:
         """With redis-py's own observability on (basic + advanced groups), count, create
-        time, wait time and closed are left to redis-py; timeouts and max stay ours."""
+        time, wait time and closed are left to redis-py; max stays ours. Timeouts: a
+        redis-py whose BlockingConnectionPool records them counts those, and this
+        exporter counts only a plain ConnectionPool running out."""
         providers = pytest.importorskip("redis.observability.providers")
         config = pytest.importorskip("redis.observability.config")
         instance = providers.get_observability_instance()
@@ -156,21 +159,84 @@ class TestOpenTelemetryMetrics:
                 checkout(pool)
             for connection in held:
                 pool.release(connection)
+            plain = rl.LifecycleConnectionPool(
+                host=pool.connection_kwargs["host"],
+                port=pool.connection_kwargs["port"],
+                max_connections=1,
+                pool_name="plain",
+            )
+            exporter.attach(plain)
+            first = checkout(plain)
+            with pytest.raises(redis.ConnectionError):
+                checkout(plain)  # "Too many connections": redis-py does not count it
+            plain.release(first)
             found = points(reader)
+            plain.disconnect()
         finally:
             instance.shutdown()
+        native_timeouts = hasattr(redis.connection, "record_connection_timeout")
         assert exporter.skipped == {
             "db.client.connection.count",
             "db.client.connection.create_time",
             "db.client.connection.wait_time",
             "redis.client.connection.closed",
+            *(["db.client.connection.timeouts"] if native_timeouts else []),
         }
-        for name in exporter.skipped:
+        for name in exporter.skipped - {"db.client.connection.timeouts"}:
             assert (
                 sum(getattr(p, "count", getattr(p, "value", 0)) for p in found.get(name, [])) == 0
             )
-        assert found["db.client.connection.timeouts"][0].value == 1
-        assert found["db.client.connection.max"][0].value == 2
+        timeouts = {p.attributes[POOL]: p.value for p in found["db.client.connection.timeouts"]}
+        assert timeouts.get("plain") == 1
+        assert timeouts.get("otel", 0) == (0 if native_timeouts else 1)
+        assert {p.attributes[POOL]: p.value for p in found["db.client.connection.max"]} == {
+            "otel": 2,
+            "plain": 1,
+        }
+
+    def test_saturation_use_time_and_leaks(
+        self,
+        pool: rl.LifecycleBlockingConnectionPool,
+        provider: MeterProvider,
+        reader: InMemoryMetricReader,
+    ) -> None:
+        """Two connections held and a thread waiting: pending_requests 1 at
+        collection, the peak since the previous collection, use_time from each
+        return, and a leak counted."""
+        rl.uninstrument(pool)
+        leaky = rl.LifecycleBlockingConnectionPool(
+            host=pool.connection_kwargs["host"],
+            port=pool.connection_kwargs["port"],
+            max_connections=2,
+            timeout=10,
+            pool_name="otel",
+            leak_detection=0.1,
+        )
+        recorder = Recorder()
+        leaky.lifecycle.dispatcher.subscribe(rl.PoolConnectionLeakEvent, recorder)
+        OpenTelemetryMetrics(provider).attach(leaky)
+        held = [checkout(leaky), checkout(leaky)]
+        waiter = threading.Thread(target=redis.Redis(connection_pool=leaky).ping)
+        waiter.start()
+        wait_until(lambda: leaky.lifecycle.pool_stats()[0]["waiting"] == 1, what="a waiter")
+        recorder.wait_for(rl.PoolConnectionLeakEvent)
+        found = points(reader)
+        assert [p.value for p in found["db.client.connection.pending_requests"]] == [1]
+        assert [p.value for p in found["redis_lifecycle.connection.pending_requests.peak"]] == [1]
+        for connection in held:
+            leaky.release(connection)
+        waiter.join(10)
+        found = points(reader)
+        assert [p.value for p in found["db.client.connection.pending_requests"]] == [0]
+        assert [p.value for p in found["redis_lifecycle.connection.pending_requests.peak"]] == [1]
+        again = points(reader)  # a new collection: the peak starts anew
+        assert [p.value for p in again["redis_lifecycle.connection.pending_requests.peak"]] == [0]
+        (use,) = found["db.client.connection.use_time"]
+        assert use.count == 3  # the two held, then the waiter's PING
+        assert use.attributes == {POOL: "otel"}
+        (leaks,) = found["redis_lifecycle.connection.leaks"]
+        assert leaks.value >= 1
+        leaky.disconnect()
 
     def test_detach_stops_recording(
         self,

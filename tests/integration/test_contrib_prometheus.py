@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +13,7 @@ import redis
 import redis_lifecycle as rl
 from redis_lifecycle.server import RedisServer
 
-from ..helpers import checkout
+from ..helpers import Recorder, checkout, wait_until
 
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
@@ -41,6 +42,42 @@ def scrape(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str]
 
 
 class TestLifecycleCollector:
+    def test_scrape_exposes_saturation_use_time_and_leaks(self, server: RedisServer) -> None:
+        """Both connections held past leak_detection and a thread waiting: a
+        scrape shows one pending request, the peak, a leak; after the returns,
+        the use-time histogram and a peak that starts anew at each scrape."""
+        pool = rl.LifecycleBlockingConnectionPool(
+            host=server.host,
+            port=server.port,
+            max_connections=2,
+            timeout=10,
+            pool_name="prom",
+            leak_detection=0.1,
+        )
+        recorder = Recorder()
+        pool.lifecycle.dispatcher.subscribe(rl.PoolConnectionLeakEvent, recorder)
+        registry = CollectorRegistry()
+        registry.register(LifecycleCollector(pool))
+        held = [checkout(pool), checkout(pool)]
+        waiter = threading.Thread(target=redis.Redis(connection_pool=pool).ping)
+        waiter.start()
+        wait_until(lambda: pool.lifecycle.pool_stats()[0]["waiting"] == 1, what="a waiter")
+        recorder.wait_for(rl.PoolConnectionLeakEvent)
+        prom = (("pool_name", "prom"),)
+        samples = scrape(registry)
+        assert samples[("db_client_connection_pending_requests", prom)] == 1
+        assert samples[("redis_lifecycle_connection_pending_requests_peak", prom)] == 1
+        assert samples[("redis_lifecycle_connection_leaks_total", prom)] >= 1
+        for connection in held:
+            pool.release(connection)
+        waiter.join(10)
+        samples = scrape(registry)
+        assert samples[("db_client_connection_pending_requests", prom)] == 0
+        assert samples[("redis_lifecycle_connection_pending_requests_peak", prom)] == 1
+        assert samples[("db_client_connection_use_time_seconds_count", prom)] == 3
+        assert scrape(registry)[("redis_lifecycle_connection_pending_requests_peak", prom)] == 0
+        pool.disconnect()
+
     def test_scrape_exposes_pool_figures(
         self, pool: rl.LifecycleBlockingConnectionPool, admin: redis.Redis
     ) -> None:

@@ -37,14 +37,14 @@ class TestCatalogue:
                 assert "__slots__" in klass.__dict__, klass
 
     @pytest.mark.parametrize(
-        ("cls", "own_slot"),
+        ("cls", "own_slots"),
         [
-            (rl.PoolConnectionAcquiredEvent, "_wait_time"),
-            (rl.PoolConnectionReleasedEvent, "_held_time"),
+            (rl.PoolConnectionAcquiredEvent, {"_wait_time", "_pending"}),
+            (rl.PoolConnectionReleasedEvent, {"_held_time", "_reported_leak"}),
         ],
     )
     def test_per_command_event_slots_are_the_ones_the_hooks_fill(
-        self, cls: type[rl.LifecycleEvent], own_slot: str
+        self, cls: type[rl.LifecycleEvent], own_slots: set[str]
     ) -> None:
         """The sync hooks build these two events with ``object.__new__`` and
         fill exactly these slots (redis_lifecycle/_hooks/sync.py): a slot added to
@@ -53,7 +53,7 @@ class TestCatalogue:
         assert slots == {
             "_timestamp",
             "_origin",
-            own_slot,
+            *own_slots,
             "_active_connections",
             "_idle_connections",
         }

@@ -179,6 +179,7 @@ class TestPoolMetrics:
             rl.PoolConnectionCreatedEvent(1.0, o, 1),
             rl.ConnectionMarkedForReconnectEvent(1.0, o, "fork"),
             rl.PoolResetEvent(1.0, o, "explicit", 2),
+            rl.PoolConnectionLeakEvent(1.0, o, 2.0, 1.0, "worker", None, ("app.py:3 in f",)),
             rl.PoolCreatedEvent(1.0, o, 4, None),
             rl.ConnectionCreatedEvent(1.0, o),
         ]
@@ -196,6 +197,7 @@ class TestPoolMetrics:
         assert pool["connections_created"] == 1
         assert pool["marked_for_reconnect"] == 1
         assert pool["resets"] == 1
+        assert pool["leaks"] == 1
 
     def test_pools_are_kept_apart(self) -> None:
         """One Instrumentation serving two pools reports each under its own name."""
