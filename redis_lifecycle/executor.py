@@ -61,12 +61,12 @@ its event. A full queue or ``shutdown()`` cuts the linger short.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
 import weakref
 from collections import deque
-from queue import Empty, SimpleQueue
 from time import monotonic
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -92,6 +92,10 @@ _STOP: Any = object()
 #: See ``_work``: the latency a callback may gain, traded for one wake-up per
 #: burst instead of one per event.
 _LINGER = 0.005
+# A worker's state, read by submitters to decide whether to wake it.
+_BUSY = 0  # running events: whatever is appended now, it will see
+_LINGERING = 1  # asleep for at most _LINGER: woken early only by a full queue or shutdown
+_IDLE = 2  # asleep until woken: the next event wakes it
 # Outcomes of an overflow.
 _DROPPED = object()
 _SLOT_TAKEN = object()
@@ -116,33 +120,55 @@ class ExecutorStats(dict[str, int]):
 
 
 class _Counts:
-    """One emitting thread's counters (only that thread writes them)."""
+    """One emitting thread's counters of what did not go to a worker (only
+    that thread writes them). Queued events are counted by the workers that
+    take them (``_Worker.taken``), so queuing one touches no counter."""
 
-    __slots__ = ("dropped", "failed", "inline", "submitted", "thread", "worker")
+    __slots__ = ("dropped", "failed", "inline", "thread", "worker")
 
     def __init__(self, thread: threading.Thread | None, worker: bool = False) -> None:
         self.thread = thread
         self.worker = worker
-        self.submitted = 0
         self.dropped = 0
         self.inline = 0
         self.failed = 0
 
     def add(self, other: _Counts) -> None:
-        self.submitted += other.submitted
         self.dropped += other.dropped
         self.inline += other.inline
         self.failed += other.failed
 
 
 class _Worker:
-    """One worker thread and its queue (only the worker writes its counters)."""
+    """One worker thread and its queue (only the worker writes its counters).
 
-    __slots__ = ("completed", "exited", "failed", "queue", "running", "thread")
+    The queue is a ``deque``: submitters append, the worker pops from the
+    left, both atomic, neither takes a lock. The worker sleeps on ``wake``, a
+    plain lock it holds while awake: a submitter that finds it ``_IDLE``
+    releases the lock (one C call) and so wakes it; any other time an append
+    is all a submitter does.
+    """
+
+    __slots__ = (
+        "completed",
+        "exited",
+        "failed",
+        "queue",
+        "running",
+        "state",
+        "taken",
+        "thread",
+        "wake",
+    )
 
     def __init__(self) -> None:
-        self.queue: SimpleQueue[Any] = SimpleQueue()
+        self.queue: deque[Any] = deque()
+        self.wake = threading.Lock()
+        self.wake.acquire()  # held: the worker's acquire() sleeps until released
+        self.state = _BUSY
         self.thread: threading.Thread | None = None
+        #: Events popped from the queue (``stats()``'s ``submitted`` adds them up).
+        self.taken = 0
         self.completed = 0
         self.failed = 0
         self.running = False
@@ -222,7 +248,6 @@ class AsyncCallbackExecutor:
         # run redis-py's __del__ methods, whose events may overflow too and
         # wait here on the same thread (wait() releases every level).
         self._room = threading.Condition(threading.RLock())
-        self._hurry = threading.Event()
         self._blocked = 0
         #: One item per free slot: popped to queue an event, appended back
         #: when a worker takes it.
@@ -269,36 +294,70 @@ class AsyncCallbackExecutor:
         """Take ``event`` for delivery. Returns ``True`` when it is dealt with:
         queued, dropped (counted), or run here (overflow under
         ``caller_runs``, or after shutdown: then a :class:`CallbackError`
-        under strategy ``"raise"`` propagates as it would inline)."""
-        try:
-            counts: _Counts = self._local.counts
-        except AttributeError:
-            counts = self._thread_counts()
-        counts.submitted += 1
+        under strategy ``"raise"`` propagates as it would inline).
+
+        The common case, a free slot, takes no lock and touches no counter:
+        pop a slot, append to the worker's deque, wake the worker only if it
+        is idle (see ``_work``)."""
         if not self._accepting:
-            self._run_here(counts, delivery, event, subscriptions, collect=False)
+            self._run_here(self._my_counts(), delivery, event, subscriptions, collect=False)
             return True
         try:
             self._slots.pop()
         except IndexError:
-            self._hurry.set()  # wake lingering workers: the queue is full
-            outcome = self._overflow(counts)
-            if outcome is _DROPPED:
-                return True
-            if outcome is not _SLOT_TAKEN:
-                if outcome is _RUN_HERE and not counts.worker:
-                    self._catch_up(self._worker_for(event))
-                self._run_here(counts, delivery, event, subscriptions, collect=outcome is _RUN_HERE)
+            if not self._overflowed(delivery, event, subscriptions):
                 return True
         # self._worker_for(event), inlined: this runs for every event.
         key = event._origin.connection_id
         if key is None:
             key = hash(event._origin.pool_name)
         worker = self._workers[key % self._shards]
-        worker.queue.put((delivery, event, subscriptions))
+        worker.queue.append((delivery, event, subscriptions))
+        if worker.state == _IDLE:  # asleep until woken (see _work)
+            worker.state = _BUSY
+            try:  # noqa: SIM105 (a with block would cost a call per wake-up)
+                worker.wake.release()
+            except RuntimeError:  # another submitter woke it first
+                pass
         if worker.exited:  # raced with shutdown: its worker is gone
-            self._drain(worker, counts)
+            self._drain(worker, self._my_counts())
         return True
+
+    def _my_counts(self) -> _Counts:
+        """The calling thread's counters."""
+        try:
+            counts: _Counts = self._local.counts
+        except AttributeError:
+            counts = self._thread_counts()
+        return counts
+
+    def _overflowed(
+        self,
+        delivery: Delivery,
+        event: LifecycleEvent,
+        subscriptions: tuple[Subscription, ...],
+    ) -> bool:
+        """No free slot: apply the overflow policy. Returns ``True`` if a
+        slot was found after all (``block``) and the event is to be queued,
+        ``False`` if it was dealt with here (dropped or run)."""
+        counts = self._my_counts()
+        self._hurry()  # cut the lingering workers' sleep short: the queue is full
+        outcome = self._overflow(counts)
+        if outcome is _SLOT_TAKEN:
+            return True
+        if outcome is not _DROPPED:
+            if outcome is _RUN_HERE and not counts.worker:
+                self._catch_up(self._worker_for(event))
+            self._run_here(counts, delivery, event, subscriptions, collect=outcome is _RUN_HERE)
+        return False
+
+    def _hurry(self, worker: _Worker | None = None) -> None:
+        """Wake ``worker`` (default: every worker) if it sleeps, lingering or idle."""
+        for each in self._workers if worker is None else (worker,):
+            if each.state != _BUSY:
+                each.state = _BUSY
+                with contextlib.suppress(RuntimeError):  # already woken
+                    each.wake.release()
 
     def _worker_for(self, event: LifecycleEvent) -> _Worker:
         """The worker of ``event``'s connection (pool-wide events: its pool)."""
@@ -314,7 +373,8 @@ class AsyncCallbackExecutor:
         run everything queued before it, so that it cannot overtake its
         connection's earlier events (bounded by ``order_timeout``)."""
         marker = threading.Event()
-        worker.queue.put(marker)  # no slot: a marker is not an event
+        worker.queue.append(marker)  # no slot: a marker is not an event
+        self._hurry(worker)
         if not marker.wait(self.order_timeout) and not worker.exited:
             logger.warning(
                 "redis_lifecycle: a callback queue did not catch up within %.1fs; "
@@ -381,71 +441,80 @@ class AsyncCallbackExecutor:
     # --- the workers -------------------------------------------------------
 
     def _work(self, worker: _Worker) -> None:
+        """A worker's loop: run what is queued, linger, sleep when idle.
+
+        Waking a worker per event (a futex wake, a thread switch, a GIL
+        hand-off) costs more than running its callbacks, so a worker that ran
+        a batch lingers (sleeps ``_LINGER``) before it looks again: events
+        that come meanwhile are appended and wait for it, with no wake-up.
+        Only when it finds its queue empty does it go idle, and the next
+        submitter wakes it. It declares itself idle before it looks at the
+        queue one last time, and a submitter appends before it looks at the
+        state, so (each step atomic under the GIL) an event is never left
+        behind by a sleeping worker. A full queue, a ``caller_runs`` marker
+        or ``shutdown()`` cut the linger short (``_hurry``).
+        """
         try:
             self._thread_counts(worker=True)
-            get = worker.queue.get
+            queue = worker.queue
+            acquire = worker.wake.acquire
             linger = self._linger
-            item = get()
-            while item is not _STOP:
-                item = self._run_batch(worker, item)
-                if item is not None:
-                    break  # the stop marker
-                # Waking a worker per event (a futex wake, a thread switch, a
-                # GIL hand-off) costs more than running its callbacks: linger
-                # once so that a burst is woken once, then block. A full queue
-                # cuts the linger short (``_hurry``).
-                if linger and self._hurry.wait(linger):
-                    self._hurry.clear()
-                item = get()  # at once if the linger brought something
+            slots = self._slots
+            while True:
+                if queue:
+                    if self._run_batch(worker) is _STOP:
+                        return
+                    if linger and slots:  # not when the queue is full
+                        worker.state = _LINGERING
+                        acquire(True, linger)
+                        worker.state = _BUSY
+                    continue
+                worker.state = _IDLE
+                if queue:  # appended before the submitter could see _IDLE
+                    worker.state = _BUSY
+                    continue
+                acquire()
+                worker.state = _BUSY
         finally:
+            worker.state = _BUSY
             worker.exited = True
             self._drain(worker)
 
-    def _run_batch(self, worker: _Worker, item: Any) -> Any:
-        """Run ``item`` and whatever else is queued; return the stop marker if
-        met, else ``None`` once the queue is empty. The per-event work is kept
-        inline here: it is the executor's hot loop.
-
-        The queue is asked whether it is empty before it is read: an empty
-        ``get_nowait`` raises, which costs ten times as much (about 470 ns
-        against 45 ns), and a worker finds its queue empty after most events
-        when commands come one at a time. Only this worker takes from its
+    def _run_batch(self, worker: _Worker) -> Any:
+        """Run whatever is queued; return the stop marker if met, else
+        ``None`` once the queue is empty. The per-event work is kept inline
+        here: it is the executor's hot loop. Only this worker pops from its
         queue while it runs, so a queue that is not empty stays so."""
+        queue = worker.queue
+        popleft = queue.popleft
         slots_append = self._slots.append
-        is_empty = worker.queue.empty
-        get_nowait = worker.queue.get_nowait
         completed = failed = 0
         worker.running = True
         try:
-            while True:
-                if type(item) is threading.Event:  # a caller_runs marker: caught up
-                    item.set()
-                    if is_empty():
-                        return None
-                    item = get_nowait()
+            while queue:
+                item = popleft()
+                if type(item) is not tuple:
                     if item is _STOP:
                         return item
+                    item.set()  # a caller_runs marker: caught up
                     continue
+                worker.taken += 1  # before the slot goes back: submitted never dips
                 slots_append(None)
                 if self._blocked:
                     with self._room:
                         self._room.notify()
+                completed += 1
                 delivery, event, subscriptions = item
                 try:
                     failures, error = delivery.run_counted(event, subscriptions)
                 except BaseException:  # a callback raised SystemExit & co: keep the worker
                     logger.exception("redis_lifecycle: callback for %r escaped its handler", event)
                     failures, error = 1, None
-                completed += 1
                 if failures:
                     failed += 1
                 if error is not None:
                     self._collect(error)
-                if is_empty():
-                    return None
-                item = get_nowait()
-                if item is _STOP:
-                    return item
+            return None
         finally:
             worker.completed += completed
             worker.failed += failed
@@ -455,10 +524,11 @@ class AsyncCallbackExecutor:
         """Run what is left in a stopped worker's queue: by the worker itself,
         or (``counts`` given) by a submitter that queued behind the stop
         marker, counted as inline."""
+        queue = worker.queue
         while True:
             try:
-                item = worker.queue.get_nowait()
-            except Empty:
+                item = queue.popleft()
+            except IndexError:
                 return
             if item is _STOP:
                 continue
@@ -472,6 +542,7 @@ class AsyncCallbackExecutor:
                 self._run_here(counts, *item, collect=True)
 
     def _run_item(self, worker: _Worker, item: _Item) -> None:
+        worker.taken += 1
         self._slots.append(None)
         if self._blocked:
             with self._room:
@@ -520,12 +591,15 @@ class AsyncCallbackExecutor:
                 total.add(counts)
         workers = list(self._workers)
         completed = sum(w.completed for w in workers)
+        queued = self.queue_size - len(self._slots)
         return ExecutorStats(
-            submitted=total.submitted,
+            # Queued events are counted where they are taken, not where they
+            # are given (that would be a counter per event on the emitter).
+            submitted=sum(w.taken for w in workers) + queued + total.inline + total.dropped,
             completed=completed + total.inline,
             failed=sum(w.failed for w in workers) + total.failed,
             dropped=total.dropped,
-            queued=self.queue_size - len(self._slots),
+            queued=queued,
             running=sum(1 for w in workers if w.running),
             ran_inline=total.inline,
         )
@@ -557,8 +631,8 @@ class AsyncCallbackExecutor:
         workers = list(self._workers)
         if first:
             for worker in workers:
-                worker.queue.put(_STOP)
-            self._hurry.set()
+                worker.queue.append(_STOP)
+            self._hurry()
         deadline = None if timeout is None else monotonic() + timeout
         current = threading.current_thread()
         for worker in workers:
