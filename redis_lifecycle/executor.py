@@ -67,17 +67,25 @@ import os
 import threading
 import weakref
 from collections import deque
-from time import monotonic
+from time import monotonic, perf_counter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._delivery import ORDER_TIMEOUT
+from ._histogram import FLUSH_AT
 from .errors import CallbackError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._delivery import Delivery
     from .dispatcher import Subscription
     from .events import LifecycleEvent
+
+    #: What a worker runs for one event: its callbacks, timed as inline;
+    #: ``None`` when none raised, else (how many raised, the first
+    #: CallbackError to raise). See :meth:`AsyncCallbackExecutor._runner`.
+    _Run = Callable[[LifecycleEvent], tuple[int, CallbackError | None] | None]
 
 __all__ = ["AsyncCallbackExecutor", "ExecutorStats", "OverflowPolicy"]
 
@@ -92,17 +100,19 @@ _STOP: Any = object()
 #: See ``_work``: the latency a callback may gain, traded for one wake-up per
 #: burst instead of one per event.
 _LINGER = 0.005
-# A worker's state, read by submitters to decide whether to wake it.
-_BUSY = 0  # running events: whatever is appended now, it will see
-_LINGERING = 1  # asleep for at most _LINGER: woken early only by a full queue or shutdown
-_IDLE = 2  # asleep until woken: the next event wakes it
+# A worker's state, as submitters see it: any value but _AWAKE asks them to act.
+_AWAKE = 0  # running events or lingering: what is appended now, it will find
+_IDLE = 1  # asleep until woken: the next submitter wakes it
+_EXITED = 2  # gone (shutdown): a submitter runs what it queued itself
 # Outcomes of an overflow.
 _DROPPED = object()
 _SLOT_TAKEN = object()
 _RUN_HERE = object()
 _SHUT_DOWN = object()
 
-_Item = tuple["Delivery", "LifecycleEvent", "tuple[Subscription, ...]"]
+#: A queued item: (run, event); (None, marker) for a caller_runs marker or
+#: the stop marker, which are not events.
+_Item = tuple[Any, Any]
 
 
 class ExecutorStats(dict[str, int]):
@@ -153,6 +163,7 @@ class _Worker:
         "completed",
         "exited",
         "failed",
+        "lingering",
         "queue",
         "running",
         "state",
@@ -162,10 +173,12 @@ class _Worker:
     )
 
     def __init__(self) -> None:
-        self.queue: deque[Any] = deque()
+        self.queue: deque[_Item] = deque()
         self.wake = threading.Lock()
         self.wake.acquire()  # held: the worker's acquire() sleeps until released
-        self.state = _BUSY
+        self.state = _AWAKE
+        #: Asleep for at most _LINGER (see ``_work``); only ``_hurry`` wakes it.
+        self.lingering = False
         self.thread: threading.Thread | None = None
         #: Events popped from the queue (``stats()``'s ``submitted`` adds them up).
         self.taken = 0
@@ -285,43 +298,117 @@ class AsyncCallbackExecutor:
         self._local.counts = counts
         return counts
 
-    def _submit(
+    def _runner(
         self,
         delivery: Delivery,
-        event: LifecycleEvent,
+        event_cls: type[LifecycleEvent],
         subscriptions: tuple[Subscription, ...],
-    ) -> bool:
-        """Take ``event`` for delivery. Returns ``True`` when it is dealt with:
+    ) -> _Run:
+        """What a worker runs for each event of exactly ``event_cls`` of
+        ``delivery`` (built by its emitter, which hands it to :meth:`_submit`
+        with the event): ``delivery.run_counted`` specialised, with the
+        callbacks and their timing histogram resolved once rather than per
+        event, and returning ``None`` when no callback raised. It holds no
+        strong reference to ``delivery``: a queued event does not pin it."""
+        callbacks = tuple(s.callback for s in subscriptions)
+        instrumentation = delivery.instrumentation
+        error_handler = delivery.error_handler
+        delivery_ref = weakref.ref(delivery)
+
+        def schedule(result: Any, event: LifecycleEvent, callback: Any) -> None:
+            """An ``async def`` callback's coroutine: run it on the event loop."""
+            owner = delivery_ref()
+            if owner is not None:
+                owner._schedule(result, event, callback)
+
+        if instrumentation is None:
+
+            def run_unmeasured(event: LifecycleEvent) -> tuple[int, CallbackError | None] | None:
+                failures = 0
+                first_error: CallbackError | None = None
+                for callback in callbacks:
+                    try:
+                        result = callback(event)
+                    except Exception as exc:
+                        failures += 1
+                        error = error_handler.handle(exc, event, callback)
+                        if error is not None and first_error is None:
+                            first_error = error
+                        continue
+                    if result is not None and hasattr(result, "__await__"):
+                        schedule(result, event, callback)
+                return (failures, first_error) if failures else None
+
+            return run_unmeasured
+
+        stats = instrumentation._callbacks[event_cls.type]
+        histogram = stats.histogram
+        timings = histogram.pending  # never replaced (see LogHistogram)
+        callback_failed = instrumentation._callback_failed
+
+        def run_measured(event: LifecycleEvent) -> tuple[int, CallbackError | None] | None:
+            failures = 0
+            first_error: CallbackError | None = None
+            for callback in callbacks:
+                started = perf_counter()
+                try:
+                    result = callback(event)
+                except Exception as exc:
+                    timings.append(perf_counter() - started)
+                    callback_failed(stats)
+                    failures += 1
+                    error = error_handler.handle(exc, event, callback)
+                    if error is not None and first_error is None:
+                        first_error = error
+                    continue
+                timings.append(perf_counter() - started)
+                if result is not None and hasattr(result, "__await__"):
+                    schedule(result, event, callback)
+            if len(timings) >= FLUSH_AT:
+                histogram.flush()
+            return (failures, first_error) if failures else None
+
+        return run_measured
+
+    def _submit(
+        self,
+        run: _Run,
+        event: LifecycleEvent,
+    ) -> None:
+        """Take ``event`` for delivery by ``run`` (see :meth:`_runner`):
         queued, dropped (counted), or run here (overflow under
         ``caller_runs``, or after shutdown: then a :class:`CallbackError`
         under strategy ``"raise"`` propagates as it would inline).
 
         The common case, a free slot, takes no lock and touches no counter:
-        pop a slot, append to the worker's deque, wake the worker only if it
-        is idle (see ``_work``)."""
+        pop a slot, append to the worker's deque; only a worker that is idle
+        (or gone) needs more (see ``_work``)."""
         if not self._accepting:
-            self._run_here(self._my_counts(), delivery, event, subscriptions, collect=False)
-            return True
+            self._run_here(self._my_counts(), run, event, collect=False)
+            return
         try:
             self._slots.pop()
         except IndexError:
-            if not self._overflowed(delivery, event, subscriptions):
-                return True
+            if not self._overflowed(run, event):
+                return
         # self._worker_for(event), inlined: this runs for every event.
         key = event._origin.connection_id
         if key is None:
             key = hash(event._origin.pool_name)
         worker = self._workers[key % self._shards]
-        worker.queue.append((delivery, event, subscriptions))
-        if worker.state == _IDLE:  # asleep until woken (see _work)
-            worker.state = _BUSY
-            try:  # noqa: SIM105 (a with block would cost a call per wake-up)
+        worker.queue.append((run, event))
+        if worker.state:  # idle or gone: not on the common path
+            self._wake_or_drain(worker)
+
+    def _wake_or_drain(self, worker: _Worker) -> None:
+        """After an append: wake ``worker`` if it is idle; if it is gone
+        (raced with shutdown), run what is left in its queue here."""
+        if worker.state == _IDLE:
+            worker.state = _AWAKE
+            with contextlib.suppress(RuntimeError):  # another submitter woke it first
                 worker.wake.release()
-            except RuntimeError:  # another submitter woke it first
-                pass
-        if worker.exited:  # raced with shutdown: its worker is gone
+        elif worker.state == _EXITED:
             self._drain(worker, self._my_counts())
-        return True
 
     def _my_counts(self) -> _Counts:
         """The calling thread's counters."""
@@ -333,9 +420,8 @@ class AsyncCallbackExecutor:
 
     def _overflowed(
         self,
-        delivery: Delivery,
+        run: _Run,
         event: LifecycleEvent,
-        subscriptions: tuple[Subscription, ...],
     ) -> bool:
         """No free slot: apply the overflow policy. Returns ``True`` if a
         slot was found after all (``block``) and the event is to be queued,
@@ -348,16 +434,18 @@ class AsyncCallbackExecutor:
         if outcome is not _DROPPED:
             if outcome is _RUN_HERE and not counts.worker:
                 self._catch_up(self._worker_for(event))
-            self._run_here(counts, delivery, event, subscriptions, collect=outcome is _RUN_HERE)
+            self._run_here(counts, run, event, collect=outcome is _RUN_HERE)
         return False
 
     def _hurry(self, worker: _Worker | None = None) -> None:
         """Wake ``worker`` (default: every worker) if it sleeps, lingering or idle."""
         for each in self._workers if worker is None else (worker,):
-            if each.state != _BUSY:
-                each.state = _BUSY
-                with contextlib.suppress(RuntimeError):  # already woken
-                    each.wake.release()
+            if each.state == _IDLE:
+                each.state = _AWAKE
+            elif not each.lingering:
+                continue
+            with contextlib.suppress(RuntimeError):  # already woken
+                each.wake.release()
 
     def _worker_for(self, event: LifecycleEvent) -> _Worker:
         """The worker of ``event``'s connection (pool-wide events: its pool)."""
@@ -373,7 +461,7 @@ class AsyncCallbackExecutor:
         run everything queued before it, so that it cannot overtake its
         connection's earlier events (bounded by ``order_timeout``)."""
         marker = threading.Event()
-        worker.queue.append(marker)  # no slot: a marker is not an event
+        worker.queue.append((None, marker))  # no slot: a marker is not an event
         self._hurry(worker)
         if not marker.wait(self.order_timeout) and not worker.exited:
             logger.warning(
@@ -420,19 +508,20 @@ class AsyncCallbackExecutor:
     def _run_here(
         self,
         counts: _Counts,
-        delivery: Delivery,
+        run: _Run,
         event: LifecycleEvent,
-        subscriptions: tuple[Subscription, ...],
         *,
         collect: bool,
     ) -> None:
         """Run on the emitting thread; counted in ``ran_inline``."""
         try:
-            failures, error = delivery.run_counted(event, subscriptions)
+            outcome = run(event)
         finally:
             counts.inline += 1
-        if failures:
-            counts.failed += 1
+        if outcome is None:
+            return
+        counts.failed += 1
+        error = outcome[1]
         if error is not None:
             if not collect:
                 raise error
@@ -465,18 +554,19 @@ class AsyncCallbackExecutor:
                     if self._run_batch(worker) is _STOP:
                         return
                     if linger and slots:  # not when the queue is full
-                        worker.state = _LINGERING
+                        worker.lingering = True
                         acquire(True, linger)
-                        worker.state = _BUSY
+                        worker.lingering = False
                     continue
                 worker.state = _IDLE
                 if queue:  # appended before the submitter could see _IDLE
-                    worker.state = _BUSY
+                    worker.state = _AWAKE
                     continue
                 acquire()
-                worker.state = _BUSY
+                worker.state = _AWAKE
         finally:
-            worker.state = _BUSY
+            worker.lingering = False
+            worker.state = _EXITED
             worker.exited = True
             self._drain(worker)
 
@@ -488,35 +578,35 @@ class AsyncCallbackExecutor:
         queue = worker.queue
         popleft = queue.popleft
         slots_append = self._slots.append
-        completed = failed = 0
+        taken = worker.taken
+        failed = 0
         worker.running = True
         try:
             while queue:
-                item = popleft()
-                if type(item) is not tuple:
-                    if item is _STOP:
-                        return item
-                    item.set()  # a caller_runs marker: caught up
+                run, event = popleft()
+                if run is None:  # not an event
+                    if event is _STOP:
+                        return event
+                    event.set()  # a caller_runs marker: caught up
                     continue
                 worker.taken += 1  # before the slot goes back: submitted never dips
                 slots_append(None)
                 if self._blocked:
                     with self._room:
                         self._room.notify()
-                completed += 1
-                delivery, event, subscriptions = item
                 try:
-                    failures, error = delivery.run_counted(event, subscriptions)
+                    outcome = run(event)
                 except BaseException:  # a callback raised SystemExit & co: keep the worker
                     logger.exception("redis_lifecycle: callback for %r escaped its handler", event)
-                    failures, error = 1, None
-                if failures:
                     failed += 1
-                if error is not None:
-                    self._collect(error)
+                    continue
+                if outcome is not None:
+                    failed += 1
+                    if outcome[1] is not None:
+                        self._collect(outcome[1])
             return None
         finally:
-            worker.completed += completed
+            worker.completed += worker.taken - taken
             worker.failed += failed
             worker.running = False
 
@@ -527,40 +617,43 @@ class AsyncCallbackExecutor:
         queue = worker.queue
         while True:
             try:
-                item = queue.popleft()
+                run, event = queue.popleft()
             except IndexError:
                 return
-            if item is _STOP:
-                continue
-            if type(item) is threading.Event:
-                item.set()
+            if run is None:  # not an event
+                if event is not _STOP:
+                    event.set()
                 continue
             if counts is None:
-                self._run_item(worker, item)
+                self._run_item(worker, run, event)
             else:
                 self._slots.append(None)
-                self._run_here(counts, *item, collect=True)
+                self._run_here(counts, run, event, collect=True)
 
-    def _run_item(self, worker: _Worker, item: _Item) -> None:
+    def _run_item(
+        self,
+        worker: _Worker,
+        run: _Run,
+        event: LifecycleEvent,
+    ) -> None:
         worker.taken += 1
         self._slots.append(None)
         if self._blocked:
             with self._room:
                 self._room.notify()
-        delivery, event, subscriptions = item
         worker.running = True
         try:
-            failures, error = delivery.run_counted(event, subscriptions)
+            outcome = run(event)
         except BaseException:  # a callback raised SystemExit & co: keep the worker
             logger.exception("redis_lifecycle: callback for %r escaped its handler", event)
-            failures, error = 1, None
+            outcome = (1, None)
         finally:
             worker.running = False
         worker.completed += 1
-        if failures:
+        if outcome is not None:
             worker.failed += 1
-        if error is not None:
-            self._collect(error)
+            if outcome[1] is not None:
+                self._collect(outcome[1])
 
     def _collect(self, error: CallbackError) -> None:
         if len(self._errors) < _MAX_KEPT_ERRORS:
@@ -631,7 +724,7 @@ class AsyncCallbackExecutor:
         workers = list(self._workers)
         if first:
             for worker in workers:
-                worker.queue.append(_STOP)
+                worker.queue.append((None, _STOP))
             self._hurry()
         deadline = None if timeout is None else monotonic() + timeout
         current = threading.current_thread()
