@@ -48,14 +48,20 @@ afterwards run inline on the emitting thread (counted, never lost; under
 queues and zeroed stats: events queued at the fork belong to the parent,
 which runs them.
 
-**Cost.** The emitting thread takes no lock: a bounded queue is a
-``SimpleQueue`` per worker plus a shared pool of free slots (a ``deque``
-popped and appended, both atomic), and counters live in per-thread shards
-merged by :meth:`~AsyncCallbackExecutor.stats`. A worker that runs out of
-events lingers 5 ms before it blocks, so a burst of events wakes it once
-rather than once per event (each wake-up is a thread switch and a GIL
-hand-off, dearer than a no-op callback): a callback may run up to 5 ms after
-its event. A full queue or ``shutdown()`` cuts the linger short.
+**Cost.** The hand-off is batched. Each worker has a ``deque``: the
+emitting thread appends the event and its callbacks (resolved once per event
+class, not per event) and the worker takes whatever has piled up in one
+batch. The emitting thread takes no lock and touches no counter: a bounded
+queue is those deques plus a shared pool of free slots (a ``deque`` popped
+and appended, both atomic), and the counts are kept by the workers and on
+the rare paths, merged by :meth:`~AsyncCallbackExecutor.stats`. A worker is
+woken only when it was idle, by releasing a lock it sleeps on (one call),
+never per event: after a batch it lingers 5 ms and takes what came
+meanwhile, and it goes idle only when a linger brought nothing. Each wake-up
+is a thread switch and a GIL hand-off, dearer than a no-op callback, so a
+steady stream of events costs one wake-up per 5 ms, not one per event; a
+callback may run up to 5 ms after its event. A full queue, a ``caller_runs``
+overflow waiting for order, or ``shutdown()`` cuts the linger short.
 """
 
 from __future__ import annotations
