@@ -2,6 +2,7 @@
 
     python benchmarks/instructions.py                      # get, every variant
     python benchmarks/instructions.py --workloads get,asyncio --variants bare,all
+    python benchmarks/instructions.py --workloads get,asyncio,checkout --variants bare,prometheus
 
 Wall-clock ratios (``overhead.py``) depend on how fast the machine's loopback
 is that minute. This counts the client's user-space instructions instead,
@@ -11,9 +12,17 @@ and the difference divided by ``2N`` is the cost of one command, with start-up,
 imports, set-up and teardown cancelled out. The executor variant's worker
 threads are counted too (callgrind follows every thread of the process).
 
-Printed: instructions per command, the difference to bare, and
+Printed: instructions per command, the difference to bare,
 ``bare / variant`` (an instruction-count ratio: stricter than the wall-clock
-ratio, since the kernel's share of a round trip is not in either count).
+ratio, since the kernel's share of a round trip is not in either count), and
+the budget that ratio must reach (``BUDGETS``; for the ``get``, ``asyncio``
+and ``checkout`` workloads) with ``ok`` or ``MISS``.
+
+Variants (see ``overhead.py``): ``bare``, ``none``, ``rare``, ``metrics``
+(``Instrumentation()`` alone), ``prometheus`` (``LifecycleCollector``
+attached, defaults), ``otel_metrics`` (``OpenTelemetryMetrics``, defaults),
+``all``, ``executor``, and the peer ``otel`` (``opentelemetry-instrumentation-
+redis``); a variant whose packages are not installed is skipped with a note.
 
 pymalloc stays on (``PYTHONMALLOC=pymalloc``), so that allocation costs what
 it costs outside valgrind. Needs ``valgrind`` (``apt install valgrind``).
@@ -53,6 +62,52 @@ workload.run(client, {n})
 teardown()
 workload.close(client)
 """
+
+
+#: The instruction ratio (bare / variant) each variant must reach, per
+#: workload; the workloads not listed have no budget.
+BUDGETS: dict[str, dict[str, float]] = {
+    "get": {
+        "none": 0.99,
+        "rare": 0.99,
+        "metrics": 0.97,
+        "prometheus": 0.97,
+        "otel_metrics": 0.97,
+        "all": 0.93,
+        "executor": 0.90,
+        "leaks": 0.95,
+    },
+}
+BUDGETS["checkout"] = dict(BUDGETS["get"])
+BUDGETS["asyncio"] = {**BUDGETS["get"], "all": 0.95}
+
+DEFAULT_VARIANTS = "bare,none,rare,metrics,prometheus,otel_metrics,all,executor,otel"
+#: A module each variant needs beyond redis_lifecycle (skipped without it).
+NEEDS = {
+    "prometheus": "prometheus_client",
+    "otel_metrics": "opentelemetry.sdk.metrics",
+    "otel": "opentelemetry.instrumentation.redis",
+}
+
+
+def budget_column(workload: str, variant: str, ratio: float | None) -> str:
+    """``>=0.97 ok`` / ``>=0.97 MISS``, or blank without a budget."""
+    budget = BUDGETS.get(workload, {}).get(variant)
+    if budget is None or ratio is None:
+        return ""
+    return f">={budget:.2f} {'ok' if ratio >= budget else 'MISS'}"
+
+
+def installed(variant: str) -> bool:
+    import importlib.util
+
+    module = NEEDS.get(variant)
+    if module is None:
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 class CheckoutWorkload:
@@ -122,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         default="get",
         help="comma-separated: get,set,pipeline,asyncio,threads,checkout",
     )
-    parser.add_argument("--variants", default="bare,none,rare,all,executor")
+    parser.add_argument(
+        "--variants",
+        default=DEFAULT_VARIANTS,
+        help=f"comma-separated (default: {DEFAULT_VARIANTS})",
+    )
     parser.add_argument(
         "-n",
         type=int,
@@ -144,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown workload or variant: {', '.join(unknown)}", file=sys.stderr)
         return 2
+    for variant in [v for v in variants if not installed(v)]:
+        print(f"note: {NEEDS[variant]} not installed: skipping {variant}", file=sys.stderr)
+        variants.remove(variant)
     server = None
     url = args.url
     if url is None:
@@ -155,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for workload in workloads:
             print(f"\n{workload}: instructions per op (callgrind, {2 * args.n} ops differenced)")
-            print(f"  {'variant':10} {'instr/op':>10} {'+ vs bare':>10} {'bare/variant':>13}")
+            print(
+                f"  {'variant':12} {'instr/op':>10} {'+ vs bare':>10} {'bare/variant':>13}"
+                f" {'budget':>11}"
+            )
             bare = None
             for variant in variants:
                 print(f"  ... {variant}", end="\r", file=sys.stderr, flush=True)
@@ -165,8 +230,10 @@ def main(argv: list[str] | None = None) -> int:
                 if variant == "bare":
                     bare = per_op
                 extra = f"{per_op - bare:+10,.0f}" if bare is not None else f"{'':>10}"
-                ratio = f"{bare / per_op:13.3f}" if bare is not None else f"{'':>13}"
-                print(f"  {variant:10} {per_op:10,.0f} {extra} {ratio}")
+                value = bare / per_op if bare is not None else None
+                ratio = f"{value:13.3f}" if value is not None else f"{'':>13}"
+                budget = budget_column(workload, variant, value)
+                print(f"  {variant:12} {per_op:10,.0f} {extra} {ratio} {budget:>11}", flush=True)
     finally:
         if server is not None:
             server.stop()

@@ -29,6 +29,11 @@ Variants:
 * ``callbacks`` and ``metrics``, run only when named: the two halves of
   ``all`` (the callbacks without ``Instrumentation``, ``Instrumentation``
   without callbacks), to see where its cost goes.
+* ``prometheus`` and ``otel_metrics``, run only when named: the exporters
+  with their defaults, ``contrib.prometheus.LifecycleCollector`` attached to
+  the instrumented client, and ``contrib.opentelemetry.OpenTelemetryMetrics``
+  on an SDK ``MeterProvider`` with an in-memory reader (needs
+  ``prometheus-client`` and ``opentelemetry-sdk``).
 
 Workloads: ``get`` and ``set`` (one command per op), ``pipeline`` (100 GETs
 per op, one checkout), ``asyncio`` (``redis.asyncio`` GET), ``threads`` (8
@@ -191,6 +196,47 @@ def setup_executor(client: Any) -> Teardown:
     return _setup_all(client, rl.AsyncCallbackExecutor())
 
 
+def setup_prometheus(client: Any) -> Teardown:
+    """``contrib.prometheus.LifecycleCollector`` with its defaults."""
+    from redis_lifecycle.contrib.prometheus import LifecycleCollector
+
+    collector = LifecycleCollector(rl.instrument(client))
+
+    def teardown() -> int:
+        collector.detach()
+        rl.uninstrument(client)
+        return int(
+            sum(
+                sample.value
+                for metric in collector.collect()
+                if metric.name == "redis_lifecycle_events"
+                for sample in metric.samples
+                if sample.name.endswith("_total")
+            )
+        )
+
+    return teardown
+
+
+def setup_otel_metrics(client: Any) -> Teardown:
+    """``contrib.opentelemetry.OpenTelemetryMetrics`` with its defaults, on an
+    SDK ``MeterProvider`` whose reader is read only at teardown."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from redis_lifecycle.contrib.opentelemetry import OpenTelemetryMetrics
+
+    provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    exporter = OpenTelemetryMetrics(provider).attach(rl.instrument(client))
+
+    def teardown() -> None:
+        exporter.detach()
+        rl.uninstrument(client)
+        provider.shutdown()
+
+    return teardown
+
+
 def _otel_instrumentor() -> Any:
     try:
         from opentelemetry.instrumentation.redis import RedisInstrumentor
@@ -223,6 +269,9 @@ VARIANTS: dict[str, tuple[str, Callable[[Any], Teardown]]] = {
     # Parts of "all", for attributing its cost; run only when named.
     "callbacks": ("all events, no Instrumentation", setup_callbacks),
     "metrics": ("Instrumentation, no callbacks", setup_metrics),
+    # The exporters with their defaults; run only when named.
+    "prometheus": ("Prometheus collector", setup_prometheus),
+    "otel_metrics": ("OpenTelemetry metrics", setup_otel_metrics),
 }
 #: What runs when ``--variants`` is not given.
 DEFAULT_VARIANTS = ("bare", "none", "rare", "all", "executor", "otel")
@@ -586,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--variants",
         default=",".join(DEFAULT_VARIANTS),
-        help=f"comma-separated: {','.join(VARIANTS)} (default: all but the last two)",
+        help=f"comma-separated: {','.join(VARIANTS)} (default: {','.join(DEFAULT_VARIANTS)})",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)

@@ -150,10 +150,10 @@ class Delivery:
         """Run the callbacks for ``event`` here, as :meth:`emit` does inline,
         and return how many raised (for the executor's ``failed`` count,
         whatever the strategy) with the first :class:`CallbackError` to raise.
-        Used by the executor's workers and its ``caller_runs`` fallback.
         Its loops are those of the inline emitters (:func:`emitter`), plus
         the count: the emitters keep their own copy so that inline delivery
-        costs no extra call per event."""
+        costs no extra call per event, and the executor runs a copy
+        specialised per event class (``AsyncCallbackExecutor._runner``)."""
         instrumentation = self.instrumentation
         failures = 0
         first_error: CallbackError | None = None
@@ -230,12 +230,18 @@ def emitter(delivery: Delivery, event_cls: type[LifecycleEvent]) -> Callable[[An
         if owner is not None:
             owner._schedule(result, event, callback)
 
+    if executor is not None:
+        # What a worker runs per event: these callbacks, timed (see
+        # AsyncCallbackExecutor._runner); None when there are none.
+        run = executor._runner(delivery, event_cls, subscriptions) if subscriptions else None
+        submit = executor._submit
+
     if executor is not None and instrumentation is None:
+        if run is None:
+            return _ignore
 
         def emit_queued(event: Any) -> None:
-            owner = delivery_ref()
-            if subscriptions and owner is not None:
-                executor._submit(owner, event, subscriptions)
+            submit(run, event)
 
         return emit_queued
 
@@ -287,9 +293,8 @@ def emitter(delivery: Delivery, event_cls: type[LifecycleEvent]) -> Callable[[An
         else:
             instrumentation._observe(event)
         if executor is not None:  # the executor's workers time the callbacks
-            owner = delivery_ref()
-            if subscriptions and owner is not None:
-                executor._submit(owner, event, subscriptions)
+            if run is not None:
+                submit(run, event)
             return
         if not callbacks:
             return

@@ -54,36 +54,50 @@ down; so does interpreter exit (up to 5 s, without that warning).
 queues and zeroed stats: events queued at the fork belong to the parent,
 which runs them.
 
-**Cost.** The emitting thread takes no lock: a bounded queue is a
-``SimpleQueue`` per worker plus a shared pool of free slots (a ``deque``
-popped and appended, both atomic), and counters live in per-thread shards
-merged by :meth:`~AsyncCallbackExecutor.stats`. A worker that runs out of
-events lingers 5 ms before it blocks, so a burst of events wakes it once
-rather than once per event (each wake-up is a thread switch and a GIL
-hand-off, dearer than a no-op callback): a callback may run up to 5 ms after
-its event. A full queue or ``shutdown()`` cuts the linger short.
+**Cost.** The hand-off is batched. Each worker has a ``deque``: the
+emitting thread appends the event and its callbacks (resolved once per event
+class, not per event) and the worker takes whatever has piled up in one
+batch. The emitting thread takes no lock and touches no counter: a bounded
+queue is those deques plus a shared pool of free slots (a ``deque`` popped
+and appended, both atomic), and the counts are kept by the workers and on
+the rare paths, merged by :meth:`~AsyncCallbackExecutor.stats`. A worker is
+woken only when it was idle, by releasing a lock it sleeps on (one call),
+never per event: after a batch it lingers 5 ms and takes what came
+meanwhile, and it goes idle only when a linger brought nothing. Each wake-up
+is a thread switch and a GIL hand-off, dearer than a no-op callback, so a
+steady stream of events costs one wake-up per 5 ms, not one per event; a
+callback may run up to 5 ms after its event. A full queue, a ``caller_runs``
+overflow waiting for order, or ``shutdown()`` cuts the linger short.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
 import weakref
 from collections import deque
-from queue import Empty, SimpleQueue
-from time import monotonic
+from time import monotonic, perf_counter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._delivery import ORDER_TIMEOUT
+from ._histogram import FLUSH_AT
 from .errors import CallbackError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._delivery import Delivery
     from .dispatcher import Subscription
     from .events import LifecycleEvent
+
+    #: What a worker runs for one event: its callbacks, timed as inline;
+    #: ``None`` when none raised, else (how many raised, the first
+    #: CallbackError to raise). See :meth:`AsyncCallbackExecutor._runner`.
+    _Run = Callable[[LifecycleEvent], tuple[int, CallbackError | None] | None]
 
 __all__ = ["AsyncCallbackExecutor", "ExecutorStats", "OverflowPolicy"]
 
@@ -98,13 +112,19 @@ _STOP: Any = object()
 #: See ``_work``: the latency a callback may gain, traded for one wake-up per
 #: burst instead of one per event.
 _LINGER = 0.005
+# A worker's state, as submitters see it: any value but _AWAKE asks them to act.
+_AWAKE = 0  # running events or lingering: what is appended now, it will find
+_IDLE = 1  # asleep until woken: the next submitter wakes it
+_EXITED = 2  # gone (shutdown): a submitter runs what it queued itself
 # Outcomes of an overflow.
 _DROPPED = object()
 _SLOT_TAKEN = object()
 _RUN_HERE = object()
 _SHUT_DOWN = object()
 
-_Item = tuple["Delivery", "LifecycleEvent", "tuple[Subscription, ...]"]
+#: A queued item: (run, event); (None, marker) for a caller_runs marker or
+#: the stop marker, which are not events.
+_Item = tuple[Any, Any]
 
 
 class ExecutorStats(dict[str, int]):
@@ -122,33 +142,58 @@ class ExecutorStats(dict[str, int]):
 
 
 class _Counts:
-    """One emitting thread's counters (only that thread writes them)."""
+    """One emitting thread's counters of what did not go to a worker (only
+    that thread writes them). Queued events are counted by the workers that
+    take them (``_Worker.taken``), so queuing one touches no counter."""
 
-    __slots__ = ("dropped", "failed", "inline", "submitted", "thread", "worker")
+    __slots__ = ("dropped", "failed", "inline", "thread", "worker")
 
     def __init__(self, thread: threading.Thread | None, worker: bool = False) -> None:
         self.thread = thread
         self.worker = worker
-        self.submitted = 0
         self.dropped = 0
         self.inline = 0
         self.failed = 0
 
     def add(self, other: _Counts) -> None:
-        self.submitted += other.submitted
         self.dropped += other.dropped
         self.inline += other.inline
         self.failed += other.failed
 
 
 class _Worker:
-    """One worker thread and its queue (only the worker writes its counters)."""
+    """One worker thread and its queue (only the worker writes its counters).
 
-    __slots__ = ("completed", "exited", "failed", "queue", "running", "thread")
+    The queue is a ``deque``: submitters append, the worker pops from the
+    left, both atomic, neither takes a lock. The worker sleeps on ``wake``, a
+    plain lock it holds while awake: a submitter that finds it ``_IDLE``
+    releases the lock (one C call) and so wakes it; any other time an append
+    is all a submitter does.
+    """
+
+    __slots__ = (
+        "completed",
+        "exited",
+        "failed",
+        "lingering",
+        "queue",
+        "running",
+        "state",
+        "taken",
+        "thread",
+        "wake",
+    )
 
     def __init__(self) -> None:
-        self.queue: SimpleQueue[Any] = SimpleQueue()
+        self.queue: deque[_Item] = deque()
+        self.wake = threading.Lock()
+        self.wake.acquire()  # held: the worker's acquire() sleeps until released
+        self.state = _AWAKE
+        #: Asleep for at most _LINGER (see ``_work``); only ``_hurry`` wakes it.
+        self.lingering = False
         self.thread: threading.Thread | None = None
+        #: Events popped from the queue (``stats()``'s ``submitted`` adds them up).
+        self.taken = 0
         self.completed = 0
         self.failed = 0
         self.running = False
@@ -230,7 +275,6 @@ class AsyncCallbackExecutor:
         # run redis-py's __del__ methods, whose events may overflow too and
         # wait here on the same thread (wait() releases every level).
         self._room = threading.Condition(threading.RLock())
-        self._hurry = threading.Event()
         self._blocked = 0
         #: One item per free slot: popped to queue an event, appended back
         #: when a worker takes it.
@@ -268,47 +312,156 @@ class AsyncCallbackExecutor:
         self._local.counts = counts
         return counts
 
-    def _submit(
+    def _runner(
         self,
         delivery: Delivery,
-        event: LifecycleEvent,
+        event_cls: type[LifecycleEvent],
         subscriptions: tuple[Subscription, ...],
-    ) -> bool:
-        """Take ``event`` for delivery. Returns ``True`` when it is dealt with:
+    ) -> _Run:
+        """What a worker runs for each event of exactly ``event_cls`` of
+        ``delivery`` (built by its emitter, which hands it to :meth:`_submit`
+        with the event): ``delivery.run_counted`` specialised, with the
+        callbacks and their timing histogram resolved once rather than per
+        event, and returning ``None`` when no callback raised. It holds no
+        strong reference to ``delivery``: a queued event does not pin it."""
+        callbacks = tuple(s.callback for s in subscriptions)
+        instrumentation = delivery.instrumentation
+        error_handler = delivery.error_handler
+        delivery_ref = weakref.ref(delivery)
+
+        def schedule(result: Any, event: LifecycleEvent, callback: Any) -> None:
+            """An ``async def`` callback's coroutine: run it on the event loop."""
+            owner = delivery_ref()
+            if owner is not None:
+                owner._schedule(result, event, callback)
+
+        if instrumentation is None:
+
+            def run_unmeasured(event: LifecycleEvent) -> tuple[int, CallbackError | None] | None:
+                failures = 0
+                first_error: CallbackError | None = None
+                for callback in callbacks:
+                    try:
+                        result = callback(event)
+                    except Exception as exc:
+                        failures += 1
+                        error = error_handler.handle(exc, event, callback)
+                        if error is not None and first_error is None:
+                            first_error = error
+                        continue
+                    if result is not None and hasattr(result, "__await__"):
+                        schedule(result, event, callback)
+                return (failures, first_error) if failures else None
+
+            return run_unmeasured
+
+        stats = instrumentation._callbacks[event_cls.type]
+        histogram = stats.histogram
+        timings = histogram.pending  # never replaced (see LogHistogram)
+        callback_failed = instrumentation._callback_failed
+
+        def run_measured(event: LifecycleEvent) -> tuple[int, CallbackError | None] | None:
+            failures = 0
+            first_error: CallbackError | None = None
+            for callback in callbacks:
+                started = perf_counter()
+                try:
+                    result = callback(event)
+                except Exception as exc:
+                    timings.append(perf_counter() - started)
+                    callback_failed(stats)
+                    failures += 1
+                    error = error_handler.handle(exc, event, callback)
+                    if error is not None and first_error is None:
+                        first_error = error
+                    continue
+                timings.append(perf_counter() - started)
+                if result is not None and hasattr(result, "__await__"):
+                    schedule(result, event, callback)
+            if len(timings) >= FLUSH_AT:
+                histogram.flush()
+            return (failures, first_error) if failures else None
+
+        return run_measured
+
+    def _submit(
+        self,
+        run: _Run,
+        event: LifecycleEvent,
+    ) -> None:
+        """Take ``event`` for delivery by ``run`` (see :meth:`_runner`):
         queued, dropped (counted), or run here (overflow under
         ``caller_runs``, or after shutdown: then a :class:`CallbackError`
-        under strategy ``"raise"`` propagates as it would inline)."""
-        try:
-            counts: _Counts = self._local.counts
-        except AttributeError:
-            counts = self._thread_counts()
-        counts.submitted += 1
+        under strategy ``"raise"`` propagates as it would inline).
+
+        The common case, a free slot, takes no lock and touches no counter:
+        pop a slot, append to the worker's deque; only a worker that is idle
+        (or gone) needs more (see ``_work``)."""
         if not self._accepting:
             if not self._warned_late:
                 self._warn_late(event)
-            self._run_here(counts, delivery, event, subscriptions, collect=False)
-            return True
+            self._run_here(self._my_counts(), run, event, collect=False)
+            return
         try:
             self._slots.pop()
         except IndexError:
-            self._hurry.set()  # wake lingering workers: the queue is full
-            outcome = self._overflow(counts)
-            if outcome is _DROPPED:
-                return True
-            if outcome is not _SLOT_TAKEN:
-                if outcome is _RUN_HERE and not counts.worker:
-                    self._catch_up(self._worker_for(event))
-                self._run_here(counts, delivery, event, subscriptions, collect=outcome is _RUN_HERE)
-                return True
+            if not self._overflowed(run, event):
+                return
         # self._worker_for(event), inlined: this runs for every event.
         key = event._origin.connection_id
         if key is None:
             key = hash(event._origin.pool_name)
         worker = self._workers[key % self._shards]
-        worker.queue.put((delivery, event, subscriptions))
-        if worker.exited:  # raced with shutdown: its worker is gone
-            self._drain(worker, counts)
-        return True
+        worker.queue.append((run, event))
+        if worker.state:  # idle or gone: not on the common path
+            self._wake_or_drain(worker)
+
+    def _wake_or_drain(self, worker: _Worker) -> None:
+        """After an append: wake ``worker`` if it is idle; if it is gone
+        (raced with shutdown), run what is left in its queue here."""
+        if worker.state == _IDLE:
+            worker.state = _AWAKE
+            with contextlib.suppress(RuntimeError):  # another submitter woke it first
+                worker.wake.release()
+        elif worker.state == _EXITED:
+            self._drain(worker, self._my_counts())
+
+    def _my_counts(self) -> _Counts:
+        """The calling thread's counters."""
+        try:
+            counts: _Counts = self._local.counts
+        except AttributeError:
+            counts = self._thread_counts()
+        return counts
+
+    def _overflowed(
+        self,
+        run: _Run,
+        event: LifecycleEvent,
+    ) -> bool:
+        """No free slot: apply the overflow policy. Returns ``True`` if a
+        slot was found after all (``block``) and the event is to be queued,
+        ``False`` if it was dealt with here (dropped or run)."""
+        counts = self._my_counts()
+        self._hurry()  # cut the lingering workers' sleep short: the queue is full
+        outcome = self._overflow(counts)
+        if outcome is _SLOT_TAKEN:
+            return True
+        if outcome is not _DROPPED:
+            if outcome is _RUN_HERE and not counts.worker:
+                self._catch_up(self._worker_for(event))
+            self._run_here(counts, run, event, collect=outcome is _RUN_HERE)
+        return False
+
+    def _hurry(self, worker: _Worker | None = None) -> None:
+        """Wake ``worker`` (default: every worker) if it sleeps, lingering or idle."""
+        for each in self._workers if worker is None else (worker,):
+            if each.state == _IDLE:
+                each.state = _AWAKE
+            elif not each.lingering:
+                continue
+            with contextlib.suppress(RuntimeError):  # already woken
+                each.wake.release()
 
     def _warn_late(self, event: LifecycleEvent) -> None:
         """Log, once per executor, that an event came after :meth:`shutdown`
@@ -340,7 +493,8 @@ class AsyncCallbackExecutor:
         run everything queued before it, so that it cannot overtake its
         connection's earlier events (bounded by ``order_timeout``)."""
         marker = threading.Event()
-        worker.queue.put(marker)  # no slot: a marker is not an event
+        worker.queue.append((None, marker))  # no slot: a marker is not an event
+        self._hurry(worker)
         if not marker.wait(self.order_timeout) and not worker.exited:
             logger.warning(
                 "redis_lifecycle: a callback queue did not catch up within %.1fs; "
@@ -386,19 +540,20 @@ class AsyncCallbackExecutor:
     def _run_here(
         self,
         counts: _Counts,
-        delivery: Delivery,
+        run: _Run,
         event: LifecycleEvent,
-        subscriptions: tuple[Subscription, ...],
         *,
         collect: bool,
     ) -> None:
         """Run on the emitting thread; counted in ``ran_inline``."""
         try:
-            failures, error = delivery.run_counted(event, subscriptions)
+            outcome = run(event)
         finally:
             counts.inline += 1
-        if failures:
-            counts.failed += 1
+        if outcome is None:
+            return
+        counts.failed += 1
+        error = outcome[1]
         if error is not None:
             if not collect:
                 raise error
@@ -407,73 +562,83 @@ class AsyncCallbackExecutor:
     # --- the workers -------------------------------------------------------
 
     def _work(self, worker: _Worker) -> None:
+        """A worker's loop: run what is queued, linger, sleep when idle.
+
+        Waking a worker per event (a futex wake, a thread switch, a GIL
+        hand-off) costs more than running its callbacks, so a worker that ran
+        a batch lingers (sleeps ``_LINGER``) before it looks again: events
+        that come meanwhile are appended and wait for it, with no wake-up.
+        Only when it finds its queue empty does it go idle, and the next
+        submitter wakes it. It declares itself idle before it looks at the
+        queue one last time, and a submitter appends before it looks at the
+        state, so (each step atomic under the GIL) an event is never left
+        behind by a sleeping worker. A full queue, a ``caller_runs`` marker
+        or ``shutdown()`` cut the linger short (``_hurry``).
+        """
         try:
             self._thread_counts(worker=True)
-            get = worker.queue.get
+            queue = worker.queue
+            acquire = worker.wake.acquire
             linger = self._linger
-            item = get()
-            while item is not _STOP:
-                item = self._run_batch(worker, item)
-                if item is not None:
-                    break  # the stop marker
-                # Waking a worker per event (a futex wake, a thread switch, a
-                # GIL hand-off) costs more than running its callbacks: linger
-                # once so that a burst is woken once, then block. A full queue
-                # cuts the linger short (``_hurry``).
-                if linger and self._hurry.wait(linger):
-                    self._hurry.clear()
-                item = get()  # at once if the linger brought something
+            slots = self._slots
+            while True:
+                if queue:
+                    if self._run_batch(worker) is _STOP:
+                        return
+                    if linger and slots:  # not when the queue is full
+                        worker.lingering = True
+                        acquire(True, linger)
+                        worker.lingering = False
+                    continue
+                worker.state = _IDLE
+                if queue:  # appended before the submitter could see _IDLE
+                    worker.state = _AWAKE
+                    continue
+                acquire()
+                worker.state = _AWAKE
         finally:
+            worker.lingering = False
+            worker.state = _EXITED
             worker.exited = True
             self._drain(worker)
 
-    def _run_batch(self, worker: _Worker, item: Any) -> Any:
-        """Run ``item`` and whatever else is queued; return the stop marker if
-        met, else ``None`` once the queue is empty. The per-event work is kept
-        inline here: it is the executor's hot loop.
-
-        The queue is asked whether it is empty before it is read: an empty
-        ``get_nowait`` raises, which costs ten times as much (about 470 ns
-        against 45 ns), and a worker finds its queue empty after most events
-        when commands come one at a time. Only this worker takes from its
+    def _run_batch(self, worker: _Worker) -> Any:
+        """Run whatever is queued; return the stop marker if met, else
+        ``None`` once the queue is empty. The per-event work is kept inline
+        here: it is the executor's hot loop. Only this worker pops from its
         queue while it runs, so a queue that is not empty stays so."""
+        queue = worker.queue
+        popleft = queue.popleft
         slots_append = self._slots.append
-        is_empty = worker.queue.empty
-        get_nowait = worker.queue.get_nowait
-        completed = failed = 0
+        taken = worker.taken
+        failed = 0
         worker.running = True
         try:
-            while True:
-                if type(item) is threading.Event:  # a caller_runs marker: caught up
-                    item.set()
-                    if is_empty():
-                        return None
-                    item = get_nowait()
-                    if item is _STOP:
-                        return item
+            while queue:
+                run, event = popleft()
+                if run is None:  # not an event
+                    if event is _STOP:
+                        return event
+                    event.set()  # a caller_runs marker: caught up
                     continue
+                worker.taken += 1  # before the slot goes back: submitted never dips
                 slots_append(None)
                 if self._blocked:
                     with self._room:
                         self._room.notify()
-                delivery, event, subscriptions = item
                 try:
-                    failures, error = delivery.run_counted(event, subscriptions)
+                    outcome = run(event)
                 except BaseException:  # a callback raised SystemExit & co: keep the worker
                     logger.exception("redis_lifecycle: callback for %r escaped its handler", event)
-                    failures, error = 1, None
-                completed += 1
-                if failures:
                     failed += 1
-                if error is not None:
-                    self._collect(error)
-                if is_empty():
-                    return None
-                item = get_nowait()
-                if item is _STOP:
-                    return item
+                    continue
+                if outcome is not None:
+                    failed += 1
+                    if outcome[1] is not None:
+                        self._collect(outcome[1])
+            return None
         finally:
-            worker.completed += completed
+            worker.completed += worker.taken - taken
             worker.failed += failed
             worker.running = False
 
@@ -481,41 +646,46 @@ class AsyncCallbackExecutor:
         """Run what is left in a stopped worker's queue: by the worker itself,
         or (``counts`` given) by a submitter that queued behind the stop
         marker, counted as inline."""
+        queue = worker.queue
         while True:
             try:
-                item = worker.queue.get_nowait()
-            except Empty:
+                run, event = queue.popleft()
+            except IndexError:
                 return
-            if item is _STOP:
-                continue
-            if type(item) is threading.Event:
-                item.set()
+            if run is None:  # not an event
+                if event is not _STOP:
+                    event.set()
                 continue
             if counts is None:
-                self._run_item(worker, item)
+                self._run_item(worker, run, event)
             else:
                 self._slots.append(None)
-                self._run_here(counts, *item, collect=True)
+                self._run_here(counts, run, event, collect=True)
 
-    def _run_item(self, worker: _Worker, item: _Item) -> None:
+    def _run_item(
+        self,
+        worker: _Worker,
+        run: _Run,
+        event: LifecycleEvent,
+    ) -> None:
+        worker.taken += 1
         self._slots.append(None)
         if self._blocked:
             with self._room:
                 self._room.notify()
-        delivery, event, subscriptions = item
         worker.running = True
         try:
-            failures, error = delivery.run_counted(event, subscriptions)
+            outcome = run(event)
         except BaseException:  # a callback raised SystemExit & co: keep the worker
             logger.exception("redis_lifecycle: callback for %r escaped its handler", event)
-            failures, error = 1, None
+            outcome = (1, None)
         finally:
             worker.running = False
         worker.completed += 1
-        if failures:
+        if outcome is not None:
             worker.failed += 1
-        if error is not None:
-            self._collect(error)
+            if outcome[1] is not None:
+                self._collect(outcome[1])
 
     def _collect(self, error: CallbackError) -> None:
         if len(self._errors) < _MAX_KEPT_ERRORS:
@@ -546,12 +716,15 @@ class AsyncCallbackExecutor:
                 total.add(counts)
         workers = list(self._workers)
         completed = sum(w.completed for w in workers)
+        queued = self.queue_size - len(self._slots)
         return ExecutorStats(
-            submitted=total.submitted,
+            # Queued events are counted where they are taken, not where they
+            # are given (that would be a counter per event on the emitter).
+            submitted=sum(w.taken for w in workers) + queued + total.inline + total.dropped,
             completed=completed + total.inline,
             failed=sum(w.failed for w in workers) + total.failed,
             dropped=total.dropped,
-            queued=self.queue_size - len(self._slots),
+            queued=queued,
             running=sum(1 for w in workers if w.running),
             ran_inline=total.inline,
         )
@@ -586,8 +759,8 @@ class AsyncCallbackExecutor:
         workers = list(self._workers)
         if first:
             for worker in workers:
-                worker.queue.put(_STOP)
-            self._hurry.set()
+                worker.queue.append((None, _STOP))
+            self._hurry()
         deadline = None if timeout is None else monotonic() + timeout
         current = threading.current_thread()
         for worker in workers:

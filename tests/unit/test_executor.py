@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -200,7 +201,7 @@ class TestOverflow:
         # Open the gate once the emitter waits for the worker to catch up.
         opener = threading.Thread(
             target=lambda: (
-                wait_until(lambda: worker.queue.qsize() == 2, what="the catch-up marker"),
+                wait_until(lambda: len(worker.queue) == 2, what="the catch-up marker"),
                 gate.opened.set(),
             )
         )
@@ -501,3 +502,188 @@ def test_workers_restart_in_a_forked_child(executors: list[rl.AsyncCallbackExecu
     assert os.waitstatus_to_exitcode(status) == 0
     delivery.emit(acquired(1, 2))  # the parent's executor is unaffected
     wait_until(lambda: len(seen) == 2, what="parent still delivers after the fork")
+
+
+class Ledger:
+    """Records every delivered (connection, seq), thread-safely; optionally slow."""
+
+    def __init__(self, pause: float = 0.0) -> None:
+        self.pause = pause
+        self.lock = threading.Lock()
+        self.seen: dict[int | None, list[int]] = {}
+
+    def __call__(self, event: rl.LifecycleEvent) -> None:
+        if self.pause:
+            time.sleep(self.pause)  # a slow callback (a network call, say)
+        with self.lock:
+            self.seen.setdefault(event.connection_id, []).append(seq_of(event))
+
+    def total(self) -> int:
+        with self.lock:
+            return sum(len(seqs) for seqs in self.seen.values())
+
+
+EMITTERS = 8
+CONNECTIONS_PER_EMITTER = 3
+
+
+def emit_from_eight_threads(delivery: Delivery, per_connection: int) -> None:
+    """8 threads, each interleaving the events of its own 3 connections
+    (connection ids 0..23), seq 0..per_connection-1 per connection."""
+    start = threading.Barrier(EMITTERS)
+    errors: list[BaseException] = []
+
+    def emit(thread_index: int) -> None:
+        try:
+            start.wait(30)
+            cids = [thread_index * CONNECTIONS_PER_EMITTER + k for k in range(3)]
+            for seq in range(per_connection):
+                for cid in cids:
+                    delivery.emit(acquired(cid, seq))
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=emit, args=(i,)) for i in range(EMITTERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not errors, errors
+
+
+ALL_CONNECTIONS = list(range(EMITTERS * CONNECTIONS_PER_EMITTER))
+
+
+class TestBatchedHandOff:
+    """The hand-off is a deque per worker drained in batches, the worker woken
+    only when idle: nothing may be lost, doubled or reordered by it."""
+
+    def test_eight_threads_every_event_exactly_once_in_order(
+        self, executors: list[rl.AsyncCallbackExecutor]
+    ) -> None:
+        """8 emitting threads, 24 connections, room for everything: each event runs
+        exactly once, on a worker, each connection's in emission order; the counts agree."""
+        executor = rl.AsyncCallbackExecutor(pool_size=4, queue_size=100_000)
+        executors.append(executor)
+        ledger = Ledger()
+        delivery = delivery_for(executor, ledger)
+        per_connection = 1_000
+        emit_from_eight_threads(delivery, per_connection)
+        assert executor.shutdown(timeout=60)
+        assert sorted(ledger.seen) == ALL_CONNECTIONS
+        for cid, seqs in ledger.seen.items():
+            assert seqs == list(range(per_connection)), f"connection {cid}"
+        stats = executor.stats()
+        total = len(ALL_CONNECTIONS) * per_connection
+        assert stats["submitted"] == stats["completed"] == total
+        assert (stats["dropped"], stats["ran_inline"], stats["queued"]) == (0, 0, 0)
+
+    def test_an_idle_worker_is_woken_by_the_next_event(
+        self, executors: list[rl.AsyncCallbackExecutor]
+    ) -> None:
+        """Many times over: once the worker has gone idle (asleep until woken), one
+        event wakes it and runs; a lost wake-up would leave it queued."""
+        from redis_lifecycle.executor import _IDLE
+
+        executor = rl.AsyncCallbackExecutor(pool_size=1)
+        executors.append(executor)
+        ledger = Ledger()
+        delivery = delivery_for(executor, ledger)
+        worker = executor._workers[0]
+        for seq in range(50):
+            wait_until(lambda: worker.state == _IDLE, what="the worker idle")
+            delivery.emit(acquired(1, seq))
+            wait_until(lambda n=seq + 1: ledger.total() == n, what=f"event {seq} delivered")
+        assert ledger.seen == {1: list(range(50))}
+        assert executor.stats()["submitted"] == 50
+
+    def test_events_queued_behind_a_busy_worker_run_as_one_batch_in_order(
+        self, executors: list[rl.AsyncCallbackExecutor]
+    ) -> None:
+        """While the worker is held by a callback, later events only queue (no wake-up);
+        once released it runs all of them, in order, and the slots come back."""
+        executor = rl.AsyncCallbackExecutor(pool_size=1, queue_size=500)
+        executors.append(executor)
+        gate = Gate()
+        delivery = delivery_for(executor, gate)
+        delivery.emit(acquired(1, 0))
+        wait_until(lambda: executor.stats()["running"] == 1, what="worker busy with event 0")
+        for seq in range(1, 401):
+            delivery.emit(acquired(1, seq))
+        stats = executor.stats()
+        assert (stats["queued"], stats["submitted"], stats["completed"]) == (400, 401, 0)
+        gate.opened.set()
+        wait_until(lambda: executor.stats()["completed"] == 401, what="the batch run")
+        assert gate.seqs() == list(range(401))
+        assert {name for _, name in gate.seen} == {"redis_lifecycle-callbacks-0"}
+        assert executor.stats()["queued"] == 0
+
+
+class TestOverflowUnderLoad:
+    """Each overflow policy with 8 emitting threads, a small queue and a slow
+    callback, so that the queue is full most of the time."""
+
+    PER_CONNECTION = 40
+
+    def test_caller_runs_loses_nothing_and_keeps_order(
+        self, executors: list[rl.AsyncCallbackExecutor]
+    ) -> None:
+        """caller_runs: the overflow runs on the emitting threads, after the worker
+        caught up, so every event runs once and each connection keeps its order."""
+        executor = rl.AsyncCallbackExecutor(pool_size=2, queue_size=4, order_timeout=30)
+        executors.append(executor)
+        ledger = Ledger(pause=0.001)
+        delivery = delivery_for(executor, ledger)
+        emit_from_eight_threads(delivery, self.PER_CONNECTION)
+        assert executor.shutdown(timeout=60)
+        for cid in ALL_CONNECTIONS:
+            assert ledger.seen[cid] == list(range(self.PER_CONNECTION)), f"connection {cid}"
+        stats = executor.stats()
+        total = len(ALL_CONNECTIONS) * self.PER_CONNECTION
+        assert stats["submitted"] == stats["completed"] == total
+        assert stats["dropped"] == 0
+        assert 0 < stats["ran_inline"] < total  # the queue overflowed, the workers ran some
+
+    def test_block_waits_loses_nothing_and_keeps_order(
+        self, executors: list[rl.AsyncCallbackExecutor]
+    ) -> None:
+        """block without a timeout: emitters wait for room; every event runs once on a
+        worker, in order per connection."""
+        executor = rl.AsyncCallbackExecutor(pool_size=2, queue_size=4, overflow="block")
+        executors.append(executor)
+        ledger = Ledger(pause=0.001)
+        delivery = delivery_for(executor, ledger)
+        emit_from_eight_threads(delivery, self.PER_CONNECTION)
+        assert executor.shutdown(timeout=60)
+        for cid in ALL_CONNECTIONS:
+            assert ledger.seen[cid] == list(range(self.PER_CONNECTION)), f"connection {cid}"
+        stats = executor.stats()
+        total = len(ALL_CONNECTIONS) * self.PER_CONNECTION
+        assert stats["submitted"] == stats["completed"] == total
+        assert (stats["dropped"], stats["ran_inline"]) == (0, 0)
+
+    @pytest.mark.parametrize(
+        "kwargs", [{"overflow": "drop"}, {"overflow": "block", "block_timeout": 0.0}]
+    )
+    def test_dropping_policies_count_every_drop_and_keep_order(
+        self, kwargs: dict[str, object], executors: list[rl.AsyncCallbackExecutor]
+    ) -> None:
+        """drop, and block that gives up at once: what is not run is counted as
+        dropped (delivered + dropped == emitted), nothing runs twice or inline, and
+        what runs keeps each connection's order."""
+        executor = rl.AsyncCallbackExecutor(pool_size=2, queue_size=4, **kwargs)  # type: ignore[arg-type]
+        executors.append(executor)
+        ledger = Ledger(pause=0.001)
+        delivery = delivery_for(executor, ledger)
+        emit_from_eight_threads(delivery, self.PER_CONNECTION)
+        assert executor.shutdown(timeout=60)
+        stats = executor.stats()
+        total = len(ALL_CONNECTIONS) * self.PER_CONNECTION
+        assert stats["submitted"] == total
+        assert stats["completed"] + stats["dropped"] == total
+        assert stats["completed"] == ledger.total()
+        assert stats["dropped"] > 0  # 4 slots, 960 events, a slow callback
+        assert stats["ran_inline"] == 0
+        for cid, seqs in ledger.seen.items():
+            assert seqs == sorted(set(seqs)), f"connection {cid}: repeated or out of order"
