@@ -51,6 +51,7 @@ from ._hooks import (
     error_in_flight,
     flush_close,
     flush_close_on_disconnect,
+    flush_deferred_pings,
     internal_error,
     may_be_rewrapped,
     next_method,
@@ -359,10 +360,14 @@ async def _handshake_async(wrapped: Any, state: ConnState, args: Any, kwargs: An
         result = await wrapped(*args, **kwargs)
     except BaseException as error:
         state.connect_started = None
+        flush_deferred_pings(state)  # the pings it sent came before its failure
         if ConnectionErrorEvent in delivery.wanted and isinstance(error, Exception):
             emit_quietly(delivery, ConnectionErrorEvent(time(), state.origin, error, "handshake"))
         raise
-    mark_connected(state)
+    try:
+        mark_connected(state)
+    finally:
+        flush_deferred_pings(state)  # the checks on the new socket, after it
     return result
 
 
@@ -383,9 +388,18 @@ def _disconnect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     try:
         error = disconnect_error(args, kwargs, instance) or _probe_error(instance)
         defer = may_be_rewrapped(error)
+        eof = error is not None and _eof_seen(instance)
     except Exception:
-        error, defer = None, False
-    return _disconnect_async(wrapped, instance, state, error, defer, args, kwargs)
+        error, defer, eof = None, False, False
+    return _disconnect_async(wrapped, instance, state, error, (defer, eof), args, kwargs)
+
+
+def _eof_seen(connection: Any) -> bool:
+    """Whether the server's end of the stream (a FIN) reached the
+    connection's reader, all data before it read: a server close, whatever
+    the error says (the checkout probe raises "Connection has data" then)."""
+    reader = getattr(connection, "_reader", None)
+    return reader is not None and bool(reader.at_eof())
 
 
 def _probe_error(connection: Any) -> BaseException | None:
@@ -419,10 +433,11 @@ async def _disconnect_async(
     instance: Any,
     state: ConnState,
     error: BaseException | None,
-    defer: bool,
+    flags: tuple[bool, bool],
     args: Any,
     kwargs: Any,
 ) -> Any:
+    defer, eof = flags
     try:
         return await wrapped(*args, **kwargs)
     finally:
@@ -437,6 +452,7 @@ async def _disconnect_async(
                     bool(kwargs.get("health_check_failed")),
                     perf_counter(),
                     defer=defer,
+                    eof=eof,
                 )
         except Exception:
             internal_error("disconnect")

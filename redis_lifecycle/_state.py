@@ -152,6 +152,7 @@ class ConnState:
         "connect_started",
         "connected",
         "connected_at",
+        "deferred_pings",
         "disconnected_at",
         "ever_connected",
         "health_pings",
@@ -193,6 +194,10 @@ class ConnState:
         #: A close not reported yet: it waits for the exception redis-py
         #: raises to its caller (a ``_hooks.PendingClose``).
         self.pending_close: Any = None
+        #: ``health_check`` events of pings redis-py sent inside the
+        #: handshake, reported once the handshake is over (after
+        #: ``connected``/``reconnected``, or before its ``error``).
+        self.deferred_pings: list[Any] | None = None
 
 
 def connection_origin(connection: Any, pool_name: str | None, connection_id: int) -> EventOrigin:

@@ -36,8 +36,10 @@ from ._hooks import (
     disconnect_error,
     emit,
     emit_quietly,
+    eof_seen,
     flush_close,
     flush_close_on_disconnect,
+    flush_deferred_pings,
     internal_error,
     may_be_rewrapped,
     next_method,
@@ -501,10 +503,14 @@ def _handshake(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         result = wrapped(*args, **kwargs)
     except BaseException as error:
         state.connect_started = None
+        flush_deferred_pings(state)  # the pings it sent came before its failure
         if ConnectionErrorEvent in delivery.wanted and isinstance(error, Exception):
             emit_quietly(delivery, ConnectionErrorEvent(time(), state.origin, error, "handshake"))
         raise
-    mark_connected(state)
+    try:
+        mark_connected(state)
+    finally:
+        flush_deferred_pings(state)  # the checks on the new socket, after it
     return result
 
 
@@ -544,8 +550,10 @@ def _disconnect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     try:
         error = disconnect_error(args, kwargs, instance)
         defer = may_be_rewrapped(error)
+        # Read before the socket closes: did the server close it?
+        eof = error is not None and eof_seen(getattr(instance, "_sock", None))
     except Exception:
-        error, defer = None, False
+        error, defer, eof = None, False, False
     result = wrapped(*args, **kwargs)
     try:
         if getattr(instance, "_sock", None) is None:
@@ -556,6 +564,7 @@ def _disconnect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
                 bool(kwargs.get("health_check_failed")),
                 perf_counter(),
                 defer=defer,
+                eof=eof,
             )
     except Exception:
         internal_error("disconnect")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import sys
 import threading
 from collections import deque
@@ -33,9 +34,11 @@ __all__ = [
     "classify_close",
     "emit",
     "emit_quietly",
+    "eof_seen",
     "error_in_flight",
     "flush_close",
     "flush_close_on_disconnect",
+    "flush_deferred_pings",
     "internal_error",
     "may_be_rewrapped",
     "next_method",
@@ -164,8 +167,12 @@ def classify_close(
     state: ConnState,
     error: BaseException | None,
     health_check_failed: bool,
+    eof: bool = False,
 ) -> CloseReason:
-    """Why a connection is being closed, from what the hooks saw."""
+    """Why a connection is being closed, from what the hooks saw: ``eof``
+    says the peer's end of the stream (a FIN) had been seen on the socket,
+    which is a server close whatever message redis-py's error carries (the
+    asyncio checkout probe's "Connection has data")."""
     pid = getattr(connection, "pid", None)
     if pid is not None and pid != os.getpid():
         return CloseReason.FORK
@@ -177,7 +184,9 @@ def classify_close(
     if health_check_failed or state.in_health_check:
         return CloseReason.HEALTH_CHECK_FAILED
     if error is not None:
-        return CloseReason.SERVER_CLOSED if is_server_closed(error) else CloseReason.ERROR
+        if eof or is_server_closed(error):
+            return CloseReason.SERVER_CLOSED
+        return CloseReason.ERROR
     return CloseReason.APPLICATION
 
 
@@ -215,6 +224,7 @@ def report_disconnect(
     now: float,
     *,
     defer: bool = False,
+    eof: bool = False,
 ) -> None:
     """Record a close, and emit ``error`` (when the close carries one) then
     ``disconnected`` -- now, or, with ``defer``, when :func:`flush_close` is
@@ -235,7 +245,7 @@ def report_disconnect(
     Never raises: redis-py calls disconnect from places (loops over a pool,
     ``release``, ``__del__``) that a raising callback would leave half done.
     """
-    reason = classify_close(connection, state, error, health_check_failed)
+    reason = classify_close(connection, state, error, health_check_failed, eof)
     state.connected = False
     state.disconnected_at = now
     state.mark_reason = None
@@ -322,10 +332,44 @@ def report_ping(state: ConnState, started: float, error: BaseException | None) -
         return
     latency = (perf_counter() - started) * 1000.0
     event = ConnectionHealthCheckEvent(time(), state.origin, error is None, latency, "PING", error)
+    if not state.connected:
+        # A ping inside the handshake (redis-py checks a reconnected socket's
+        # health before its first command): reported once the handshake is
+        # over, so that the checks on a new socket follow its reconnect.
+        if state.deferred_pings is None:
+            state.deferred_pings = []
+        state.deferred_pings.append(event)
+        return
     if error is None:
         emit(delivery, event)
     else:
         emit_quietly(delivery, event)
+
+
+def flush_deferred_pings(state: ConnState) -> None:
+    """Deliver the ``health_check`` events :func:`report_ping` held back
+    during the handshake. Never raises: the handshake's outcome is already
+    being reported."""
+    pings = state.deferred_pings
+    if not pings:
+        return
+    state.deferred_pings = None
+    pool_state = state.pool_state
+    if pool_state is None:
+        return
+    for event in pings:
+        emit_quietly(pool_state.delivery, event)
+
+
+def eof_seen(sock: Any) -> bool:
+    """Whether the peer closed its end of a sync socket (a FIN waits to be
+    read): a peek that returns no byte. Never blocks, never consumes data."""
+    if sock is None:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except Exception:  # no data yet, a reset, a TLS socket (no peeking): not an EOF
+        return False
 
 
 class ClassPatcher:
