@@ -580,19 +580,20 @@ def _send_ping(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         return wrapped(*args, **kwargs)
     if state.pending_close is not None:
         flush_close(state, None)
+    in_handshake = not state.connected  # redis-py's check inside a (re)connect
     started = perf_counter()
     state.in_health_check = True
     try:
         result = wrapped(*args, **kwargs)
     except BaseException as error:
         state.in_health_check = False
-        report_ping(state, started, error)
+        report_ping(state, started, error, in_handshake)
         # The close the failed check caused, after the check.
         flush_close(state, error)
         raise
     finally:
         state.in_health_check = False
-    report_ping(state, started, None)
+    report_ping(state, started, None, in_handshake)
     return result
 
 

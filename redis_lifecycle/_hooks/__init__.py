@@ -265,7 +265,10 @@ def flush_close(state: ConnState, caught: BaseException | None) -> None:
         return
     state.pending_close = None
     error = caught if caught is not None and _raised_from(caught, pending.error) else pending.error
-    _deliver_close(state, pending.reason, error, pending.timestamp)
+    # A close a health check caused is stamped when reported, after the
+    # check: its events then sort in the order they are delivered.
+    timestamp = time() if pending.reason is CloseReason.HEALTH_CHECK_FAILED else pending.timestamp
+    _deliver_close(state, pending.reason, error, timestamp)
 
 
 def flush_close_on_disconnect(
@@ -320,10 +323,14 @@ def _deliver_close(
         emit_quietly(delivery, ConnectionDisconnectedEvent(timestamp, state.origin, reason, error))
 
 
-def report_ping(state: ConnState, started: float, error: BaseException | None) -> None:
+def report_ping(
+    state: ConnState, started: float, error: BaseException | None, in_handshake: bool = False
+) -> None:
     """Emit ``health_check`` for redis-py's own PING (``_send_ping``) on
     ``state``'s connection, begun at ``perf_counter()`` ``started``. A failed
-    one is delivered quietly: redis-py is raising its error."""
+    one is delivered quietly: redis-py is raising its error. One sent
+    ``in_handshake`` (before the connection was connected) waits for
+    :func:`flush_deferred_pings`."""
     pool_state = state.pool_state
     if pool_state is None:
         return
@@ -331,15 +338,16 @@ def report_ping(state: ConnState, started: float, error: BaseException | None) -
     if ConnectionHealthCheckEvent not in delivery.wanted:
         return
     latency = (perf_counter() - started) * 1000.0
-    event = ConnectionHealthCheckEvent(time(), state.origin, error is None, latency, "PING", error)
-    if not state.connected:
+    if in_handshake:
         # A ping inside the handshake (redis-py checks a reconnected socket's
-        # health before its first command): reported once the handshake is
-        # over, so that the checks on a new socket follow its reconnect.
+        # health before its first command): reported, and stamped, once the
+        # handshake is over, so that the checks on a new socket follow its
+        # reconnect.
         if state.deferred_pings is None:
             state.deferred_pings = []
-        state.deferred_pings.append(event)
+        state.deferred_pings.append((latency, error))
         return
+    event = ConnectionHealthCheckEvent(time(), state.origin, error is None, latency, "PING", error)
     if error is None:
         emit(delivery, event)
     else:
@@ -355,9 +363,12 @@ def flush_deferred_pings(state: ConnState) -> None:
         return
     state.deferred_pings = None
     pool_state = state.pool_state
-    if pool_state is None:
+    if pool_state is None or ConnectionHealthCheckEvent not in pool_state.delivery.wanted:
         return
-    for event in pings:
+    for latency, error in pings:
+        event = ConnectionHealthCheckEvent(
+            time(), state.origin, error is None, latency, "PING", error
+        )
         emit_quietly(pool_state.delivery, event)
 
 

@@ -206,13 +206,35 @@ class FaultProxy:
     def reset_replies(self) -> None:
         self._set("reset")
 
+    def _drain_backlog(self, listener: socket.socket) -> None:
+        listener.settimeout(0)
+        try:
+            while True:
+                try:
+                    stale, _ = listener.accept()
+                except OSError:
+                    return
+                with contextlib.suppress(OSError):
+                    stale.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                stale.close()
+        finally:
+            listener.settimeout(0.05)
+
     def refuse(self) -> None:
         self._set("refuse")
         self._unlisten()
 
     def resume(self) -> None:
-        """Forward everything again (and listen again after :meth:`refuse`)."""
-        self._set("forward")
+        """Forward everything again (and listen again after :meth:`refuse`).
+
+        Connects left unanswered in the backlog by :meth:`blackhole` were
+        given up by their clients (they timed out): they are reset first, so
+        that the backlog has room for the connects to come."""
+        with self._changed:
+            if self._mode == "blackhole" and self._listener is not None:
+                self._drain_backlog(self._listener)
+            self._mode, self._delay = "forward", 0.0
+            self._changed.notify_all()
         if self._listener is None and not self._stopping:
             self._listen()
 
