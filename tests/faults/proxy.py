@@ -7,8 +7,7 @@ Each test switches it between faults:
 
 * :meth:`~FaultProxy.blackhole`: a partition that keeps sockets open and
   silent. Nothing is forwarded either way (what was sent waits, as TCP would
-  retransmit it); new connections are accepted by the kernel's backlog but
-  never answered, so a new connect times out in its handshake.
+  retransmit it); the listen backlog is full, so a new connect times out.
 * :meth:`~FaultProxy.latency`: every chunk forwarded, each way, waits
   ``seconds`` first.
 * :meth:`~FaultProxy.reset_replies`: the next chunk the server sends on any
@@ -134,6 +133,7 @@ class FaultProxy:
         self._listener: socket.socket | None = None
         self._acceptor: threading.Thread | None = None
         self._stopping = False
+        self._fillers: list[socket.socket] = []
         #: How many connections the proxy accepted, and how many it reset.
         self.accepted = 0
         self.resets = 0
@@ -183,6 +183,8 @@ class FaultProxy:
             self._stopping = True
             self._changed.notify_all()
         self._unlisten()
+        for filler in self._fillers:
+            filler.close()
         for link in list(self._links):
             self._drop(link, reset=False)
         for thread in list(self._threads):
@@ -198,7 +200,23 @@ class FaultProxy:
             self._changed.notify_all()
 
     def blackhole(self) -> None:
+        """Forward nothing, answer no new connect: the backlog is filled with
+        connects of the proxy's own until one times out, so that every
+        client connect from now on times out the same way (its SYN dropped),
+        as across a partition."""
         self._set("blackhole")
+        if self._listener is None:
+            return
+        for _ in range(16):
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler.settimeout(0.1)
+            try:
+                filler.connect((self.host, self.port))
+            except OSError:
+                filler.close()
+                return
+            self._fillers.append(filler)
+        raise AssertionError("proxy: the listen backlog never filled up")
 
     def latency(self, seconds: float) -> None:
         self._set("latency", seconds)
@@ -235,6 +253,9 @@ class FaultProxy:
                 self._drain_backlog(self._listener)
             self._mode, self._delay = "forward", 0.0
             self._changed.notify_all()
+        for filler in self._fillers:
+            filler.close()
+        self._fillers.clear()
         if self._listener is None and not self._stopping:
             self._listen()
 
