@@ -45,6 +45,7 @@ from ._async_callbacks import remember_loop
 from ._attach import PoolKind, has_attributes
 from ._hooks import (
     ClassPatcher,
+    check_recursion,
     disconnect_error,
     emit,
     emit_quietly,
@@ -495,6 +496,7 @@ def _send_ping(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 
 async def _send_ping_async(wrapped: Any, state: ConnState, args: Any, kwargs: Any) -> Any:
+    check_recursion(_send_ping_async.__code__)
     if state.pending_close is not None:
         flush_close(state, None)
     in_handshake = not state.connected  # redis-py's check inside a (re)connect

@@ -33,6 +33,7 @@ import redis.exceptions as rexc
 from ._delivery import ORDER_TIMEOUT, Delivery
 from ._hooks import (
     ClassPatcher,
+    check_recursion,
     disconnect_error,
     emit,
     emit_quietly,
@@ -575,6 +576,7 @@ def _send_ping(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """Around ``_send_ping``: redis-py's own health check. A close while it
     runs (redis-py closes on the failed read before ``_ping_failed`` does) is
     labelled ``health_check_failed``."""
+    check_recursion(_SEND_PING_CODE)
     state = CONNECTIONS.get(id(instance))
     if state is None or state.pool_state is None:
         return wrapped(*args, **kwargs)
@@ -595,6 +597,9 @@ def _send_ping(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         state.in_health_check = False
     report_ping(state, started, None, in_handshake)
     return result
+
+
+_SEND_PING_CODE = _send_ping.__code__
 
 
 def mark_reason_from_caller() -> str:

@@ -31,6 +31,7 @@ from ..events import (
 __all__ = [
     "ClassPatcher",
     "MethodPatcher",
+    "check_recursion",
     "classify_close",
     "emit",
     "emit_quietly",
@@ -352,6 +353,55 @@ def report_ping(
         emit(delivery, event)
     else:
         emit_quietly(delivery, event)
+
+
+#: Frames of room below Python's recursion limit that the hooks keep on
+#: redis-py's recursive reconnect path (see :func:`check_recursion`): more
+#: than delivering an event and redis-py's deepest call from there need.
+STACK_ROOM = 150
+
+
+def check_recursion(wrapper: Any) -> None:
+    """Raise ``RecursionError`` where redis-py is recursing through a hook.
+
+    redis-py 5.x recurses when every handshake reply is cut under ``Retry``
+    and ``health_check_interval``: connect, handshake, health check, PING,
+    connect, ... until Python's recursion limit stops it. The hooks' frames
+    on that path move where the limit is met: into redis-py's connect, whose
+    asyncio version turns any error there into a retryable
+    ``ConnectionError`` (the client then retries on, at every level, where
+    bare redis-py gives up), or into a callback. So when ``wrapper`` (the
+    code of a hook's function) is already on this stack, i.e. redis-py
+    re-entered it, and fewer than :data:`STACK_ROOM` frames are left below
+    the limit, the hook raises the ``RecursionError`` itself, which every
+    redis-py version lets through to the caller, as without the hooks. The
+    caller gets the same exception; the number of connects before it differs
+    (docs/guides/reconnection.md). Walks the stack: only handshakes and
+    redis-py's health checks ask, never a command.
+    """
+    frame: Any = sys._getframe(2)  # above the hook's own frame
+    while frame is not None:
+        if frame.f_code is wrapper:
+            break
+        frame = frame.f_back
+    else:
+        return  # not re-entered: no recursion through this hook
+    # Frames alone do not tell the depth Python counts (C calls, such as
+    # wrapt's, count too): try the room.
+    if not _has_room(STACK_ROOM):
+        raise RecursionError("maximum recursion depth exceeded (redis-py's reconnect recursion)")
+
+
+def _has_room(frames: int) -> bool:
+    """Whether ``frames`` more nested Python calls fit below the limit."""
+
+    def dive(left: int) -> bool:
+        return left <= 0 or dive(left - 1)
+
+    try:
+        return dive(frames)
+    except RecursionError:
+        return False
 
 
 def flush_deferred_pings(state: ConnState) -> None:
