@@ -396,7 +396,7 @@ def _has_room(frames: int) -> bool:
     """Whether ``frames`` more nested Python calls fit below the limit."""
 
     def dive(left: int) -> bool:
-        return left <= 0 or dive(left - 1)
+        return True if left <= 0 else dive(left - 1)
 
     try:
         return dive(frames)
@@ -428,9 +428,10 @@ def eof_seen(sock: Any) -> bool:
     if sock is None:
         return False
     try:
-        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        peeked: bytes = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except Exception:  # no data yet, a reset, a TLS socket (no peeking): not an EOF
         return False
+    return peeked == b""
 
 
 class ClassPatcher:

@@ -282,7 +282,7 @@ class FaultProxy:
                     continue
             try:
                 client, _ = listener.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -316,9 +316,7 @@ class FaultProxy:
         if reset:
             self.resets += 1
             with contextlib.suppress(OSError):
-                link.client.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                )
+                link.client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         else:
             with contextlib.suppress(OSError):
                 link.client.shutdown(socket.SHUT_RDWR)
