@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import socket
 import sys
 import threading
@@ -428,6 +429,10 @@ def eof_seen(sock: Any) -> bool:
     if sock is None:
         return False
     try:
+        # A socket with a timeout waits for data before any recv: ask first.
+        readable, _, _ = select.select([sock], [], [], 0)
+        if not readable:
+            return False
         peeked: bytes = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except Exception:  # no data yet, a reset, a TLS socket (no peeking): not an EOF
         return False
