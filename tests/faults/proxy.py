@@ -134,6 +134,7 @@ class FaultProxy:
         self._acceptor: threading.Thread | None = None
         self._stopping = False
         self._fillers: list[socket.socket] = []
+        self._accept_paused = False
         #: How many connections the proxy accepted, and how many it reset.
         self.accepted = 0
         self.resets = 0
@@ -207,6 +208,9 @@ class FaultProxy:
         self._set("blackhole")
         if self._listener is None:
             return
+        with self._changed:  # the accept thread is past its last accept()
+            self._changed.wait_for(lambda: self._accept_paused, timeout=10)
+            assert self._accept_paused, "the proxy's accept thread did not pause"
         for _ in range(16):
             filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             filler.settimeout(0.1)
@@ -278,8 +282,11 @@ class FaultProxy:
             with self._changed:
                 if self._mode == "blackhole":
                     # Leave new connects in the backlog, unanswered.
+                    self._accept_paused = True
+                    self._changed.notify_all()
                     self._changed.wait(0.05)
                     continue
+                self._accept_paused = False
             try:
                 client, _ = listener.accept()
             except TimeoutError:
