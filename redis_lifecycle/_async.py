@@ -499,7 +499,8 @@ async def _send_ping_async(wrapped: Any, state: ConnState, args: Any, kwargs: An
     check_recursion(_send_ping_async.__code__)
     if state.pending_close is not None:
         flush_close(state, None)
-    in_handshake = not state.connected  # redis-py's check inside a (re)connect
+    # redis-py's check inside a (re)connect's handshake (its socket is open)
+    in_handshake = state.connect_started is not None and not state.connected
     started = perf_counter()
     state.in_health_check = True
     try:
