@@ -32,6 +32,7 @@ from ..events import (
 __all__ = [
     "ClassPatcher",
     "MethodPatcher",
+    "STACK_ROOM",
     "check_recursion",
     "classify_close",
     "emit",
