@@ -101,7 +101,8 @@ class CloseReason(str, enum.Enum):
     #: Its pool was reset (``pool.reset()``), or it was marked for reconnect
     #: by a pool-wide action.
     POOL_RESET = "pool_reset"
-    #: The server closed it (``CLIENT KILL``, ``timeout``, a server restart).
+    #: The server closed it (``CLIENT KILL``, ``timeout``, a server restart, a
+    #: load balancer): a reset, or an EOF seen on the socket.
     SERVER_CLOSED = "server_closed"
 
     def __str__(self) -> str:
@@ -509,7 +510,12 @@ class ConnectionErrorEvent(LifecycleEvent):
 
 class ConnectionHealthCheckEvent(LifecycleEvent):
     """A health check ran: explicit (:func:`redis_lifecycle.health_check`) or
-    redis-py's own (``health_check_interval``, PubSub's health ping)."""
+    redis-py's own (``health_check_interval``, PubSub's health ping).
+
+    redis-py's own check fires when its reply is read or the ping fails; a
+    failed one comes before the close it caused. A ping redis-py sends inside
+    a (re)connect's handshake is reported after that ``connected`` or
+    ``reconnected`` (before the handshake's ``error`` if it fails)."""
 
     __slots__ = ("_command", "_error", "_healthy", "_latency")
     type = EventType.HEALTH_CHECK

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
+import socket
 import sys
 import threading
 from collections import deque
@@ -32,13 +34,17 @@ __all__ = [
     "PUBSUB_HEALTH_COMMAND",
     "ClassPatcher",
     "MethodPatcher",
+    "STACK_ROOM",
+    "check_recursion",
     "classify_close",
     "emit",
     "emit_quietly",
+    "eof_seen",
     "error_in_flight",
     "fail_pending_pings",
     "flush_close",
     "flush_close_on_disconnect",
+    "flush_deferred_pings",
     "internal_error",
     "may_be_rewrapped",
     "next_method",
@@ -170,8 +176,12 @@ def classify_close(
     state: ConnState,
     error: BaseException | None,
     health_check_failed: bool,
+    eof: bool = False,
 ) -> CloseReason:
-    """Why a connection is being closed, from what the hooks saw."""
+    """Why a connection is being closed, from what the hooks saw: ``eof``
+    says the peer's end of the stream (a FIN) had been seen on the socket,
+    which is a server close whatever message redis-py's error carries (the
+    asyncio checkout probe's "Connection has data")."""
     pid = getattr(connection, "pid", None)
     if pid is not None and pid != os.getpid():
         return CloseReason.FORK
@@ -183,7 +193,9 @@ def classify_close(
     if health_check_failed or state.in_health_check:
         return CloseReason.HEALTH_CHECK_FAILED
     if error is not None:
-        return CloseReason.SERVER_CLOSED if is_server_closed(error) else CloseReason.ERROR
+        if eof or is_server_closed(error):
+            return CloseReason.SERVER_CLOSED
+        return CloseReason.ERROR
     return CloseReason.APPLICATION
 
 
@@ -221,6 +233,7 @@ def report_disconnect(
     now: float,
     *,
     defer: bool = False,
+    eof: bool = False,
 ) -> None:
     """Record a close, and emit ``error`` (when the close carries one) then
     ``disconnected`` -- now, or, with ``defer``, when :func:`flush_close` is
@@ -241,7 +254,7 @@ def report_disconnect(
     Never raises: redis-py calls disconnect from places (loops over a pool,
     ``release``, ``__del__``) that a raising callback would leave half done.
     """
-    reason = classify_close(connection, state, error, health_check_failed)
+    reason = classify_close(connection, state, error, health_check_failed, eof)
     state.connected = False
     state.disconnected_at = now
     state.mark_reason = None
@@ -261,7 +274,10 @@ def flush_close(state: ConnState, caught: BaseException | None) -> None:
         return
     state.pending_close = None
     error = caught if caught is not None and _raised_from(caught, pending.error) else pending.error
-    _deliver_close(state, pending.reason, error, pending.timestamp)
+    # A close a health check caused is stamped when reported, after the
+    # check: its events then sort in the order they are delivered.
+    timestamp = time() if pending.reason is CloseReason.HEALTH_CHECK_FAILED else pending.timestamp
+    _deliver_close(state, pending.reason, error, timestamp)
 
 
 def flush_close_on_disconnect(
@@ -314,10 +330,14 @@ def _deliver_close(
         emit_quietly(delivery, ConnectionDisconnectedEvent(timestamp, state.origin, reason, error))
 
 
-def report_ping(state: ConnState, started: float, error: BaseException | None) -> None:
+def report_ping(
+    state: ConnState, started: float, error: BaseException | None, in_handshake: bool = False
+) -> None:
     """Emit ``health_check`` for redis-py's own PING (``_send_ping``) on
     ``state``'s connection, begun at ``perf_counter()`` ``started``. A failed
-    one is delivered quietly: redis-py is raising its error."""
+    one is delivered quietly: redis-py is raising its error. One sent
+    ``in_handshake`` (before the connection was connected) waits for
+    :func:`flush_deferred_pings`."""
     pool_state = state.pool_state
     if pool_state is None:
         return
@@ -325,11 +345,103 @@ def report_ping(state: ConnState, started: float, error: BaseException | None) -
     if ConnectionHealthCheckEvent not in delivery.wanted:
         return
     latency = (perf_counter() - started) * 1000.0
+    if in_handshake:
+        # A ping inside the handshake (redis-py checks a reconnected socket's
+        # health before its first command): reported, and stamped, once the
+        # handshake is over, so that the checks on a new socket follow its
+        # reconnect.
+        if state.deferred_pings is None:
+            state.deferred_pings = []
+        state.deferred_pings.append((latency, error))
+        return
     event = ConnectionHealthCheckEvent(time(), state.origin, error is None, latency, "PING", error)
     if error is None:
         emit(delivery, event)
     else:
         emit_quietly(delivery, event)
+
+
+#: Frames of room below Python's recursion limit that the hooks keep on
+#: redis-py's recursive reconnect path (see :func:`check_recursion`): more
+#: than delivering an event and redis-py's deepest call from there need.
+STACK_ROOM = 150
+
+
+def check_recursion(wrapper: Any) -> None:
+    """Raise ``RecursionError`` where redis-py is recursing through a hook.
+
+    redis-py 5.x recurses when every handshake reply is cut under ``Retry``
+    and ``health_check_interval``: connect, handshake, health check, PING,
+    connect, ... until Python's recursion limit stops it. The hooks' frames
+    on that path move where the limit is met: into redis-py's connect, whose
+    asyncio version turns any error there into a retryable
+    ``ConnectionError`` (the client then retries on, at every level, where
+    bare redis-py gives up), or into a callback. So when ``wrapper`` (the
+    code of a hook's function) is already on this stack, i.e. redis-py
+    re-entered it, and fewer than :data:`STACK_ROOM` frames are left below
+    the limit, the hook raises the ``RecursionError`` itself, which every
+    redis-py version lets through to the caller, as without the hooks. The
+    caller gets the same exception; the number of connects before it differs
+    (docs/guides/reconnection.md). Walks the stack: only handshakes and
+    redis-py's health checks ask, never a command.
+    """
+    frame: Any = sys._getframe(2)  # above the hook's own frame
+    while frame is not None:
+        if frame.f_code is wrapper:
+            break
+        frame = frame.f_back
+    else:
+        return  # not re-entered: no recursion through this hook
+    # Frames alone do not tell the depth Python counts (C calls, such as
+    # wrapt's, count too): try the room.
+    if not _has_room(STACK_ROOM):
+        raise RecursionError("maximum recursion depth exceeded (redis-py's reconnect recursion)")
+
+
+def _has_room(frames: int) -> bool:
+    """Whether ``frames`` more nested Python calls fit below the limit."""
+
+    def dive(left: int) -> bool:
+        return True if left <= 0 else dive(left - 1)
+
+    try:
+        return dive(frames)
+    except RecursionError:
+        return False
+
+
+def flush_deferred_pings(state: ConnState) -> None:
+    """Deliver the ``health_check`` events :func:`report_ping` held back
+    during the handshake. Never raises: the handshake's outcome is already
+    being reported."""
+    pings = state.deferred_pings
+    if not pings:
+        return
+    state.deferred_pings = None
+    pool_state = state.pool_state
+    if pool_state is None or ConnectionHealthCheckEvent not in pool_state.delivery.wanted:
+        return
+    for latency, error in pings:
+        event = ConnectionHealthCheckEvent(
+            time(), state.origin, error is None, latency, "PING", error
+        )
+        emit_quietly(pool_state.delivery, event)
+
+
+def eof_seen(sock: Any) -> bool:
+    """Whether the peer closed its end of a sync socket (a FIN waits to be
+    read): a peek that returns no byte. Never blocks, never consumes data."""
+    if sock is None:
+        return False
+    try:
+        # A socket with a timeout waits for data before any recv: ask first.
+        readable, _, _ = select.select([sock], [], [], 0)
+        if not readable:
+            return False
+        peeked: bytes = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except Exception:  # no data yet, a reset, a TLS socket (no peeking): not an EOF
+        return False
+    return peeked == b""
 
 
 class ClassPatcher:

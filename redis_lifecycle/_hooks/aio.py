@@ -52,12 +52,14 @@ from ..events import (
 )
 from . import (
     ClassPatcher,
+    check_recursion,
     disconnect_error,
     emit,
     emit_quietly,
     error_in_flight,
     flush_close,
     flush_close_on_disconnect,
+    flush_deferred_pings,
     internal_error,
     may_be_rewrapped,
     next_method,
@@ -376,10 +378,14 @@ async def _handshake_async(wrapped: Any, state: ConnState, args: Any, kwargs: An
         result = await wrapped(*args, **kwargs)
     except BaseException as error:
         state.connect_started = None
+        flush_deferred_pings(state)  # the pings it sent came before its failure
         if ConnectionErrorEvent in delivery.wanted and isinstance(error, Exception):
             emit_quietly(delivery, ConnectionErrorEvent(time(), state.origin, error, "handshake"))
         raise
-    mark_connected(state)
+    try:
+        mark_connected(state)
+    finally:
+        flush_deferred_pings(state)  # the checks on the new socket, after it
     return result
 
 
@@ -400,9 +406,18 @@ def _disconnect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     try:
         error = disconnect_error(args, kwargs, instance) or _probe_error(instance)
         defer = may_be_rewrapped(error)
+        eof = error is not None and _eof_seen(instance)
     except Exception:
-        error, defer = None, False
-    return _disconnect_async(wrapped, instance, state, error, defer, args, kwargs)
+        error, defer, eof = None, False, False
+    return _disconnect_async(wrapped, instance, state, error, (defer, eof), args, kwargs)
+
+
+def _eof_seen(connection: Any) -> bool:
+    """Whether the server's end of the stream (a FIN) reached the
+    connection's reader, all data before it read: a server close, whatever
+    the error says (the checkout probe raises "Connection has data" then)."""
+    reader = getattr(connection, "_reader", None)
+    return reader is not None and bool(reader.at_eof())
 
 
 def _probe_error(connection: Any) -> BaseException | None:
@@ -436,10 +451,11 @@ async def _disconnect_async(
     instance: Any,
     state: ConnState,
     error: BaseException | None,
-    defer: bool,
+    flags: tuple[bool, bool],
     args: Any,
     kwargs: Any,
 ) -> Any:
+    defer, eof = flags
     try:
         return await wrapped(*args, **kwargs)
     finally:
@@ -454,6 +470,7 @@ async def _disconnect_async(
                     bool(kwargs.get("health_check_failed")),
                     perf_counter(),
                     defer=defer,
+                    eof=eof,
                 )
         except Exception:
             internal_error("disconnect")
@@ -496,21 +513,24 @@ def _send_ping(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 
 
 async def _send_ping_async(wrapped: Any, state: ConnState, args: Any, kwargs: Any) -> Any:
+    check_recursion(_send_ping_async.__code__)
     if state.pending_close is not None:
         flush_close(state, None)
+    # redis-py's check inside a (re)connect's handshake (its socket is open)
+    in_handshake = state.connect_started is not None and not state.connected
     started = perf_counter()
     state.in_health_check = True
     try:
         result = await wrapped(*args, **kwargs)
     except BaseException as error:
         state.in_health_check = False
-        report_ping(state, started, error)
+        report_ping(state, started, error, in_handshake)
         # The close the failed check caused, after the check.
         flush_close(state, error)
         raise
     finally:
         state.in_health_check = False
-    report_ping(state, started, None)
+    report_ping(state, started, None, in_handshake)
     return result
 
 

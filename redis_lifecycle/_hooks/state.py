@@ -162,6 +162,7 @@ class ConnState:
         "connect_started",
         "connected",
         "connected_at",
+        "deferred_pings",
         "disconnected_at",
         "ever_connected",
         "health_pings",
@@ -207,6 +208,10 @@ class ConnState:
         #: While checked out under leak detection: the checkout's record
         #: (stack, holder, reported; see _hooks/leaks.py), else ``None``.
         self.leak: Any = None
+        #: ``health_check`` events of pings redis-py sent inside the
+        #: handshake, reported once the handshake is over (after
+        #: ``connected``/``reconnected``, or before its ``error``).
+        self.deferred_pings: list[Any] | None = None
 
 
 def connection_origin(connection: Any, pool_name: str | None, connection_id: int) -> EventOrigin:

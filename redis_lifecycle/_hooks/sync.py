@@ -47,11 +47,14 @@ from ..events import (
 )
 from . import (
     ClassPatcher,
+    check_recursion,
     disconnect_error,
     emit,
     emit_quietly,
+    eof_seen,
     flush_close,
     flush_close_on_disconnect,
+    flush_deferred_pings,
     internal_error,
     may_be_rewrapped,
     next_method,
@@ -532,10 +535,14 @@ def _handshake(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         result = wrapped(*args, **kwargs)
     except BaseException as error:
         state.connect_started = None
+        flush_deferred_pings(state)  # the pings it sent came before its failure
         if ConnectionErrorEvent in delivery.wanted and isinstance(error, Exception):
             emit_quietly(delivery, ConnectionErrorEvent(time(), state.origin, error, "handshake"))
         raise
-    mark_connected(state)
+    try:
+        mark_connected(state)
+    finally:
+        flush_deferred_pings(state)  # the checks on the new socket, after it
     return result
 
 
@@ -575,8 +582,10 @@ def _disconnect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     try:
         error = disconnect_error(args, kwargs, instance)
         defer = may_be_rewrapped(error)
+        # Read before the socket closes: did the server close it?
+        eof = error is not None and eof_seen(getattr(instance, "_sock", None))
     except Exception:
-        error, defer = None, False
+        error, defer, eof = None, False, False
     result = wrapped(*args, **kwargs)
     try:
         if getattr(instance, "_sock", None) is None:
@@ -587,6 +596,7 @@ def _disconnect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
                 bool(kwargs.get("health_check_failed")),
                 perf_counter(),
                 defer=defer,
+                eof=eof,
             )
     except Exception:
         internal_error("disconnect")
@@ -597,25 +607,31 @@ def _send_ping(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     """Around ``_send_ping``: redis-py's own health check. A close while it
     runs (redis-py closes on the failed read before ``_ping_failed`` does) is
     labelled ``health_check_failed``."""
+    check_recursion(_SEND_PING_CODE)
     state = CONNECTIONS.get(id(instance))
     if state is None or state.pool_state is None:
         return wrapped(*args, **kwargs)
     if state.pending_close is not None:
         flush_close(state, None)
+    # redis-py's check inside a (re)connect's handshake (its socket is open)
+    in_handshake = state.connect_started is not None and not state.connected
     started = perf_counter()
     state.in_health_check = True
     try:
         result = wrapped(*args, **kwargs)
     except BaseException as error:
         state.in_health_check = False
-        report_ping(state, started, error)
+        report_ping(state, started, error, in_handshake)
         # The close the failed check caused, after the check.
         flush_close(state, error)
         raise
     finally:
         state.in_health_check = False
-    report_ping(state, started, None)
+    report_ping(state, started, None, in_handshake)
     return result
+
+
+_SEND_PING_CODE = _send_ping.__code__
 
 
 def mark_reason_from_caller() -> str:

@@ -443,7 +443,11 @@ class TestPubSubHealthPing:
         assert recorder.types() == ["health_check", "error", "health_check", "disconnected"]
         # and it comes back
         assert pubsub.get_message(timeout=2)["type"] == "subscribe"
-        assert recorder.types()[-1] == "reconnected"
+        # reconnected, then (redis-py 5.x pings inside the handshake) the
+        # check on the new socket
+        after = recorder.types()[4:]
+        assert "reconnected" in after, after
+        assert after[after.index("reconnected") + 1 :] in ([], ["health_check"]), after
 
 
 class TestAsyncPubSubHealthPing:
