@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from .errors import CallbackError, CallbackErrorHandler
     from .events import (
         CloseReason,
+        ClusterRedirectEvent,
+        ClusterTopologyChangedEvent,
         ConnectionConnectedEvent,
         ConnectionCreatedEvent,
         ConnectionDisconnectedEvent,
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
         PoolCreatedEvent,
         PoolExhaustedEvent,
         PoolResetEvent,
+        SentinelMasterChangedEvent,
+        SlotMove,
     )
     from .executor import AsyncCallbackExecutor
     from .health import HealthCheckResult, health_check
@@ -62,6 +66,8 @@ __all__ = [
     "CallbackErrorHandler",
     "CapabilityReport",
     "CloseReason",
+    "ClusterRedirectEvent",
+    "ClusterTopologyChangedEvent",
     "ConnectionConnectedEvent",
     "ConnectionCreatedEvent",
     "ConnectionDisconnectedEvent",
@@ -87,6 +93,8 @@ __all__ = [
     "PoolExhaustedEvent",
     "PoolResetEvent",
     "RedisPyCompatibilityWarning",
+    "SentinelMasterChangedEvent",
+    "SlotMove",
     "Subscription",
     "__version__",
     "capabilities",
@@ -109,6 +117,8 @@ _EXPORTS: dict[str, str] = {
     "capabilities": "._capabilities",
     "CapabilityReport": "._capabilities",
     "CloseReason": ".events",
+    "ClusterRedirectEvent": ".events",
+    "ClusterTopologyChangedEvent": ".events",
     "ConnectionConnectedEvent": ".events",
     "ConnectionCreatedEvent": ".events",
     "ConnectionDisconnectedEvent": ".events",
@@ -138,6 +148,8 @@ _EXPORTS: dict[str, str] = {
     "PoolExhaustedEvent": ".events",
     "PoolResetEvent": ".events",
     "RedisPyCompatibilityWarning": "._capabilities",
+    "SentinelMasterChangedEvent": ".events",
+    "SlotMove": ".events",
     "Subscription": ".dispatcher",
     "uninstrument": ".instrument",
     "uninstrument_all": "._auto",
