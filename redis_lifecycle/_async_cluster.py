@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._cluster import node_pool_name
 from ._hooks import ClassPatcher, emit, emit_quietly, internal_error
+from ._hooks.topology import ASYNC_CLUSTER_PATCHER
 from ._state import PoolState, conn_state_of, forget_pool, register_connection
 from ._sync import is_exhaustion
 from .errors import CallbackError
@@ -363,6 +364,7 @@ def attach_async_cluster(client: Any, handle: LifecycleHandle, pool_name: str | 
     cluster = ClusterBinding(client, handle, pool_name)
     CONNECTION_PATCHER.acquire()
     NODE_PATCHER.acquire()
+    ASYNC_CLUSTER_PATCHER.acquire()
     with _lock:
         _MANAGERS[id(manager)] = cluster
     manager_id = id(manager)
@@ -377,6 +379,7 @@ def attach_async_cluster(client: Any, handle: LifecycleHandle, pool_name: str | 
                     del NODES[key]
                     forget_pool(binding.state)
             cluster.nodes.clear()
+        ASYNC_CLUSTER_PATCHER.release()
         NODE_PATCHER.release()
         CONNECTION_PATCHER.release()
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._attach import attach_pool, pool_state_of
 from ._hooks import ClassPatcher, internal_error
+from ._hooks.topology import SYNC_CLUSTER_PATCHER, unwatch_sync_node, watch_sync_node
 from .errors import CallbackError
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ def _create_redis_node(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> A
         host = args[0] if args else kwargs.get("host")
         port = args[1] if len(args) > 1 else kwargs.get("port")
         attach_node_pool(binding, client.connection_pool, host, port)
+        watch_sync_node(client)
     except CallbackError as error:  # a pool_created callback under "raise"
         binding.handle.delivery.error_handler.log(error)
     except Exception:
@@ -141,6 +143,7 @@ def attach_manager(
     later, until ``handle`` is detached or ``owner`` is garbage-collected."""
     binding = ClusterBinding(handle, pool_name)
     NODE_PATCHER.acquire()
+    SYNC_CLUSTER_PATCHER.acquire()
     with _lock:
         _MANAGERS[manager] = binding
     manager_ref = weakref.ref(manager)
@@ -150,6 +153,9 @@ def attach_manager(
             manager = manager_ref()
             if manager is not None and _MANAGERS.get(manager) is binding:
                 del _MANAGERS[manager]
+                for node in _current_nodes(manager):
+                    unwatch_sync_node(node.redis_connection)
+        SYNC_CLUSTER_PATCHER.release()
         NODE_PATCHER.release()
 
     # on uninstrument(), or when the cluster is garbage-collected without it
@@ -159,6 +165,7 @@ def attach_manager(
         client = node.redis_connection
         if client is not None:
             attach_node_pool(binding, client.connection_pool, node.host, node.port)
+            watch_sync_node(client)
 
 
 def attach_manager_for_dispatcher(

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._attach import pool_state_of
 from ._hooks import ClassPatcher, internal_error
+from ._hooks.topology import SENTINEL_MASTER_PATCHER
 from ._state import CONNECTIONS, POOLS, PoolState, register_connection
 from .events import EventOrigin, LifecycleEvent
 
@@ -227,8 +228,10 @@ def attach_sentinel_pool(
         attach = attach_sync_pool
     name = pool_name or managed_pool_name(pool)
     SENTINEL_PATCHER.acquire()
+    SENTINEL_MASTER_PATCHER.acquire()
     # released on uninstrument(), or when the client is garbage-collected without it
     handle._closers.append(weakref.finalize(owner or pool, SENTINEL_PATCHER.release))
+    handle._closers.append(weakref.finalize(owner or pool, SENTINEL_MASTER_PATCHER.release))
     attach(handle, pool, name, origin=_pool_origin(pool, name))
     state = pool_state_of(pool)
     if state is not None:

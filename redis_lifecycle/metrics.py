@@ -46,6 +46,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from ._histogram import FLUSH_AT, DurationSummary, LogHistogram
 from .events import (
     EVENT_CLASSES,
+    ClusterRedirectEvent,
+    ClusterTopologyChangedEvent,
     ConnectionConnectedEvent,
     ConnectionDisconnectedEvent,
     ConnectionErrorEvent,
@@ -59,6 +61,7 @@ from .events import (
     PoolConnectionReleasedEvent,
     PoolExhaustedEvent,
     PoolResetEvent,
+    SentinelMasterChangedEvent,
 )
 
 if TYPE_CHECKING:
@@ -100,7 +103,11 @@ class PoolMetrics(TypedDict):
 
     ``active`` and ``idle`` are the counts carried by the most recent
     ``connection_acquired`` or ``connection_released`` event (``None``
-    before the first).
+    before the first). ``redirects`` counts a cluster node's ``MOVED`` /
+    ``ASK`` replies by kind (under the node that sent them);
+    ``topology_changes`` the slot-map changes of a cluster (under the
+    cluster's ``pool_name``, ``"cluster"`` by default); ``master_changes``
+    the new masters a Sentinel-managed pool found.
     """
 
     acquisitions: int
@@ -119,6 +126,9 @@ class PoolMetrics(TypedDict):
     resets: int
     active: int | None
     idle: int | None
+    redirects: dict[str, int]
+    topology_changes: int
+    master_changes: int
 
 
 class _CallbackRecord:
@@ -152,8 +162,11 @@ class _PoolRecord:
         "held",
         "last",
         "marked",
+        "master_changes",
         "reconnects",
+        "redirects",
         "resets",
+        "topology_changes",
         "wait",
     )
 
@@ -173,6 +186,9 @@ class _PoolRecord:
         self.resets = 0
         #: The latest acquired/released event (for active/idle).
         self.last: Any = None
+        self.redirects: dict[str, int] = {}
+        self.topology_changes = 0
+        self.master_changes = 0
 
     def histograms(self) -> tuple[LogHistogram, ...]:
         """Every histogram of the record (for the fork handler)."""
@@ -206,6 +222,13 @@ def _observe_rare(pool: _PoolRecord, event: Any) -> None:
         pool.marked += 1
     elif cls is PoolResetEvent:
         pool.resets += 1
+    elif cls is ClusterRedirectEvent:
+        kind = event._kind
+        pool.redirects[kind] = pool.redirects.get(kind, 0) + 1
+    elif cls is ClusterTopologyChangedEvent:
+        pool.topology_changes += 1
+    elif cls is SentinelMasterChangedEvent:
+        pool.master_changes += 1
 
 
 def _summary(histogram: LogHistogram) -> DurationSummary:
@@ -253,6 +276,9 @@ def _pool_metrics(pool: _PoolRecord) -> PoolMetrics:
         "resets": pool.resets,
         "active": None if last is None else last._active_connections,
         "idle": None if last is None else last._idle_connections,
+        "redirects": dict(sorted(pool.redirects.copy().items())),
+        "topology_changes": pool.topology_changes,
+        "master_changes": pool.master_changes,
     }
 
 
