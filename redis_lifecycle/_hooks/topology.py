@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 _PRIMARY = "primary"
+_REPLICA = "replica"
 
 
 # --- redirects ------------------------------------------------------------
@@ -168,11 +169,19 @@ class _Snapshot:
             items: Iterable[tuple[int, Any]] = [(slot, slots_cache.get(slot))]
         else:
             items = list(slots_cache.items())
+        # The slot map is what the client routes by: a slot's first node is
+        # its primary, the others replicas, whatever nodes_cache still says
+        # (asyncio 7.x keeps the old objects there after a refresh).
+        seen_lists: set[int] = set()
         for key, nodes in items:
-            if nodes:
-                owners[key] = nodes[0].name
-        # The slot map is what the client routes by: its first node is the
-        # primary whatever nodes_cache still says (asyncio 7.x keeps old objects).
+            if not nodes:
+                continue
+            owners[key] = nodes[0].name
+            if id(nodes) in seen_lists:  # one list is shared by a whole slot range
+                continue
+            seen_lists.add(id(nodes))
+            for node in nodes[1:]:
+                roles[node.name] = _REPLICA
         for name in owners.values():
             roles[name] = _PRIMARY
         self.nodes = set(roles)

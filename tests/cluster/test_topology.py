@@ -411,7 +411,8 @@ class TestTopologyChanges:
         recorder = Recorder()
         _instrument(client, recorder)
         try:
-            bus_port = cluster6.on(primary, "CONFIG", "GET", "cluster-port")["cluster-port"]
+            with _redis(primary) as node:
+                bus_port = node.config_get("cluster-port")["cluster-port"]
             cluster6.on(spare, "CLUSTER", "MEET", primary.host, primary.port, bus_port)
             wait_until(
                 lambda: cluster6.node_id(spare)
