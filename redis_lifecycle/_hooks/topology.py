@@ -120,6 +120,8 @@ def watch_sync_node(client: Any) -> None:
     ``parse_response`` (once)."""
     if client is None or isinstance(client.__dict__.get("parse_response"), _NodeParseResponse):
         return
+    if not callable(getattr(type(client), "parse_response", None)):
+        return  # a redis-py without it: capabilities() reports the event as unavailable
     client.parse_response = _NodeParseResponse(client)
 
 

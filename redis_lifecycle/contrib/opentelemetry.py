@@ -27,10 +27,18 @@ name                                         kind            from
                                                              ``redis.client.connection.close.reason``
 ``redis_lifecycle.health_check.duration``    Histogram, s    ``health_check.latency``, with
                                                              ``redis_lifecycle.health_check.healthy``
+``redis_lifecycle.cluster.redirects``        Counter         ``cluster_redirect``, with
+                                                             ``redis_lifecycle.cluster.redirect.kind``
+                                                             = ``moved`` / ``ask``
+``redis_lifecycle.cluster.topology_changes`` Counter         ``cluster_topology_changed``, with
+                                                             ``redis_lifecycle.cluster.topology.reason``
+                                                             (``unknown`` when redis-py does not say)
+``redis_lifecycle.sentinel.master_changes``  Counter         ``sentinel_master_changed``
 ===========================================  ==============  ======================================
 
-redis-py has no health-check metric, so that one is named in this library's
-own namespace rather than borrowing redis-py's.
+redis-py has no health-check, redirect, topology or failover metric (it
+counts a ``MOVED`` or ``ASK`` among its ``redis.client.errors``), so those
+are named in this library's own namespace rather than borrowing redis-py's.
 
 **No double counting.** When redis-py's own observability is enabled
 (``redis.observability``, redis-py 7.2+), it records
@@ -58,12 +66,15 @@ from typing import Any
 from .._version import __version__
 from ..dispatcher import EventDispatcher, Subscription
 from ..events import (
+    ClusterRedirectEvent,
+    ClusterTopologyChangedEvent,
     ConnectionConnectedEvent,
     ConnectionDisconnectedEvent,
     ConnectionHealthCheckEvent,
     LifecycleEvent,
     PoolConnectionAcquiredEvent,
     PoolExhaustedEvent,
+    SentinelMasterChangedEvent,
 )
 from . import dispatcher_of, pool_stats_for, require
 
@@ -75,6 +86,8 @@ POOL_NAME = "db.client.connection.pool.name"
 STATE = "db.client.connection.state"
 CLOSE_REASON = "redis.client.connection.close.reason"
 HEALTHY = "redis_lifecycle.health_check.healthy"
+REDIRECT_KIND = "redis_lifecycle.cluster.redirect.kind"
+TOPOLOGY_REASON = "redis_lifecycle.cluster.topology.reason"
 
 COUNT = "db.client.connection.count"
 MAX = "db.client.connection.max"
@@ -83,6 +96,9 @@ CREATE_TIME = "db.client.connection.create_time"
 TIMEOUTS = "db.client.connection.timeouts"
 CLOSED = "redis.client.connection.closed"
 HEALTH = "redis_lifecycle.health_check.duration"
+REDIRECTS = "redis_lifecycle.cluster.redirects"
+TOPOLOGY_CHANGES = "redis_lifecycle.cluster.topology_changes"
+MASTER_CHANGES = "redis_lifecycle.sentinel.master_changes"
 
 #: What redis-py records itself, by its metric group name.
 _NATIVE_BY_GROUP = {
@@ -157,6 +173,17 @@ class OpenTelemetryMetrics:
         self._health = meter.create_histogram(
             HEALTH, unit="s", description="Round trip of connection health checks"
         )
+        self._redirects = meter.create_counter(
+            REDIRECTS, unit="{redirect}", description="MOVED and ASK replies from cluster nodes"
+        )
+        self._topology_changes = meter.create_counter(
+            TOPOLOGY_CHANGES, unit="{change}", description="Changes of a cluster's slot map"
+        )
+        self._master_changes = meter.create_counter(
+            MASTER_CHANGES,
+            unit="{failover}",
+            description="New master addresses found by Sentinel-managed pools",
+        )
         meter.create_observable_up_down_counter(
             COUNT,
             callbacks=[self._observe_count],
@@ -182,6 +209,9 @@ class OpenTelemetryMetrics:
                 dispatcher.subscribe(ConnectionConnectedEvent, self._on_connected),
                 dispatcher.subscribe(ConnectionDisconnectedEvent, self._on_disconnected),
                 dispatcher.subscribe(ConnectionHealthCheckEvent, self._on_health_check),
+                dispatcher.subscribe(ClusterRedirectEvent, self._on_redirect),
+                dispatcher.subscribe(ClusterTopologyChangedEvent, self._on_topology_changed),
+                dispatcher.subscribe(SentinelMasterChangedEvent, self._on_master_changed),
             ]
             if self._per_command:
                 subscriptions.append(
@@ -224,6 +254,16 @@ class OpenTelemetryMetrics:
         self._health.record(
             event.latency / 1000.0, {**self._pool(event), HEALTHY: bool(event.healthy)}
         )
+
+    def _on_redirect(self, event: ClusterRedirectEvent) -> None:
+        self._redirects.add(1, {**self._pool(event), REDIRECT_KIND: event.kind})
+
+    def _on_topology_changed(self, event: ClusterTopologyChangedEvent) -> None:
+        reason = event.reason or "unknown"
+        self._topology_changes.add(1, {**self._pool(event), TOPOLOGY_REASON: reason})
+
+    def _on_master_changed(self, event: SentinelMasterChangedEvent) -> None:
+        self._master_changes.add(1, self._pool(event))
 
     # -- observed at collection ---------------------------------------------
 

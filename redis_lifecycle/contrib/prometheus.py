@@ -23,6 +23,14 @@ and ``_total`` are suffixed), labelled ``pool_name``:
   by :class:`~redis_lifecycle.CloseReason`;
 * ``redis_lifecycle_health_check_duration_seconds{pool_name, healthy}``:
   histogram of health-check round trips;
+* ``redis_lifecycle_cluster_redirects_total{pool_name, kind}``: ``MOVED``
+  (``kind="moved"``) and ``ASK`` (``"ask"``) replies, under the node that
+  sent them (``cluster_redirect``);
+* ``redis_lifecycle_cluster_topology_changes_total{pool_name, reason}``:
+  slot-map changes (``cluster_topology_changed``; ``reason="unknown"`` when
+  redis-py does not say);
+* ``redis_lifecycle_sentinel_master_changes_total{pool_name}``: new masters
+  found by Sentinel-managed pools (``sentinel_master_changed``);
 * ``redis_lifecycle_events_total{pool_name, type}``: every event received.
 
 Events are counted by a subscriber callback, inline on the thread that caused
@@ -44,6 +52,8 @@ from typing import Any
 
 from ..dispatcher import EventDispatcher, Subscription
 from ..events import (
+    ClusterRedirectEvent,
+    ClusterTopologyChangedEvent,
     ConnectionConnectedEvent,
     ConnectionCreatedEvent,
     ConnectionDisconnectedEvent,
@@ -56,6 +66,7 @@ from ..events import (
     PoolCreatedEvent,
     PoolExhaustedEvent,
     PoolResetEvent,
+    SentinelMasterChangedEvent,
 )
 from . import dispatcher_of, pool_stats_for, require
 
@@ -93,6 +104,9 @@ _RARE_EVENTS: tuple[type[LifecycleEvent], ...] = (
     PoolCreatedEvent,
     PoolConnectionCreatedEvent,
     PoolResetEvent,
+    ClusterRedirectEvent,
+    ClusterTopologyChangedEvent,
+    SentinelMasterChangedEvent,
 )
 
 
@@ -185,6 +199,12 @@ class LifecycleCollector:
             elif isinstance(event, ConnectionHealthCheckEvent):
                 healthy = "true" if event.healthy else "false"
                 self._observe("health", (pool, healthy), event.latency / 1000.0)
+            elif isinstance(event, ClusterRedirectEvent):
+                self._count("redirects", (pool, event.kind))
+            elif isinstance(event, ClusterTopologyChangedEvent):
+                self._count("topology_changes", (pool, event.reason or "unknown"))
+            elif isinstance(event, SentinelMasterChangedEvent):
+                self._count("master_changes", (pool,))
 
     # -- prometheus_client protocol -------------------------------------------
 
@@ -224,6 +244,21 @@ class LifecycleCollector:
                 "redis_lifecycle_health_check_duration_seconds",
                 "Round trip of connection health checks",
                 labels=["pool_name", "healthy"],
+            ),
+            "redirects": _core.CounterMetricFamily(
+                "redis_lifecycle_cluster_redirects",
+                "MOVED and ASK replies from cluster nodes, by kind",
+                labels=["pool_name", "kind"],
+            ),
+            "topology_changes": _core.CounterMetricFamily(
+                "redis_lifecycle_cluster_topology_changes",
+                "Changes of a cluster's slot map, by what made redis-py refresh it",
+                labels=["pool_name", "reason"],
+            ),
+            "master_changes": _core.CounterMetricFamily(
+                "redis_lifecycle_sentinel_master_changes",
+                "New master addresses found by Sentinel-managed pools",
+                labels=["pool_name"],
             ),
             "events": _core.CounterMetricFamily(
                 "redis_lifecycle_events",

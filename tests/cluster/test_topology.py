@@ -458,3 +458,97 @@ def _forget(cluster: TopologyCluster, spare: RedisServer) -> None:
         assert time.monotonic() < deadline, "the spare is still known"
         time.sleep(0.05)
     cluster.wait_converged()
+
+
+class TestExporters:
+    def test_prometheus_and_opentelemetry_count_redirects_and_changes(
+        self, cluster6: TopologyCluster
+    ) -> None:
+        """Both exporters count a real ``ASK``, a real ``MOVED`` (by kind, under
+        the node that sent it) and the slot-map change the ``MOVED`` made."""
+        prometheus_client = pytest.importorskip("prometheus_client")
+        pytest.importorskip("opentelemetry.sdk.metrics")
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        from redis_lifecycle.contrib.opentelemetry import OpenTelemetryMetrics
+        from redis_lifecycle.contrib.prometheus import LifecycleCollector
+
+        source = cluster6.primaries()[1]
+        target = _other_primary(cluster6, source)
+        key, slot = _key_on(cluster6, source, "export-")
+        client = RedisCluster(host="127.0.0.1", port=cluster6.port, decode_responses=True)
+        handle = rl.instrument(client)
+        registry = prometheus_client.CollectorRegistry()
+        registry.register(LifecycleCollector(handle, per_command=False))
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[reader])
+        OpenTelemetryMetrics(provider, per_command=False).attach(handle)
+        try:
+            client.set(key, "x")
+            cluster6.start_migration(slot, key, source, target)
+            assert client.get(key) == "x"  # ASK
+            cluster6.set_slot_owner(slot, target)
+            assert client.get(key) == "x"  # MOVED
+            node = _name(source)
+
+            def prom(name: str, **labels: str) -> float | None:
+                value = registry.get_sample_value(name, labels)
+                return None if value is None else float(value)
+
+            assert prom("redis_lifecycle_cluster_redirects_total", pool_name=node, kind="ask") == 1
+            moved = prom("redis_lifecycle_cluster_redirects_total", pool_name=node, kind="moved")
+            assert moved == 1
+            changes = prom(
+                "redis_lifecycle_cluster_topology_changes_total",
+                pool_name="cluster",
+                reason="moved",
+            )
+            assert changes == 1
+            data = reader.get_metrics_data()
+            found: dict[tuple[str, tuple[tuple[str, Any], ...]], float] = {}
+            assert data is not None
+            for resource in data.resource_metrics:
+                for scope in resource.scope_metrics:
+                    for metric in scope.metrics:
+                        for point in metric.data.data_points:
+                            attrs = tuple(sorted(point.attributes.items()))
+                            found[(metric.name, attrs)] = getattr(point, "value", -1)
+            pool = "db.client.connection.pool.name"
+            kind = "redis_lifecycle.cluster.redirect.kind"
+            assert found[("redis_lifecycle.cluster.redirects", ((pool, node), (kind, "ask")))] == 1
+            assert (
+                found[("redis_lifecycle.cluster.redirects", ((pool, node), (kind, "moved")))] == 1
+            )
+            reason = "redis_lifecycle.cluster.topology.reason"
+            assert (
+                found[
+                    (
+                        "redis_lifecycle.cluster.topology_changes",
+                        ((pool, "cluster"), (reason, "moved")),
+                    )
+                ]
+                == 1
+            )
+        finally:
+            rl.uninstrument(client)
+            client.close()
+            provider.shutdown()
+            cluster6.move_back(slot, key, source, target)
+
+
+class TestUninstrument:
+    def test_uninstrument_removes_the_node_hooks(self, cluster6: TopologyCluster) -> None:
+        """After ``uninstrument`` the nodes read replies through redis-py's own
+        ``parse_response`` again and the class wrappers are gone."""
+        from redis_lifecycle._hooks.topology import SYNC_CLUSTER_PATCHER
+
+        client = RedisCluster(host="127.0.0.1", port=cluster6.port)
+        rl.instrument(client)
+        nodes = [n.redis_connection for n in client.nodes_manager.nodes_cache.values()]
+        assert all("parse_response" in node.__dict__ for node in nodes)
+        assert SYNC_CLUSTER_PATCHER.installed
+        rl.uninstrument(client)
+        assert not any("parse_response" in node.__dict__ for node in nodes)
+        assert not SYNC_CLUSTER_PATCHER.installed
+        client.close()

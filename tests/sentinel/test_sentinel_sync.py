@@ -181,3 +181,9 @@ class TestFailover:
         ]
         assert moved, "the same connection object should reconnect, to the new address"
         assert moved[0].connection_id == first.connection_id
+        (change,) = recorder.exactly(rl.SentinelMasterChangedEvent)
+        assert change.service_name == SERVICE
+        assert (change.old_host, change.old_port) == ("127.0.0.1", old.port)
+        assert (change.new_host, change.new_port) == ("127.0.0.1", new.port)
+        assert (change.host, change.port) == ("127.0.0.1", new.port)
+        assert change.pool_name == f"{SERVICE}/master"
