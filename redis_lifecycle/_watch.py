@@ -2,11 +2,18 @@
 
     $ redis-lifecycle watch redis://localhost:6379/0 --interval 2
     $ redis-lifecycle watch redis://localhost:6379/0 --json | jq .
+    $ redis-lifecycle watch redis://10.0.0.1:7000 --cluster        # every node
+    $ redis-lifecycle watch redis://10.0.0.9:26379 --sentinel mymaster
 
 Connects, runs a health check every ``--interval`` seconds, prints every event
 as it happens (``--json``: one JSON object per line) and carries on while the
 server goes away and comes back. ``Ctrl-C`` (SIGINT) or SIGTERM stops it with
 a summary. Callbacks run inline on the watching thread.
+
+``--cluster`` watches the whole Redis Cluster the URL's node belongs to
+(every node; redirects and slot-map changes), ``--sentinel SERVICE`` the
+master that the sentinel at URL names for ``SERVICE`` (and the failovers
+it sees).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Any
 
 import redis
 
-from ._cli_common import Target, first_contact
+from ._cli_common import CliError, Target, describe_failure, first_contact
 from ._cli_output import Printer
 from .dispatcher import EventDispatcher
 from .events import ConnectionHealthCheckEvent, LifecycleEvent
@@ -37,6 +44,8 @@ def watch(
     interval: float,
     count: int | None,
     command: str,
+    cluster: bool = False,
+    sentinel: str | None = None,
 ) -> int:
     """Watch until a signal (or ``count`` health checks); returns the exit status."""
     dispatcher = EventDispatcher()
@@ -64,14 +73,10 @@ def watch(
 
     dispatcher.subscribe(LifecycleEvent, on_event)
     timeout = max(min(interval, 5.0), 0.5)
-    pool = LifecycleConnectionPool.from_url(
-        target.url,
-        event_dispatcher=dispatcher,
-        pool_name=target.address,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-    )
-    client = redis.Redis(connection_pool=pool)
+    try:
+        client = _client(target, dispatcher, timeout, cluster, sentinel)
+    except redis.RedisError as error:  # a cluster client connects at once
+        raise CliError(describe_failure(error, target)) from None
     try:
         first_contact(client, target)
         stop = threading.Event()
@@ -98,6 +103,8 @@ def watch(
         try:
             while not stop.is_set():
                 health_check(client, command)
+                if cluster:
+                    _refresh_slot_map(client)
                 checks += 1
                 if count is not None and checks >= count:
                     break
@@ -109,7 +116,54 @@ def watch(
         return 0
     finally:
         dispatcher.clear()  # the summary is the last line printed
-        pool.disconnect()
+        client.close()
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect()
+
+
+def _refresh_slot_map(client: Any) -> None:
+    """Ask the cluster for its slot map, as redis-py does after an error, so
+    that ``cluster_topology_changed`` shows every change while watching."""
+    try:
+        client.nodes_manager.initialize()
+    except redis.RedisError:
+        pass  # the next health check reports it
+
+
+def _client(
+    target: Target,
+    dispatcher: EventDispatcher,
+    timeout: float,
+    cluster: bool,
+    sentinel: str | None,
+) -> Any:
+    """The client to watch: one server, a whole cluster, or a Sentinel master."""
+    timeouts = {"socket_connect_timeout": timeout, "socket_timeout": timeout}
+    if cluster:
+        from redis.cluster import RedisCluster
+
+        from .instrument import instrument
+
+        nodes = RedisCluster.from_url(target.url, **timeouts)
+        instrument(nodes, event_dispatcher=dispatcher)
+        return nodes
+    if sentinel is not None:
+        from redis.sentinel import Sentinel
+
+        from .instrument import instrument
+
+        kwargs = redis.ConnectionPool.from_url(target.url).connection_kwargs
+        address = (kwargs.get("host", "localhost"), kwargs.get("port", 26379))
+        auth = {k: kwargs[k] for k in ("username", "password") if kwargs.get(k)}
+        manager = Sentinel([address], sentinel_kwargs={**auth, **timeouts}, **timeouts)
+        master = manager.master_for(sentinel)
+        instrument(master, event_dispatcher=dispatcher)
+        return master
+    pool = LifecycleConnectionPool.from_url(
+        target.url, event_dispatcher=dispatcher, pool_name=target.address, **timeouts
+    )
+    return redis.Redis(connection_pool=pool)
 
 
 def _summary(

@@ -90,6 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--count", type=_count, help="stop after this many health checks")
     watch.add_argument("--command", default="PING", help="health-check command (PING)")
     watch.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    topology = watch.add_mutually_exclusive_group()
+    topology.add_argument(
+        "--cluster",
+        action="store_true",
+        help="URL is a cluster node: watch every node, redirects and slot-map changes",
+    )
+    topology.add_argument(
+        "--sentinel",
+        metavar="SERVICE",
+        help="URL is a sentinel: watch SERVICE's master and its failovers",
+    )
 
     doctor = commands.add_parser(
         "doctor",
@@ -143,7 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             secrets=target.secrets,
         )
         return watch(
-            target, printer, interval=args.interval, count=args.count, command=args.command
+            target,
+            printer,
+            interval=args.interval,
+            count=args.count,
+            command=args.command,
+            cluster=args.cluster,
+            sentinel=args.sentinel,
         )
     except CliError as error:
         print(f"{PROG}: error: {redact(str(error))}", file=sys.stderr)

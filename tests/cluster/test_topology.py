@@ -552,3 +552,65 @@ class TestUninstrument:
         assert not any("parse_response" in node.__dict__ for node in nodes)
         assert not SYNC_CLUSTER_PATCHER.installed
         client.close()
+
+
+class TestWatch:
+    def test_watch_cluster_shows_a_slot_move(self, cluster6: TopologyCluster) -> None:
+        """``redis-lifecycle watch URL --cluster --json`` prints the slot-map
+        change when a slot moves, and counts it in the summary."""
+        import json
+        import os
+        import signal
+        import sys
+
+        source = cluster6.primaries()[0]
+        target = _other_primary(cluster6, source)
+        _key, slot = _key_on(cluster6, source, "watch-")
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "redis_lifecycle",
+                "watch",
+                f"redis://127.0.0.1:{cluster6.port}",
+                "--cluster",
+                "--json",
+                "--interval",
+                "0.2",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        try:
+            assert process.stdout is not None
+            seen: list[dict[str, Any]] = []
+
+            def read_until(predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+                assert process.stdout is not None
+                for line in process.stdout:  # ends when the process does
+                    record = json.loads(line)
+                    seen.append(record)
+                    if predicate(record):
+                        return record
+                raise AssertionError(f"watch ended first; saw {[r['type'] for r in seen]}")
+
+            read_until(lambda r: r["type"] == "health_check" and r["healthy"])
+            cluster6.set_slot_owner(slot, target)
+            change = read_until(lambda r: r["type"] == "cluster_topology_changed")
+            assert change["slot_moves"] == [[slot, slot, _name(source), _name(target)]]
+            assert change["nodes_added"] == []
+            process.send_signal(signal.SIGINT)
+            summary = read_until(lambda r: r["type"] == "summary")
+            assert summary["events"]["cluster_topology_changed"] == 1
+            assert process.wait(timeout=20) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
+            cluster6.set_slot_owner(slot, source)
+            cluster6.wait_converged()
