@@ -18,6 +18,7 @@ it sees).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -125,10 +126,8 @@ def watch(
 def _refresh_slot_map(client: Any) -> None:
     """Ask the cluster for its slot map, as redis-py does after an error, so
     that ``cluster_topology_changed`` shows every change while watching."""
-    try:
+    with contextlib.suppress(redis.RedisError):  # the next health check reports it
         client.nodes_manager.initialize()
-    except redis.RedisError:
-        pass  # the next health check reports it
 
 
 def _client(
@@ -139,7 +138,7 @@ def _client(
     sentinel: str | None,
 ) -> Any:
     """The client to watch: one server, a whole cluster, or a Sentinel master."""
-    timeouts = {"socket_connect_timeout": timeout, "socket_timeout": timeout}
+    timeouts: dict[str, Any] = {"socket_connect_timeout": timeout, "socket_timeout": timeout}
     if cluster:
         from redis.cluster import RedisCluster
 
@@ -155,9 +154,9 @@ def _client(
 
         kwargs = redis.ConnectionPool.from_url(target.url).connection_kwargs
         address = (kwargs.get("host", "localhost"), kwargs.get("port", 26379))
-        auth = {k: kwargs[k] for k in ("username", "password") if kwargs.get(k)}
-        manager = Sentinel([address], sentinel_kwargs={**auth, **timeouts}, **timeouts)
-        master = manager.master_for(sentinel)
+        auth: dict[str, Any] = {k: kwargs[k] for k in ("username", "password") if kwargs.get(k)}
+        manager = Sentinel([address], sentinel_kwargs={**auth, **timeouts})
+        master = manager.master_for(sentinel, **auth, **timeouts)
         instrument(master, event_dispatcher=dispatcher)
         return master
     pool = LifecycleConnectionPool.from_url(

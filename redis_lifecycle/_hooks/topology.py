@@ -127,9 +127,7 @@ def watch_sync_node(client: Any) -> None:
 
 def unwatch_sync_node(client: Any) -> None:
     """Undo :func:`watch_sync_node`."""
-    if client is not None and isinstance(
-        client.__dict__.get("parse_response"), _NodeParseResponse
-    ):
+    if client is not None and isinstance(client.__dict__.get("parse_response"), _NodeParseResponse):
         del client.parse_response
 
 
@@ -247,9 +245,7 @@ def _refresh_reason(kwargs: dict[str, Any]) -> str | None:
     return None
 
 
-def _around_refresh(
-    wrapped: Any, instance: Any, args: Any, kwargs: Any, single_slot: bool
-) -> Any:
+def _around_refresh(wrapped: Any, instance: Any, args: Any, kwargs: Any, single_slot: bool) -> Any:
     target = _cluster_target(instance)
     if target is None:
         return wrapped(*args, **kwargs)
@@ -259,7 +255,9 @@ def _around_refresh(
     try:
         slot: int | None = None
         if single_slot:
-            error = args[0] if args else kwargs.get("e", getattr(instance, "_moved_exception", None))
+            error = (
+                args[0] if args else kwargs.get("e", getattr(instance, "_moved_exception", None))
+            )
             slot = int(error.slot_id) if error is not None else None
             reason: str | None = "moved"
         else:

@@ -30,9 +30,9 @@ name                                         kind            from
 ``redis_lifecycle.cluster.redirects``        Counter         ``cluster_redirect``, with
                                                              ``redis_lifecycle.cluster.redirect.kind``
                                                              = ``moved`` / ``ask``
-``redis_lifecycle.cluster.topology_changes`` Counter         ``cluster_topology_changed``, with
-                                                             ``redis_lifecycle.cluster.topology.reason``
-                                                             (``unknown`` when redis-py does not say)
+``redis_lifecycle.cluster.changes``          Counter         ``cluster_topology_changed``, with
+                                                             ``redis_lifecycle.cluster.change.reason``
+                                                             (``unknown`` if redis-py does not say)
 ``redis_lifecycle.sentinel.master_changes``  Counter         ``sentinel_master_changed``
 ===========================================  ==============  ======================================
 
@@ -87,7 +87,7 @@ STATE = "db.client.connection.state"
 CLOSE_REASON = "redis.client.connection.close.reason"
 HEALTHY = "redis_lifecycle.health_check.healthy"
 REDIRECT_KIND = "redis_lifecycle.cluster.redirect.kind"
-TOPOLOGY_REASON = "redis_lifecycle.cluster.topology.reason"
+TOPOLOGY_REASON = "redis_lifecycle.cluster.change.reason"
 
 COUNT = "db.client.connection.count"
 MAX = "db.client.connection.max"
@@ -97,7 +97,7 @@ TIMEOUTS = "db.client.connection.timeouts"
 CLOSED = "redis.client.connection.closed"
 HEALTH = "redis_lifecycle.health_check.duration"
 REDIRECTS = "redis_lifecycle.cluster.redirects"
-TOPOLOGY_CHANGES = "redis_lifecycle.cluster.topology_changes"
+TOPOLOGY_CHANGES = "redis_lifecycle.cluster.changes"
 MASTER_CHANGES = "redis_lifecycle.sentinel.master_changes"
 
 #: What redis-py records itself, by its metric group name.

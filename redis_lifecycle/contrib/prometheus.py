@@ -26,7 +26,7 @@ and ``_total`` are suffixed), labelled ``pool_name``:
 * ``redis_lifecycle_cluster_redirects_total{pool_name, kind}``: ``MOVED``
   (``kind="moved"``) and ``ASK`` (``"ask"``) replies, under the node that
   sent them (``cluster_redirect``);
-* ``redis_lifecycle_cluster_topology_changes_total{pool_name, reason}``:
+* ``redis_lifecycle_cluster_changes_total{pool_name, reason}``:
   slot-map changes (``cluster_topology_changed``; ``reason="unknown"`` when
   redis-py does not say);
 * ``redis_lifecycle_sentinel_master_changes_total{pool_name}``: new masters
@@ -251,7 +251,7 @@ class LifecycleCollector:
                 labels=["pool_name", "kind"],
             ),
             "topology_changes": _core.CounterMetricFamily(
-                "redis_lifecycle_cluster_topology_changes",
+                "redis_lifecycle_cluster_changes",
                 "Changes of a cluster's slot map, by what made redis-py refresh it",
                 labels=["pool_name", "reason"],
             ),

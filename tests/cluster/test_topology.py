@@ -115,14 +115,14 @@ class TopologyCluster:
         for server in self.primaries():
             self.on(server, "CLUSTER", "SETSLOT", slot, "NODE", owner_id)
         wait_until(
-            lambda: all(
-                self._owner_seen_by(server, slot) == owner.port for server in self.servers
-            ),
+            lambda: all(self._owner_seen_by(server, slot) == owner.port for server in self.servers),
             timeout=30,
             what=f"every node to see slot {slot} on {owner.port}",
         )
 
-    def start_migration(self, slot: int, key: str, source: RedisServer, target: RedisServer) -> None:
+    def start_migration(
+        self, slot: int, key: str, source: RedisServer, target: RedisServer
+    ) -> None:
         """``IMPORTING`` / ``MIGRATING`` for ``slot``, then ``MIGRATE`` its ``key``."""
         self.on(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", self.node_id(source))
         self.on(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", self.node_id(target))
@@ -166,9 +166,11 @@ def topology_cluster() -> Iterator[TopologyCluster]:
         _cli("--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes")
         cluster = TopologyCluster(members, spares)
         wait_until(
-            lambda: len(cluster.slots()) == PRIMARIES
-            and all(len(entry) == 4 for entry in cluster.slots())
-            and cluster.converged(),
+            lambda: (
+                len(cluster.slots()) == PRIMARIES
+                and all(len(entry) == 4 for entry in cluster.slots())
+                and cluster.converged()
+            ),
             timeout=60,
             what="the six-node cluster to form",
         )
@@ -372,8 +374,9 @@ class TestTopologyChanges:
         try:
             cluster6.on(replica, "CLUSTER", "FAILOVER")
             wait_until(
-                lambda: primary not in cluster6.primaries()
-                and cluster6.replica_of(replica) is primary,
+                lambda: (
+                    primary not in cluster6.primaries() and cluster6.replica_of(replica) is primary
+                ),
                 timeout=30,
                 what="the replica to take over",
             )
@@ -395,9 +398,11 @@ class TestTopologyChanges:
             wait_until(lambda: cluster6.replicating(primary), timeout=30, what="replication")
             cluster6.on(primary, "CLUSTER", "FAILOVER", "TAKEOVER")  # no handshake: at once
             wait_until(
-                lambda: replica not in cluster6.primaries()
-                and cluster6.converged()
-                and cluster6.replicating(replica),
+                lambda: (
+                    replica not in cluster6.primaries()
+                    and cluster6.converged()
+                    and cluster6.replicating(replica)
+                ),
                 timeout=30,
                 what="the failback",
             )
@@ -415,8 +420,7 @@ class TestTopologyChanges:
                 bus_port = node.config_get("cluster-port")["cluster-port"]
             cluster6.on(spare, "CLUSTER", "MEET", primary.host, primary.port, bus_port)
             wait_until(
-                lambda: cluster6.node_id(spare)
-                in str(cluster6.on(primary, "CLUSTER", "NODES")),
+                lambda: cluster6.node_id(spare) in str(cluster6.on(primary, "CLUSTER", "NODES")),
                 timeout=30,
                 what="the spare to join",
             )
@@ -447,10 +451,7 @@ def _forget(cluster: TopologyCluster, spare: RedisServer) -> None:
     spare_id = cluster.node_id(spare)
     cluster.on(spare, "CLUSTER", "RESET", "HARD")
     for server in cluster.servers:
-        try:
-            cluster.on(server, "CLUSTER", "FORGET", spare_id)
-        except redis.ResponseError as error:  # never met it
-            assert "Unknown node" in str(error)
+        cluster.on(server, "CLUSTER", "FORGET", spare_id)
     deadline = time.monotonic() + 30
     while any(
         int(r[1]) == spare.port for s in cluster.servers for e in cluster.slots(s) for r in e[3:]
@@ -500,7 +501,7 @@ class TestExporters:
             moved = prom("redis_lifecycle_cluster_redirects_total", pool_name=node, kind="moved")
             assert moved == 1
             changes = prom(
-                "redis_lifecycle_cluster_topology_changes_total",
+                "redis_lifecycle_cluster_changes_total",
                 pool_name="cluster",
                 reason="moved",
             )
@@ -520,11 +521,11 @@ class TestExporters:
             assert (
                 found[("redis_lifecycle.cluster.redirects", ((pool, node), (kind, "moved")))] == 1
             )
-            reason = "redis_lifecycle.cluster.topology.reason"
+            reason = "redis_lifecycle.cluster.change.reason"
             assert (
                 found[
                     (
-                        "redis_lifecycle.cluster.topology_changes",
+                        "redis_lifecycle.cluster.changes",
                         ((pool, "cluster"), (reason, "moved")),
                     )
                 ]
