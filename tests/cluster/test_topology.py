@@ -594,7 +594,9 @@ class TestWatch:
 
             def read_until(predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
                 assert process.stdout is not None
+                deadline = time.monotonic() + 60  # a health check is printed every 0.2 s
                 for line in process.stdout:  # ends when the process does
+                    assert time.monotonic() < deadline, [r["type"] for r in seen]
                     record = json.loads(line)
                     seen.append(record)
                     if predicate(record):
