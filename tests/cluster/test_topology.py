@@ -628,3 +628,41 @@ class TestWatch:
                     stream.close()
             cluster6.set_slot_owner(slot, source)
             cluster6.wait_converged()
+
+
+class TestFailingCallbacks:
+    def test_a_raising_callback_never_breaks_a_redirected_command(
+        self, cluster6: TopologyCluster, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Under ``CallbackErrorHandler("raise")`` a callback that raises on
+        ``cluster_redirect`` or ``cluster_topology_changed`` is logged: redis-py
+        still follows the redirect and the command returns its value."""
+        source = cluster6.primaries()[2]
+        target = _other_primary(cluster6, source)
+        key, slot = _key_on(cluster6, source, "raise-")
+        client = RedisCluster(host="127.0.0.1", port=cluster6.port, decode_responses=True)
+        handle = rl.instrument(client, callback_error_handler=rl.CallbackErrorHandler("raise"))
+        calls: list[str] = []
+
+        def explode(event: rl.LifecycleEvent) -> None:
+            calls.append(event.type.value)
+            raise RuntimeError("callback failed")
+
+        handle.dispatcher.subscribe(rl.ClusterRedirectEvent, explode)
+        handle.dispatcher.subscribe(rl.ClusterTopologyChangedEvent, explode)
+        try:
+            client.set(key, "kept")
+            cluster6.start_migration(slot, key, source, target)
+            assert client.get(key) == "kept"  # ASK
+            cluster6.set_slot_owner(slot, target)
+            assert client.get(key) == "kept"  # MOVED + the patched slot
+            assert calls == ["cluster_redirect", "cluster_redirect", "cluster_topology_changed"]
+            logged = [r for r in caplog.records if r.name == "redis_lifecycle"]
+            assert len(logged) == 3
+            assert all(
+                r.exc_info is not None and str(r.exc_info[1]) == "callback failed" for r in logged
+            )
+        finally:
+            rl.uninstrument(client)
+            client.close()
+            cluster6.move_back(slot, key, source, target)
