@@ -666,3 +666,38 @@ class TestFailingCallbacks:
             rl.uninstrument(client)
             client.close()
             cluster6.move_back(slot, key, source, target)
+
+
+class TestInstrumentAll:
+    def test_instrument_all_gives_a_sync_cluster_its_redirects(
+        self, cluster6: TopologyCluster
+    ) -> None:
+        """``instrument_all()`` instruments a new sync ``RedisCluster`` (its
+        node pools and itself): a ``MOVED`` reaches the shared dispatcher once,
+        and a cluster pipeline is not taken for a cluster of its own."""
+        source = cluster6.primaries()[1]
+        target = _other_primary(cluster6, source)
+        key, slot = _key_on(cluster6, source, "auto-")
+        dispatcher = rl.instrument_all()
+        recorder = Recorder()
+        dispatcher.subscribe(rl.ClusterRedirectEvent, recorder)
+        dispatcher.subscribe(rl.ClusterTopologyChangedEvent, recorder)
+        client = RedisCluster(host="127.0.0.1", port=cluster6.port, decode_responses=True)
+        try:
+            client.set(key, "auto")
+            pipe = client.pipeline()
+            pipe.get(key)
+            assert pipe.execute() == ["auto"]
+            cluster6.start_migration(slot, key, source, target)
+            cluster6.set_slot_owner(slot, target)
+            assert client.get(key) == "auto"
+            (moved,) = recorder.exactly(rl.ClusterRedirectEvent)
+            assert (moved.kind, moved.slot, moved.target_port) == ("moved", slot, target.port)
+            (change,) = recorder.exactly(rl.ClusterTopologyChangedEvent)
+            assert change.slot_moves == ((slot, slot, _name(source), _name(target)),)
+        finally:
+            rl.uninstrument_all()
+            nodes = [n.redis_connection for n in client.nodes_manager.nodes_cache.values()]
+            assert not any("parse_response" in node.__dict__ for node in nodes if node)
+            client.close()
+            cluster6.move_back(slot, key, source, target)
