@@ -92,9 +92,14 @@ class _NodeParseResponse:
         client = self.client_ref()
         if client is None:  # pragma: no cover - called through the client
             raise ReferenceError("the cluster node's client is gone")
+        # What client.parse_response would be without us: the class attribute
+        # through the descriptor protocol (a function binds; a mock put there
+        # by a test does not, and is called as the client would call it).
         parse = type(client).parse_response
+        bind = getattr(type(parse), "__get__", None)
+        method = bind(parse, client, type(client)) if bind is not None else parse
         try:
-            return parse(client, connection, command_name, **options)
+            return method(connection, command_name, **options)
         except Exception as error:
             if _is_redirect(error):
                 _report_node_redirect(client, connection, error)

@@ -701,3 +701,23 @@ class TestInstrumentAll:
             assert not any("parse_response" in node.__dict__ for node in nodes if node)
             client.close()
             cluster6.move_back(slot, key, source, target)
+
+    def test_a_parse_response_patched_on_the_class_is_called_as_redis_py_would(
+        self, cluster6: TopologyCluster
+    ) -> None:
+        """redis-py's own tests patch ``Redis.parse_response`` with a mock; the
+        node's watcher calls it exactly as the client would (no extra ``self``)."""
+        from unittest import mock
+
+        client = RedisCluster(host="127.0.0.1", port=cluster6.port)
+        rl.instrument(client)
+        try:
+            with mock.patch.object(redis.Redis, "parse_response") as parse_response:
+                parse_response.side_effect = lambda connection, *args, **options: "mocked"
+                assert client.get("any-key") == "mocked"
+            connection = parse_response.call_args.args[0]
+            assert isinstance(connection, redis.connection.AbstractConnection)
+            assert parse_response.call_args.args[1] == "GET"
+        finally:
+            rl.uninstrument(client)
+            client.close()
