@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+import threading
 import weakref
 from collections.abc import Iterable
 from time import time
@@ -79,31 +80,53 @@ def _report_redirect(pool_state: Any, connection: Any, error: Any) -> None:
     emit_quietly(delivery, event)
 
 
+#: Per thread, the node clients whose watcher is running (see __call__).
+_inside = threading.local()
+
+
+def _bind(attribute: Any, client: Any) -> Any:
+    """``attribute`` (found on the class) as ``client.attribute`` would give
+    it: a function binds; a mock put there by a test does not."""
+    bind = getattr(type(attribute), "__get__", None)
+    return bind(attribute, client, type(client)) if bind is not None else attribute
+
+
 class _NodeParseResponse:
     """A sync cluster node's ``parse_response``: redis-py's, watching for
     ``MOVED`` / ``ASK`` replies."""
 
-    __slots__ = ("client_ref",)
+    __slots__ = ("client_ref", "original")
 
     def __init__(self, client: Any) -> None:
         self.client_ref = weakref.ref(client)
+        #: The class's method when the node was watched.
+        self.original = inspect.getattr_static(type(client), "parse_response")
 
     def __call__(self, connection: Any, command_name: Any, **options: Any) -> Any:
         client = self.client_ref()
         if client is None:  # pragma: no cover - called through the client
             raise ReferenceError("the cluster node's client is gone")
-        # What client.parse_response would be without us: the class attribute
-        # through the descriptor protocol (a function binds; a mock put there
-        # by a test does not, and is called as the client would call it).
-        parse = type(client).parse_response
-        bind = getattr(type(parse), "__get__", None)
-        method = bind(parse, client, type(client)) if bind is not None else parse
+        active: set[int] | None = getattr(_inside, "clients", None)
+        if active is None:
+            active = _inside.clients = set()
+        key = id(client)
+        if key in active:
+            # Called from inside our own call: a mock patched on the class
+            # calling the client.parse_response it saw before (this watcher)
+            # as the real method, as redis-py's tests do. Give it redis-py's.
+            return _bind(self.original, client)(connection, command_name, **options)
+        # What client.parse_response is without us: the class attribute, so
+        # that a mock patched on the class is called as the client would.
+        method = _bind(type(client).parse_response, client)
+        active.add(key)
         try:
             return method(connection, command_name, **options)
         except Exception as error:
             if _is_redirect(error):
                 _report_node_redirect(client, connection, error)
             raise
+        finally:
+            active.discard(key)
 
 
 def _is_redirect(error: BaseException) -> bool:

@@ -721,3 +721,25 @@ class TestInstrumentAll:
         finally:
             rl.uninstrument(client)
             client.close()
+
+    def test_a_mock_that_calls_the_method_it_replaced_reaches_redis_py(
+        self, cluster6: TopologyCluster
+    ) -> None:
+        """A mock on ``Redis.parse_response`` whose side effect is the node's
+        ``parse_response`` taken before the patch (redis-py's tests do this)
+        reaches redis-py's method, once, instead of coming back to the mock."""
+        from unittest import mock
+
+        client = RedisCluster(host="127.0.0.1", port=cluster6.port, decode_responses=True)
+        rl.instrument(client)
+        try:
+            client.set("real-key", "real")
+            node = client.get_node_from_key("real-key")
+            real_func = client.get_redis_connection(node).parse_response
+            with mock.patch.object(redis.Redis, "parse_response") as parse_response:
+                parse_response.side_effect = real_func
+                assert client.get("real-key") == "real"
+            assert parse_response.call_count == 1
+        finally:
+            rl.uninstrument(client)
+            client.close()
