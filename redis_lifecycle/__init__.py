@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from .errors import CallbackError, CallbackErrorHandler
     from .events import (
         CloseReason,
+        ClusterRedirectEvent,
+        ClusterTopologyChangedEvent,
         ConnectionConnectedEvent,
         ConnectionCreatedEvent,
         ConnectionDisconnectedEvent,
@@ -47,6 +49,8 @@ if TYPE_CHECKING:
         PoolCreatedEvent,
         PoolExhaustedEvent,
         PoolResetEvent,
+        SentinelMasterChangedEvent,
+        SlotMove,
     )
     from .executor import AsyncCallbackExecutor
     from .health import HealthCheckResult, health_check
@@ -68,6 +72,8 @@ __all__ = [
     "CallbackErrorHandler",
     "CapabilityReport",
     "CloseReason",
+    "ClusterRedirectEvent",
+    "ClusterTopologyChangedEvent",
     "ConnectionConnectedEvent",
     "ConnectionCreatedEvent",
     "ConnectionDisconnectedEvent",
@@ -97,6 +103,8 @@ __all__ = [
     "PoolExhaustedEvent",
     "PoolResetEvent",
     "RedisPyCompatibilityWarning",
+    "SentinelMasterChangedEvent",
+    "SlotMove",
     "Subscription",
     "__version__",
     "capabilities",
@@ -119,6 +127,8 @@ _EXPORTS: dict[str, str] = {
     "capabilities": "._capabilities",
     "CapabilityReport": "._capabilities",
     "CloseReason": ".events",
+    "ClusterRedirectEvent": ".events",
+    "ClusterTopologyChangedEvent": ".events",
     "ConnectionConnectedEvent": ".events",
     "ConnectionCreatedEvent": ".events",
     "ConnectionDisconnectedEvent": ".events",
@@ -152,6 +162,8 @@ _EXPORTS: dict[str, str] = {
     "PoolExhaustedEvent": ".events",
     "PoolResetEvent": ".events",
     "RedisPyCompatibilityWarning": "._capabilities",
+    "SentinelMasterChangedEvent": ".events",
+    "SlotMove": ".events",
     "Subscription": ".dispatcher",
     "uninstrument": ".instrument",
     "uninstrument_all": "._instrument_all",

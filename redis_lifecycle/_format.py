@@ -61,6 +61,8 @@ def json_value(value: Any) -> Any:
         return describe_error(value)
     if isinstance(value, enum.Enum):
         return value.value
+    if isinstance(value, (tuple, list)):  # nodes and slot ranges of topology events
+        return [json_value(item) for item in value]
     return str(value)
 
 

@@ -17,7 +17,9 @@ without a pool, with class-level ``wrapt`` wrappers. When the outermost
 to :func:`~redis_lifecycle.instrument` with the arguments given here, so each
 gets its own handle and all of them share one dispatcher. A client is
 instrumented through its pool: ``redis.Redis(...)`` and ``Redis.from_url``
-build one, and so does each node of a sync ``RedisCluster``. Pools and
+build one, and so does each node of a sync ``RedisCluster``; the sync
+``RedisCluster`` itself is instrumented too, for its redirects and slot-map
+changes (its node pools keep the handles they already have). Pools and
 clients created before the call are left alone (instrument them with
 :func:`~redis_lifecycle.instrument`).
 
@@ -70,7 +72,11 @@ _active: _Auto | None = None
 
 def _bases() -> list[type]:
     """The classes whose new instances are instrumented, with their subclasses."""
-    bases: list[type] = [rconn.ConnectionPool]
+    import redis.cluster as rcluster
+
+    # A sync cluster's node pools are instrumented as pools; the client too,
+    # for its topology (redirects, slot-map changes).
+    bases: list[type] = [rconn.ConnectionPool, rcluster.RedisCluster]
     try:
         import redis.asyncio.cluster as acluster
         import redis.asyncio.connection as aconn
@@ -80,6 +86,14 @@ def _bases() -> list[type]:
     # is built for them, so the client itself is instrumented.
     bases += [aconn.ConnectionPool, acluster.RedisCluster]
     return bases
+
+
+def _is_pipeline(cls: type) -> bool:
+    """A sync ``ClusterPipeline`` subclasses ``RedisCluster`` and shares its
+    nodes: it is not a cluster of its own."""
+    import redis.cluster as rcluster
+
+    return issubclass(cls, rcluster.ClusterPipeline)
 
 
 def _is_ours(cls: type) -> bool:
@@ -93,7 +107,7 @@ def _classes() -> Iterator[type]:
     stack = list(reversed(_bases()))
     while stack:
         cls = stack.pop()
-        if cls in seen:
+        if cls in seen or _is_pipeline(cls):
             continue
         seen.add(cls)
         if "__init__" in cls.__dict__ and not _is_ours(cls):

@@ -113,6 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="report a connection of the watching pool held longer than this (off)",
     )
+    topology = watch.add_mutually_exclusive_group()
+    topology.add_argument(
+        "--cluster",
+        action="store_true",
+        help="URL is a cluster node: watch every node, redirects and slot-map changes",
+    )
+    topology.add_argument(
+        "--sentinel",
+        metavar="SERVICE",
+        help="URL is a sentinel: watch SERVICE's master and its failovers",
+    )
 
     doctor = commands.add_parser(
         "doctor",
@@ -203,6 +214,8 @@ def _run(args: argparse.Namespace, stdout: TextIO) -> int:
         count=args.count,
         command=args.command,
         leak_detection=args.leak_detection,
+        cluster=args.cluster,
+        sentinel=args.sentinel,
     )
 
 

@@ -34,6 +34,8 @@ from ._redact import redact
 
 __all__ = [
     "CloseReason",
+    "ClusterRedirectEvent",
+    "ClusterTopologyChangedEvent",
     "ConnectionConnectedEvent",
     "ConnectionCreatedEvent",
     "ConnectionDisconnectedEvent",
@@ -56,6 +58,8 @@ __all__ = [
     "PoolCreatedEvent",
     "PoolExhaustedEvent",
     "PoolResetEvent",
+    "SentinelMasterChangedEvent",
+    "SlotMove",
     "describe_error",
     "error_category",
 ]
@@ -81,6 +85,9 @@ class EventType(str, enum.Enum):
     MAINTENANCE_TIMEOUT_RELAXED = "maintenance_timeout_relaxed"
     MAINTENANCE_TIMEOUT_RESTORED = "maintenance_timeout_restored"
     CONNECTION_LEAK = "connection_leak"
+    CLUSTER_REDIRECT = "cluster_redirect"
+    CLUSTER_TOPOLOGY_CHANGED = "cluster_topology_changed"
+    SENTINEL_MASTER_CHANGED = "sentinel_master_changed"
 
     def __str__(self) -> str:
         return self.value
@@ -1031,6 +1038,238 @@ class PoolConnectionLeakEvent(LifecycleEvent):
         return self._stack[-1] if self._stack else None
 
 
+class ClusterRedirectEvent(LifecycleEvent):
+    """A cluster node answered a command with a ``MOVED`` or ``ASK`` redirect.
+
+    Fires once per redirect reply the client reads (``RedisCluster`` and the
+    asyncio ``RedisCluster``, single commands and cluster pipelines alike),
+    as the reply is read and before redis-py follows it. ``host``, ``port``
+    and ``pool_name`` are those of the node that redirected (and
+    ``connection_id`` its connection); ``target_host`` / ``target_port`` the
+    node it sent the client to, as the server wrote it (a redirect without a
+    host is relative to the node that sent it, as redis-py reads it).
+    """
+
+    __slots__ = ("_kind", "_slot", "_target_host", "_target_port")
+    type = EventType.CLUSTER_REDIRECT
+    _fields = ("kind", "slot", "target_host", "target_port")
+
+    def __init__(
+        self,
+        timestamp: float,
+        origin: EventOrigin | None,
+        kind: str,
+        slot: int,
+        target_host: str,
+        target_port: int,
+    ) -> None:
+        self._timestamp = timestamp
+        self._origin = origin if origin is not None else _NO_ORIGIN
+        self._kind = kind
+        self._slot = slot
+        self._target_host = target_host
+        self._target_port = target_port
+
+    @property
+    def kind(self) -> str:
+        """``"moved"`` (the slot now lives on the target) or ``"ask"`` (the
+        slot is being migrated: ask the target this once)."""
+        return self._kind
+
+    @property
+    def slot(self) -> int:
+        """The hash slot of the command's keys."""
+        return self._slot
+
+    @property
+    def target_host(self) -> str:
+        """Host of the node redirected to."""
+        return self._target_host
+
+    @property
+    def target_port(self) -> int:
+        """Port of the node redirected to."""
+        return self._target_port
+
+
+class SlotMove(tuple[int, int, "str | None", "str | None"]):
+    """One range of slots whose primary changed:
+    ``(first_slot, last_slot, old_primary, new_primary)``, the primaries as
+    ``"host:port"`` (``None`` where no node served the slot)."""
+
+    __slots__ = ()
+
+    @property
+    def first_slot(self) -> int:
+        return self[0]
+
+    @property
+    def last_slot(self) -> int:
+        return self[1]
+
+    @property
+    def old_primary(self) -> str | None:
+        return self[2]
+
+    @property
+    def new_primary(self) -> str | None:
+        return self[3]
+
+    def __repr__(self) -> str:
+        return f"SlotMove({self[0]}-{self[1]}: {self[2]} -> {self[3]})"
+
+
+class ClusterTopologyChangedEvent(LifecycleEvent):
+    """The client's slot map changed: nodes added or removed, primaries
+    changed (a replica promoted, a primary demoted) or slots moved.
+
+    Fires after each refresh of the slot map that changed something: a full
+    refresh (redis-py's ``NodesManager.initialize``: after a connection
+    error, a ``CLUSTERDOWN``, every so many ``MOVED`` redirects, or when
+    called) and the single-slot patch redis-py applies on each ``MOVED``. A
+    refresh that changed nothing fires nothing, nor does the client's first
+    load of the map. Nodes are named ``"host:port"``. ``pool_name`` is the
+    ``pool_name`` given to :func:`~redis_lifecycle.instrument`, else
+    ``"cluster"``; ``host``/``port`` are ``None``.
+    """
+
+    __slots__ = (
+        "_nodes_added",
+        "_nodes_removed",
+        "_primaries_added",
+        "_primaries_removed",
+        "_reason",
+        "_slot_moves",
+    )
+    type = EventType.CLUSTER_TOPOLOGY_CHANGED
+    _fields = (
+        "reason",
+        "nodes_added",
+        "nodes_removed",
+        "primaries_added",
+        "primaries_removed",
+        "slots_moved",
+        "slot_moves",
+    )
+
+    def __init__(
+        self,
+        timestamp: float,
+        origin: EventOrigin | None,
+        reason: str | None,
+        nodes_added: tuple[str, ...],
+        nodes_removed: tuple[str, ...],
+        primaries_added: tuple[str, ...],
+        primaries_removed: tuple[str, ...],
+        slot_moves: tuple[SlotMove, ...],
+    ) -> None:
+        self._timestamp = timestamp
+        self._origin = origin if origin is not None else _NO_ORIGIN
+        self._reason = reason
+        self._nodes_added = nodes_added
+        self._nodes_removed = nodes_removed
+        self._primaries_added = primaries_added
+        self._primaries_removed = primaries_removed
+        self._slot_moves = slot_moves
+
+    @property
+    def reason(self) -> str | None:
+        """What made redis-py refresh: ``"moved"`` (a ``MOVED`` redirect),
+        ``"connection_error"`` (a node could not be reached),
+        ``"cluster_down"`` (``CLUSTERDOWN`` or a slot no node serves), or
+        ``None`` when redis-py does not say (an explicit call)."""
+        return self._reason
+
+    @property
+    def nodes_added(self) -> tuple[str, ...]:
+        """Nodes (primaries and replicas) in the map now and not before."""
+        return self._nodes_added
+
+    @property
+    def nodes_removed(self) -> tuple[str, ...]:
+        """Nodes in the map before and not now."""
+        return self._nodes_removed
+
+    @property
+    def primaries_added(self) -> tuple[str, ...]:
+        """Nodes that are primaries now and were not (promoted replicas, new primaries)."""
+        return self._primaries_added
+
+    @property
+    def primaries_removed(self) -> tuple[str, ...]:
+        """Nodes that were primaries and are not now (demoted or gone)."""
+        return self._primaries_removed
+
+    @property
+    def slots_moved(self) -> int:
+        """How many slots have a different primary now."""
+        return sum(move[1] - move[0] + 1 for move in self._slot_moves)
+
+    @property
+    def slot_moves(self) -> tuple[SlotMove, ...]:
+        """The moved slots as ranges, in slot order (see :class:`SlotMove`)."""
+        return self._slot_moves
+
+
+class SentinelMasterChangedEvent(LifecycleEvent):
+    """A Sentinel-managed master pool found its service's master at a new address.
+
+    Fires when a ``SentinelConnectionPool`` (sync or asyncio, from
+    ``Sentinel.master_for``) asks the sentinels for the master, as it does
+    before each connect, and the answer differs from the address it had:
+    after a failover, when it connects again. The pool's first discovery
+    fires nothing. ``host``/``port`` are the new master's,
+    ``pool_name`` the managed pool's (``"<service>/master"``).
+    """
+
+    __slots__ = ("_new_host", "_new_port", "_old_host", "_old_port", "_service_name")
+    type = EventType.SENTINEL_MASTER_CHANGED
+    _fields = ("service_name", "old_host", "old_port", "new_host", "new_port")
+
+    def __init__(
+        self,
+        timestamp: float,
+        origin: EventOrigin | None,
+        service_name: str,
+        old_host: str,
+        old_port: int,
+        new_host: str,
+        new_port: int,
+    ) -> None:
+        self._timestamp = timestamp
+        self._origin = origin if origin is not None else _NO_ORIGIN
+        self._service_name = service_name
+        self._old_host = old_host
+        self._old_port = old_port
+        self._new_host = new_host
+        self._new_port = new_port
+
+    @property
+    def service_name(self) -> str:
+        """The Sentinel service (``master_for``'s name)."""
+        return self._service_name
+
+    @property
+    def old_host(self) -> str:
+        """Host of the master the pool knew before."""
+        return self._old_host
+
+    @property
+    def old_port(self) -> int:
+        """Port of the master the pool knew before."""
+        return self._old_port
+
+    @property
+    def new_host(self) -> str:
+        """Host of the master the sentinels name now."""
+        return self._new_host
+
+    @property
+    def new_port(self) -> int:
+        """Port of the master the sentinels name now."""
+        return self._new_port
+
+
 #: Every concrete event class, in catalogue order.
 EVENT_CLASSES: tuple[type[LifecycleEvent], ...] = (
     ConnectionCreatedEvent,
@@ -1050,6 +1289,9 @@ EVENT_CLASSES: tuple[type[LifecycleEvent], ...] = (
     MaintenanceTimeoutRelaxedEvent,
     MaintenanceTimeoutRestoredEvent,
     PoolConnectionLeakEvent,
+    ClusterRedirectEvent,
+    ClusterTopologyChangedEvent,
+    SentinelMasterChangedEvent,
 )
 
 #: Event class by its name.

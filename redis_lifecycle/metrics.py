@@ -46,6 +46,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from ._histogram import FLUSH_AT, DurationSummary, LogHistogram
 from .events import (
     EVENT_CLASSES,
+    ClusterRedirectEvent,
+    ClusterTopologyChangedEvent,
     ConnectionConnectedEvent,
     ConnectionDisconnectedEvent,
     ConnectionErrorEvent,
@@ -63,6 +65,7 @@ from .events import (
     PoolConnectionReleasedEvent,
     PoolExhaustedEvent,
     PoolResetEvent,
+    SentinelMasterChangedEvent,
 )
 
 if TYPE_CHECKING:
@@ -104,7 +107,11 @@ class PoolMetrics(TypedDict):
 
     ``active`` and ``idle`` are the counts carried by the most recent
     ``connection_acquired`` or ``connection_released`` event (``None``
-    before the first).
+    before the first). ``redirects`` counts a cluster node's ``MOVED`` /
+    ``ASK`` replies by kind (under the node that sent them);
+    ``topology_changes`` the slot-map changes of a cluster (under the
+    cluster's ``pool_name``, ``"cluster"`` by default); ``master_changes``
+    the new masters a Sentinel-managed pool found.
     """
 
     acquisitions: int
@@ -131,6 +138,9 @@ class PoolMetrics(TypedDict):
     #: Relaxed timeouts applied / restored (connection- and pool-wide).
     maintenance_timeouts_relaxed: int
     maintenance_timeouts_restored: int
+    redirects: dict[str, int]
+    topology_changes: int
+    master_changes: int
 
 
 class _CallbackRecord:
@@ -168,8 +178,11 @@ class _PoolRecord:
         "maint_restored",
         "maintenance",
         "marked",
+        "master_changes",
         "reconnects",
+        "redirects",
         "resets",
+        "topology_changes",
         "wait",
     )
 
@@ -193,6 +206,9 @@ class _PoolRecord:
         self.maintenance: dict[str, int] = {}
         self.maint_relaxed = 0
         self.maint_restored = 0
+        self.redirects: dict[str, int] = {}
+        self.topology_changes = 0
+        self.master_changes = 0
 
     def histograms(self) -> tuple[LogHistogram, ...]:
         """Every histogram of the record (for the fork handler)."""
@@ -235,6 +251,13 @@ def _observe_rare(pool: _PoolRecord, event: Any) -> None:
         pool.maint_restored += 1
     elif cls is PoolConnectionLeakEvent:
         pool.leaks += 1
+    elif cls is ClusterRedirectEvent:
+        kind = event._kind
+        pool.redirects[kind] = pool.redirects.get(kind, 0) + 1
+    elif cls is ClusterTopologyChangedEvent:
+        pool.topology_changes += 1
+    elif cls is SentinelMasterChangedEvent:
+        pool.master_changes += 1
 
 
 def _summary(histogram: LogHistogram) -> DurationSummary:
@@ -286,6 +309,9 @@ def _pool_metrics(pool: _PoolRecord) -> PoolMetrics:
         "maintenance_notifications": dict(sorted(pool.maintenance.copy().items())),
         "maintenance_timeouts_relaxed": pool.maint_relaxed,
         "maintenance_timeouts_restored": pool.maint_restored,
+        "redirects": dict(sorted(pool.redirects.copy().items())),
+        "topology_changes": pool.topology_changes,
+        "master_changes": pool.master_changes,
     }
 
 

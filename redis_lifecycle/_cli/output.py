@@ -49,6 +49,9 @@ _EVENT_STYLE = {
     EventType.CONNECTION_RELEASED: "dim",
     EventType.CONNECTION_CREATED: "blue",
     EventType.POOL_CONNECTION_CREATED: "blue",
+    EventType.CLUSTER_REDIRECT: "yellow",
+    EventType.CLUSTER_TOPOLOGY_CHANGED: "cyan",
+    EventType.SENTINEL_MASTER_CHANGED: "cyan",
 }
 _WIDTH = max(len(t.value) for t in EventType)
 #: How many of a leak's innermost stack lines are printed under it.

@@ -2,6 +2,8 @@
 
     $ redis-lifecycle watch redis://localhost:6379/0 --interval 2
     $ redis-lifecycle watch redis://localhost:6379/0 --json | jq .
+    $ redis-lifecycle watch redis://10.0.0.1:7000 --cluster        # every node
+    $ redis-lifecycle watch redis://10.0.0.9:26379 --sentinel mymaster
 
 Connects, runs a health check every ``--interval`` seconds, prints every event
 as it happens (``--json``: one JSON object per line) and carries on while the
@@ -18,10 +20,16 @@ status is 1. Callbacks run inline on the watching thread.
 With ``?protocol=3`` in the URL, redis-py 7.0+ asks the server for its
 maintenance notifications: each one is printed (``maintenance_notification``,
 with its kind), and the summary counts them by kind.
+
+``--cluster`` watches the whole Redis Cluster the URL's node belongs to
+(every node; redirects and slot-map changes), ``--sentinel SERVICE`` the
+master that the sentinel at URL names for ``SERVICE`` (and the failovers
+it sees).
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -42,7 +50,7 @@ from ..events import (
 )
 from ..health import health_check
 from ..pool import LifecycleConnectionPool
-from .common import CliError, CliTarget, first_contact
+from .common import CliError, CliTarget, describe_failure, first_contact
 from .output import Printer
 
 __all__ = ["watch"]
@@ -56,6 +64,8 @@ def watch(
     count: int | None,
     command: str,
     leak_detection: float | None = None,
+    cluster: bool = False,
+    sentinel: str | None = None,
 ) -> int:
     """Watch until a signal (or ``count`` health checks); returns the exit status."""
     dispatcher = EventDispatcher()
@@ -98,15 +108,10 @@ def watch(
 
     dispatcher.subscribe(LifecycleEvent, on_event)
     timeout = max(min(interval, 5.0), 0.5)
-    pool = LifecycleConnectionPool.from_url(
-        target.url,
-        event_dispatcher=dispatcher,
-        pool_name=target.address,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        leak_detection=leak_detection,
-    )
-    client = redis.Redis(connection_pool=pool)
+    try:
+        client = _client(target, dispatcher, timeout, cluster, sentinel, leak_detection)
+    except redis.RedisError as error:  # a cluster client connects at once
+        raise CliError(describe_failure(error, target)) from None
     try:
         first_contact(client, target)
         first = health_check(client, command)  # its event is printed once live
@@ -147,6 +152,8 @@ def watch(
                 if stop.is_set():
                     break
                 health_check(client, command)
+                if cluster:
+                    _refresh_slot_map(client)
                 checks += 1
         finally:
             for sig, handler in previous.items():
@@ -155,7 +162,57 @@ def watch(
         return 1 if state["command_errors"] else 0
     finally:
         dispatcher.clear()  # the summary is the last line printed
-        pool.disconnect()
+        client.close()
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect()
+
+
+def _refresh_slot_map(client: Any) -> None:
+    """Ask the cluster for its slot map, as redis-py does after an error, so
+    that ``cluster_topology_changed`` shows every change while watching."""
+    with contextlib.suppress(redis.RedisError):  # the next health check reports it
+        client.nodes_manager.initialize()
+
+
+def _client(
+    target: CliTarget,
+    dispatcher: EventDispatcher,
+    timeout: float,
+    cluster: bool,
+    sentinel: str | None,
+    leak_detection: float | None,
+) -> Any:
+    """The client to watch: one server, a whole cluster, or a Sentinel master."""
+    timeouts: dict[str, Any] = {"socket_connect_timeout": timeout, "socket_timeout": timeout}
+    if cluster:
+        from redis.cluster import RedisCluster
+
+        from ..instrument import instrument
+
+        nodes = RedisCluster.from_url(target.url, **timeouts)
+        instrument(nodes, event_dispatcher=dispatcher, leak_detection=leak_detection)
+        return nodes
+    if sentinel is not None:
+        from redis.sentinel import Sentinel
+
+        from ..instrument import instrument
+
+        kwargs = redis.ConnectionPool.from_url(target.url).connection_kwargs
+        address = (kwargs.get("host", "localhost"), kwargs.get("port", 26379))
+        auth: dict[str, Any] = {k: kwargs[k] for k in ("username", "password") if kwargs.get(k)}
+        manager = Sentinel([address], sentinel_kwargs={**auth, **timeouts})
+        master = manager.master_for(sentinel, **auth, **timeouts)
+        instrument(master, event_dispatcher=dispatcher, leak_detection=leak_detection)
+        return master
+    pool = LifecycleConnectionPool.from_url(
+        target.url,
+        event_dispatcher=dispatcher,
+        pool_name=target.address,
+        leak_detection=leak_detection,
+        **timeouts,
+    )
+    return redis.Redis(connection_pool=pool)
 
 
 def _summary(

@@ -60,6 +60,7 @@ from .cluster import node_pool_name
 from .leaks import leak_returned, record_async
 from .state import PoolState, conn_state_of, forget_pool, register_connection
 from .sync import is_exhaustion
+from .topology import ASYNC_CLUSTER_PATCHER, LOOKUPS
 
 if TYPE_CHECKING:
     from ..instrument import LifecycleHandle
@@ -372,6 +373,7 @@ def attach_async_cluster(client: Any, handle: LifecycleHandle, pool_name: str | 
     cluster = AsyncClusterBinding(client, handle, pool_name)
     CONNECTION_PATCHER.add_user()
     NODE_PATCHER.add_user()
+    ASYNC_CLUSTER_PATCHER.add_user()
     with _lock:
         _MANAGERS[id(manager)] = cluster
     manager_id = id(manager)
@@ -386,6 +388,7 @@ def attach_async_cluster(client: Any, handle: LifecycleHandle, pool_name: str | 
                     del NODES[key]
                     forget_pool(binding.state)
             cluster.nodes.clear()
+        ASYNC_CLUSTER_PATCHER.remove_user()
         NODE_PATCHER.remove_user()
         CONNECTION_PATCHER.remove_user()
 
@@ -394,3 +397,7 @@ def attach_async_cluster(client: Any, handle: LifecycleHandle, pool_name: str | 
     handle._stats_sources.append(lambda: _node_stats(cluster))
     remember_loop(handle.delivery)
     _attach_nodes(cluster, manager)
+
+
+LOOKUPS["async_node"] = _binding
+LOOKUPS["async_manager"] = lambda manager: _MANAGERS.get(id(manager))

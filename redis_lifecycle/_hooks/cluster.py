@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import CallbackError
 from . import ClassPatcher, internal_error
 from .attach import attach_pool, pool_state_of
+from .topology import LOOKUPS, SYNC_CLUSTER_PATCHER, unwatch_sync_node, watch_sync_node
 
 if TYPE_CHECKING:
     from ..instrument import LifecycleHandle
@@ -63,6 +64,7 @@ class ClusterBinding:
 
 #: Instrumented ``NodesManager`` objects (sync) -> their binding.
 _MANAGERS: weakref.WeakKeyDictionary[Any, ClusterBinding] = weakref.WeakKeyDictionary()
+LOOKUPS["sync_manager"] = _MANAGERS.get
 
 
 def node_pool_name(prefix: str | None, host: Any, port: Any) -> str:
@@ -101,6 +103,7 @@ def _create_redis_node(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> A
         host = args[0] if args else kwargs.get("host")
         port = args[1] if len(args) > 1 else kwargs.get("port")
         attach_node_pool(binding, client.connection_pool, host, port)
+        watch_sync_node(client)
     except CallbackError as error:  # a pool_created callback under "raise"
         binding.handle.delivery.error_handler.log(error)
     except Exception:
@@ -139,6 +142,7 @@ def attach_manager(
     later, until ``handle`` is detached or ``owner`` is garbage-collected."""
     binding = ClusterBinding(handle, pool_name)
     NODE_PATCHER.add_user()
+    SYNC_CLUSTER_PATCHER.add_user()
     with _lock:
         _MANAGERS[manager] = binding
     manager_ref = weakref.ref(manager)
@@ -148,6 +152,9 @@ def attach_manager(
             manager = manager_ref()
             if manager is not None and _MANAGERS.get(manager) is binding:
                 del _MANAGERS[manager]
+                for node in _current_nodes(manager):
+                    unwatch_sync_node(node.redis_connection)
+        SYNC_CLUSTER_PATCHER.remove_user()
         NODE_PATCHER.remove_user()
 
     # on uninstrument(), or when the cluster is garbage-collected without it
@@ -157,3 +164,4 @@ def attach_manager(
         client = node.redis_connection
         if client is not None:
             attach_node_pool(binding, client.connection_pool, node.host, node.port)
+            watch_sync_node(client)

@@ -167,4 +167,26 @@ REDIS_NAMES: tuple[RedisName, ...] = (
         ("maintenance_timeout_restored",),
         since=(7, 0),
     ),
+    # Topology (_hooks/topology.py). A sync cluster node's redis.Redis reads
+    # every reply through parse_response; the asyncio ClusterNode has its own.
+    RedisName("redis.client", "Redis", "parse_response", ("cluster_redirect",)),
+    RedisName("redis.asyncio.cluster", "ClusterNode", "parse_response", ("cluster_redirect",)),
+    *(
+        RedisName(module, "NodesManager", name, ("cluster_topology_changed",))
+        for module in ("redis.cluster", "redis.asyncio.cluster")
+        # the full refresh; the single-slot patch after a MOVED (8.x: move_slot)
+        for name in ("initialize", "move_slot|_update_moved_slots")
+    ),
+    RedisName(
+        "redis.sentinel",
+        "SentinelConnectionPoolProxy",
+        "get_master_address",
+        ("sentinel_master_changed",),
+    ),
+    RedisName(
+        "redis.asyncio.sentinel",
+        "SentinelConnectionPool",
+        "get_master_address",
+        ("sentinel_master_changed",),
+    ),
 )

@@ -40,6 +40,7 @@ from ..events import EventOrigin, LifecycleEvent
 from . import ClassPatcher, internal_error
 from .attach import pool_state_of
 from .state import CONNECTIONS, POOLS, PoolState, register_connection
+from .topology import SENTINEL_MASTER_PATCHER
 
 if TYPE_CHECKING:
     from ..instrument import LifecycleHandle
@@ -227,8 +228,10 @@ def attach_sentinel_pool(
         attach = attach_sync_pool
     name = pool_name or managed_pool_name(pool)
     SENTINEL_PATCHER.add_user()
+    SENTINEL_MASTER_PATCHER.add_user()
     # released on uninstrument(), or when the client is garbage-collected without it
     handle._closers.append(weakref.finalize(owner or pool, SENTINEL_PATCHER.remove_user))
+    handle._closers.append(weakref.finalize(owner or pool, SENTINEL_MASTER_PATCHER.remove_user))
     attach(handle, pool, name, origin=_pool_origin(pool, name))
     state = pool_state_of(pool)
     if state is not None:

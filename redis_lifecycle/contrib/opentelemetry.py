@@ -36,6 +36,13 @@ requests.peak``                              (observable)    the previous collec
 ``redis.client.maintenance.notifications``   Counter         ``maintenance_notification``, with
                                                              ``redis.client.connection.notification``
                                                              = ``MOVING``, ``MIGRATING``, ...
+``redis_lifecycle.cluster.redirects``        Counter         ``cluster_redirect``, with
+                                                             ``redis_lifecycle.cluster.redirect.kind``
+                                                             = ``moved`` / ``ask``
+``redis_lifecycle.cluster.changes``          Counter         ``cluster_topology_changed``, with
+                                                             ``redis_lifecycle.cluster.change.reason``
+                                                             (``unknown`` if redis-py does not say)
+``redis_lifecycle.sentinel.master_changes``  Counter         ``sentinel_master_changed``
 ===========================================  ==============  ======================================
 
 and ``redis_lifecycle.maintenance.relaxed_timeouts``, an UpDownCounter: +1
@@ -43,8 +50,9 @@ for each ``maintenance_timeout_relaxed``, -1 for each
 ``maintenance_timeout_restored``, with ``redis_lifecycle.maintenance.scope``
 (``connection`` or ``pool``): the relaxations in force.
 
-redis-py has no health-check metric, so that one is named in this library's
-own namespace rather than borrowing redis-py's.
+redis-py has no health-check, redirect, topology or failover metric (it
+counts a ``MOVED`` or ``ASK`` among its ``redis.client.errors``), so those
+are named in this library's own namespace rather than borrowing redis-py's.
 
 **No double counting.** When redis-py's own observability is enabled
 (``redis.observability``, redis-py 7.2+), it records
@@ -84,6 +92,8 @@ from typing import Any
 from .._version import __version__
 from ..dispatcher import EventDispatcher, Subscription
 from ..events import (
+    ClusterRedirectEvent,
+    ClusterTopologyChangedEvent,
     ConnectionConnectedEvent,
     ConnectionDisconnectedEvent,
     ConnectionHealthCheckEvent,
@@ -95,6 +105,7 @@ from ..events import (
     PoolConnectionLeakEvent,
     PoolConnectionReleasedEvent,
     PoolExhaustedEvent,
+    SentinelMasterChangedEvent,
 )
 from . import dispatcher_of, pool_stats_for, require
 
@@ -106,6 +117,8 @@ POOL_NAME = "db.client.connection.pool.name"
 STATE = "db.client.connection.state"
 CLOSE_REASON = "redis.client.connection.close.reason"
 HEALTHY = "redis_lifecycle.health_check.healthy"
+REDIRECT_KIND = "redis_lifecycle.cluster.redirect.kind"
+TOPOLOGY_REASON = "redis_lifecycle.cluster.change.reason"
 
 COUNT = "db.client.connection.count"
 MAX = "db.client.connection.max"
@@ -122,6 +135,9 @@ PENDING = "db.client.connection.pending_requests"
 PENDING_PEAK = "redis_lifecycle.connection.pending_requests.peak"
 USE_TIME = "db.client.connection.use_time"
 LEAKS = "redis_lifecycle.connection.leaks"
+REDIRECTS = "redis_lifecycle.cluster.redirects"
+TOPOLOGY_CHANGES = "redis_lifecycle.cluster.changes"
+MASTER_CHANGES = "redis_lifecycle.sentinel.master_changes"
 
 #: What redis-py records itself, by its metric group name.
 _NATIVE_BY_GROUP = {
@@ -239,6 +255,17 @@ class OpenTelemetryMetrics:
             unit="{relaxation}",
             description="Relaxed timeouts in force because of a maintenance, by scope",
         )
+        self._redirects = meter.create_counter(
+            REDIRECTS, unit="{redirect}", description="MOVED and ASK replies from cluster nodes"
+        )
+        self._topology_changes = meter.create_counter(
+            TOPOLOGY_CHANGES, unit="{change}", description="Changes of a cluster's slot map"
+        )
+        self._master_changes = meter.create_counter(
+            MASTER_CHANGES,
+            unit="{failover}",
+            description="New master addresses found by Sentinel-managed pools",
+        )
         meter.create_observable_up_down_counter(
             COUNT,
             callbacks=[self._observe_count],
@@ -268,6 +295,9 @@ class OpenTelemetryMetrics:
                 dispatcher.subscribe(MaintenanceTimeoutRelaxedEvent, self._on_relaxed),
                 dispatcher.subscribe(MaintenanceTimeoutRestoredEvent, self._on_restored),
                 dispatcher.subscribe(PoolConnectionLeakEvent, self._on_leak),
+                dispatcher.subscribe(ClusterRedirectEvent, self._on_redirect),
+                dispatcher.subscribe(ClusterTopologyChangedEvent, self._on_topology_changed),
+                dispatcher.subscribe(SentinelMasterChangedEvent, self._on_master_changed),
             ]
             if self._per_command:
                 subscriptions.append(
@@ -335,6 +365,16 @@ class OpenTelemetryMetrics:
 
     def _on_restored(self, event: MaintenanceTimeoutRestoredEvent) -> None:
         self._relaxed.add(-1, {**self._pool(event), MAINT_SCOPE: event.scope})
+
+    def _on_redirect(self, event: ClusterRedirectEvent) -> None:
+        self._redirects.add(1, {**self._pool(event), REDIRECT_KIND: event.kind})
+
+    def _on_topology_changed(self, event: ClusterTopologyChangedEvent) -> None:
+        reason = event.reason or "unknown"
+        self._topology_changes.add(1, {**self._pool(event), TOPOLOGY_REASON: reason})
+
+    def _on_master_changed(self, event: SentinelMasterChangedEvent) -> None:
+        self._master_changes.add(1, self._pool(event))
 
     # -- observed at collection ---------------------------------------------
 

@@ -32,13 +32,21 @@ and ``_total`` are suffixed), labelled ``pool_name``:
   by :class:`~redis_lifecycle.CloseReason`;
 * ``redis_lifecycle_health_check_duration_seconds{pool_name, healthy}``:
   histogram of health-check round trips;
-* ``redis_lifecycle_events_total{pool_name, type}``: every event received;
 * ``redis_lifecycle_maintenance_notifications_total{pool_name, kind}``: the
   server's maintenance notifications (``maintenance_notification``) by kind
   (``moving``, ``migrating``, ...), one per notification per connection;
 * ``redis_lifecycle_maintenance_timeouts_relaxed_total{pool_name, scope}`` and
   ``redis_lifecycle_maintenance_timeouts_restored_total{pool_name, scope}``:
   relaxed timeouts applied and cleared (``scope`` ``connection`` or ``pool``).
+* ``redis_lifecycle_cluster_redirects_total{pool_name, kind}``: ``MOVED``
+  (``kind="moved"``) and ``ASK`` (``"ask"``) replies, under the node that
+  sent them (``cluster_redirect``);
+* ``redis_lifecycle_cluster_changes_total{pool_name, reason}``:
+  slot-map changes (``cluster_topology_changed``; ``reason="unknown"`` when
+  redis-py does not say);
+* ``redis_lifecycle_sentinel_master_changes_total{pool_name}``: new masters
+  found by Sentinel-managed pools (``sentinel_master_changed``);
+* ``redis_lifecycle_events_total{pool_name, type}``: every event received.
 
 Events are counted by a subscriber callback, inline on the thread that caused
 the event unless the pool uses an
@@ -59,6 +67,8 @@ from typing import Any
 
 from ..dispatcher import EventDispatcher, Subscription
 from ..events import (
+    ClusterRedirectEvent,
+    ClusterTopologyChangedEvent,
     ConnectionConnectedEvent,
     ConnectionCreatedEvent,
     ConnectionDisconnectedEvent,
@@ -76,6 +86,7 @@ from ..events import (
     PoolCreatedEvent,
     PoolExhaustedEvent,
     PoolResetEvent,
+    SentinelMasterChangedEvent,
 )
 from . import dispatcher_of, pool_stats_for, require
 
@@ -117,6 +128,9 @@ _RARE_EVENTS: tuple[type[LifecycleEvent], ...] = (
     MaintenanceTimeoutRelaxedEvent,
     MaintenanceTimeoutRestoredEvent,
     PoolConnectionLeakEvent,
+    ClusterRedirectEvent,
+    ClusterTopologyChangedEvent,
+    SentinelMasterChangedEvent,
 )
 
 
@@ -219,6 +233,12 @@ class LifecycleCollector:
                 self._count("maintenance_relaxed", (pool, event.scope))
             elif isinstance(event, MaintenanceTimeoutRestoredEvent):
                 self._count("maintenance_restored", (pool, event.scope))
+            elif isinstance(event, ClusterRedirectEvent):
+                self._count("redirects", (pool, event.kind))
+            elif isinstance(event, ClusterTopologyChangedEvent):
+                self._count("topology_changes", (pool, event.reason or "unknown"))
+            elif isinstance(event, SentinelMasterChangedEvent):
+                self._count("master_changes", (pool,))
 
     # -- prometheus_client protocol -------------------------------------------
 
@@ -278,6 +298,21 @@ class LifecycleCollector:
                 "redis_lifecycle_health_check_duration_seconds",
                 "Round trip of connection health checks",
                 labels=["pool_name", "healthy"],
+            ),
+            "redirects": _core.CounterMetricFamily(
+                "redis_lifecycle_cluster_redirects",
+                "MOVED and ASK replies from cluster nodes, by kind",
+                labels=["pool_name", "kind"],
+            ),
+            "topology_changes": _core.CounterMetricFamily(
+                "redis_lifecycle_cluster_changes",
+                "Changes of a cluster's slot map, by what made redis-py refresh it",
+                labels=["pool_name", "reason"],
+            ),
+            "master_changes": _core.CounterMetricFamily(
+                "redis_lifecycle_sentinel_master_changes",
+                "New master addresses found by Sentinel-managed pools",
+                labels=["pool_name"],
             ),
             "events": _core.CounterMetricFamily(
                 "redis_lifecycle_events",

@@ -122,3 +122,9 @@ class TestFailover:
             if not is_discovery(e) and e.port == old.port
         ]
         assert closed, f"no disconnect from the old master; saw {recorder.types()}"
+        (change,) = recorder.exactly(rl.SentinelMasterChangedEvent)
+        assert change.service_name == SERVICE
+        assert (change.old_host, change.old_port) == ("127.0.0.1", old.port)
+        assert (change.new_host, change.new_port) == ("127.0.0.1", new.port)
+        assert (change.host, change.port) == ("127.0.0.1", new.port)
+        assert change.pool_name == f"{SERVICE}/master"

@@ -4,6 +4,7 @@ connections are told apart, and a failover shows up with the new address."""
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -181,3 +182,70 @@ class TestFailover:
         ]
         assert moved, "the same connection object should reconnect, to the new address"
         assert moved[0].connection_id == first.connection_id
+        (change,) = recorder.exactly(rl.SentinelMasterChangedEvent)
+        assert change.service_name == SERVICE
+        assert (change.old_host, change.old_port) == ("127.0.0.1", old.port)
+        assert (change.new_host, change.new_port) == ("127.0.0.1", new.port)
+        assert (change.host, change.port) == ("127.0.0.1", new.port)
+        assert change.pool_name == f"{SERVICE}/master"
+
+
+class TestWatch:
+    def test_watch_sentinel_shows_the_failover(self, sentinel_setup: SentinelSetup) -> None:
+        """``redis-lifecycle watch SENTINEL_URL --sentinel SERVICE --json`` prints
+        ``sentinel_master_changed`` after ``SENTINEL FAILOVER`` and counts it."""
+        import json
+        import os
+        import signal
+        import subprocess
+        import sys
+
+        old, new = sentinel_setup.master, sentinel_setup.replica
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "redis_lifecycle",
+                "watch",
+                f"redis://127.0.0.1:{sentinel_setup.sentinel.port}",
+                "--sentinel",
+                SERVICE,
+                "--json",
+                "--interval",
+                "0.2",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        seen: list[dict[str, Any]] = []
+
+        def read_until(predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+            assert process.stdout is not None
+            deadline = time.monotonic() + 60  # a health check is printed every 0.2 s
+            for line in process.stdout:  # ends when the process does
+                assert time.monotonic() < deadline, [r["type"] for r in seen]
+                record = json.loads(line)
+                seen.append(record)
+                if predicate(record):
+                    return record
+            raise AssertionError(f"watch ended first; saw {[r['type'] for r in seen]}")
+
+        try:
+            read_until(lambda r: r["type"] == "health_check" and r["healthy"])
+            sentinel_setup.admin.execute_command("SENTINEL", "FAILOVER", SERVICE)
+            change = read_until(lambda r: r["type"] == "sentinel_master_changed")
+            assert change["service_name"] == SERVICE
+            assert (change["old_port"], change["new_port"]) == (old.port, new.port)
+            process.send_signal(signal.SIGINT)
+            summary = read_until(lambda r: r["type"] == "summary")
+            assert summary["events"]["sentinel_master_changed"] == 1
+            assert process.wait(timeout=20) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()

@@ -23,7 +23,7 @@ def test_every_name_in_all_resolves_and_nothing_is_missing() -> None:
 
 
 def test_every_event_class_is_exported() -> None:
-    """All 13 event classes and their base are reachable from the top level."""
+    """Every event class and their base are reachable from the top level."""
     for cls in rl.events.EVENT_CLASSES:
         assert getattr(rl, cls.__name__) is cls
     assert rl.LifecycleEvent is rl.events.LifecycleEvent
