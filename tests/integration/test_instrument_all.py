@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -25,8 +26,10 @@ def everything(recorder: Recorder) -> Iterator[rl.EventDispatcher]:
         rl.uninstrument_all()
 
 
-def django_cache(url: str) -> object:
-    """A Django Redis cache backend for ``url``; Django builds its own pool and client."""
+@pytest.fixture
+def django_cache() -> Iterator[Callable[[str], Any]]:
+    """Makes Django Redis cache backends (Django builds its own pool and
+    client); their connections are closed after the test."""
     pytest.importorskip("django")
     from django.conf import settings
 
@@ -34,16 +37,30 @@ def django_cache(url: str) -> object:
         settings.configure()
     from django.core.cache.backends.redis import RedisCache
 
-    return RedisCache(url, {})
+    caches: list[Any] = []
+
+    def make(url: str) -> Any:
+        cache = RedisCache(url, {})
+        caches.append(cache)
+        return cache
+
+    yield make
+    for cache in caches:  # Django never closes them; their sockets would leak
+        for pool in cache._cache._pools.values():
+            pool.disconnect()
 
 
 class TestFrameworkClients:
     def test_django_cache_backend_emits_events(
-        self, server: RedisServer, everything: rl.EventDispatcher, recorder: Recorder
+        self,
+        server: RedisServer,
+        everything: rl.EventDispatcher,
+        recorder: Recorder,
+        django_cache: Callable[[str], Any],
     ) -> None:
         """A Django cache backend's own pool is instrumented: its commands emit events."""
         cache = django_cache(server.url)
-        cache.set("greeting", "hello")  # type: ignore[attr-defined]
+        cache.set("greeting", "hello")
         assert cache.get("greeting") == "hello"  # type: ignore[attr-defined]
         created = recorder.wait_for(rl.PoolCreatedEvent)
         assert created.port == server.port
@@ -52,13 +69,17 @@ class TestFrameworkClients:
         assert len(recorder.exactly(rl.PoolConnectionAcquiredEvent)) >= 2
 
     def test_django_cache_backend_reports_a_server_restart(
-        self, server: RedisServer, everything: rl.EventDispatcher, recorder: Recorder
+        self,
+        server: RedisServer,
+        everything: rl.EventDispatcher,
+        recorder: Recorder,
+        django_cache: Callable[[str], Any],
     ) -> None:
         """Killing and restarting the server shows up as disconnected then reconnected."""
         cache = django_cache(server.url)
-        cache.set("k", 1)  # type: ignore[attr-defined]
+        cache.set("k", 1)
         server.restart()
-        cache.set("k", 2)  # type: ignore[attr-defined]
+        cache.set("k", 2)
         disconnected = recorder.wait_for(rl.ConnectionDisconnectedEvent)
         assert disconnected.reason in (rl.CloseReason.SERVER_CLOSED, rl.CloseReason.ERROR)
         reconnected = recorder.wait_for(rl.ConnectionReconnectedEvent)
