@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -130,7 +131,7 @@ class TestOrder:
         emission order and none is lost, across four workers."""
         executor = rl.AsyncCallbackExecutor(pool_size=4, queue_size=10_000, overflow="block")
         executors.append(executor)
-        seen: dict[int | None, list[int]] = {}
+        seen: dict[Any, list[int]] = {}  # keyed by connection_id
         lock = threading.Lock()
 
         def record(event: rl.LifecycleEvent) -> None:
@@ -197,13 +198,13 @@ class TestOverflow:
         (order kept); none lost."""
         executor, delivery, gate = full_queue(executors)
         worker = executor._workers[0]
+
         # Open the gate once the emitter waits for the worker to catch up.
-        opener = threading.Thread(
-            target=lambda: (
-                wait_until(lambda: worker.queue.qsize() == 2, what="the catch-up marker"),
-                gate.opened.set(),
-            )
-        )
+        def open_gate() -> None:
+            wait_until(lambda: worker.queue.qsize() == 2, what="the catch-up marker")
+            gate.opened.set()
+
+        opener = threading.Thread(target=open_gate)
         opener.start()
         delivery.emit(acquired(1, 2))
         opener.join()
@@ -446,7 +447,7 @@ class TestCounts:
         completed equals submitted equals callbacks run."""
         executor = rl.AsyncCallbackExecutor(pool_size=4, queue_size=8)
         executors.append(executor)
-        ran = []
+        ran: list[rl.LifecycleEvent] = []
         delivery = delivery_for(executor, ran.append)  # list.append is atomic
         per_thread = 1_000
 
