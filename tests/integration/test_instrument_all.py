@@ -120,7 +120,7 @@ class TestFrameworkClients:
         app.conf.broker_connection_retry_on_startup = True
         results: list[int] = []
 
-        @app.task  # type: ignore[misc]
+        @app.task  # type: ignore[untyped-decorator]  # celery has no type information
         def add(x: int, y: int) -> None:
             results.append(x + y)
 
