@@ -71,11 +71,8 @@ class TestUninstrument:
         client.set("memory:key", "1")
         state = pool_state_of(client.connection_pool)
         assert state is not None
-        refs: list[Callable[[], object]] = [
-            weakref.ref(handle),
-            weakref.ref(handle.delivery),
-            weakref.ref(state),
-        ]
+        refs: list[Callable[[], object]]
+        refs = [weakref.ref(handle), weakref.ref(handle.delivery), weakref.ref(state)]
         assert CONNECTIONS
         del handle, state
 
@@ -203,11 +200,8 @@ class TestAsyncio:
         await client.set("memory:async", "1")
         state = pool_state_of(client.connection_pool)
         assert state is not None
-        refs: list[Callable[[], object]] = [
-            weakref.ref(handle),
-            weakref.ref(handle.delivery),
-            weakref.ref(state),
-        ]
+        refs: list[Callable[[], object]]
+        refs = [weakref.ref(handle), weakref.ref(handle.delivery), weakref.ref(state)]
         del handle, state
 
         assert rl.uninstrument(client)
