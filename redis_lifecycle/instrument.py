@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._capabilities import check_redis_py
 from ._delivery import Delivery
@@ -44,6 +44,7 @@ __all__ = ["LifecycleHandle", "find_handle", "instrument", "uninstrument"]
 
 _lock = threading.RLock()
 LegacyCallback = Callable[[dict[str, Any]], Any]
+_LegacyCallbackT = TypeVar("_LegacyCallbackT", bound=LegacyCallback)
 
 
 def event_class_for(name: EventType | str) -> type[LifecycleEvent]:
@@ -158,6 +159,16 @@ class LifecycleHandle:
     def pools(self) -> list[Any]:
         """The pools this handle instruments (one, or one per cluster node)."""
         return [pool for ref in self._pools if (pool := ref()) is not None]
+
+    @overload
+    def register_connection_callback(
+        self, name: EventType | str, callback: _LegacyCallbackT
+    ) -> _LegacyCallbackT: ...
+
+    @overload
+    def register_connection_callback(
+        self, name: EventType | str, callback: None = None
+    ) -> Callable[[_LegacyCallbackT], _LegacyCallbackT]: ...
 
     def register_connection_callback(
         self, name: EventType | str, callback: LegacyCallback | None = None

@@ -130,9 +130,9 @@ class RedisServer:
         auth = f":{self.password}@" if self.password else ""
         return f"unix://{auth}{self.unix_path}?db=0"
 
-    def connection_kwargs(self) -> dict[str, object]:
+    def connection_kwargs(self) -> dict[str, Any]:
         """``host``, ``port`` (and ``password``) for ``redis.Redis(**...)``."""
-        kwargs: dict[str, object] = {"host": self.host, "port": self.port}
+        kwargs: dict[str, Any] = {"host": self.host, "port": self.port}
         if self.password:
             kwargs["password"] = self.password
         return kwargs

@@ -177,7 +177,7 @@ def fast_thread_switches() -> Iterator[None]:
 @pytest.fixture
 def admin(server: RedisServer) -> Iterator[redis.Redis]:
     """An uninstrumented client of ``server``, for CLIENT KILL and the like."""
-    client = redis.Redis(**server.connection_kwargs())  # type: ignore[arg-type]
+    client = redis.Redis(**server.connection_kwargs())
     yield client
     client.close()
 

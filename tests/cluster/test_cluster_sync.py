@@ -177,6 +177,7 @@ class TestTopologyChanges:
             errors = [e for e in recorder.of(rl.ConnectionErrorEvent) if e.port == victim.port]
             assert errors, f"no error event for the killed node; saw {recorder.types()}"
             others = cluster.ports() - {victim.port}
+            blamed: list[rl.LifecycleEvent]
             blamed = [e for e in recorder.of(rl.ConnectionErrorEvent) if e.port in others]
             blamed += [
                 e

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio.cluster as acluster
-from redis.cluster import RedisCluster, key_slot
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
 
 import redis_lifecycle as rl
 from redis_lifecycle.server import RedisServer, find_server_binary
@@ -106,7 +107,7 @@ class TopologyCluster:
         """``replica``'s link to its primary is up (it can take over)."""
         with _redis(replica) as node:
             info = node.info("replication")
-        return info.get("role") == "slave" and info.get("master_link_status") == "up"
+        return bool(info.get("role") == "slave" and info.get("master_link_status") == "up")
 
     def wait_converged(self) -> None:
         wait_until(self.converged, timeout=30, what="the cluster to agree on its slot map")
@@ -209,6 +210,7 @@ class Runner:
         self.clients: list[Any] = []
 
     def client(self, port: int) -> Any:
+        client: Any
         if self.loop is not None:
             client = acluster.RedisCluster(host="127.0.0.1", port=port, decode_responses=True)
             self.run(client.initialize())
@@ -517,7 +519,7 @@ class TestExporters:
                 for scope in resource.scope_metrics:
                     for metric in scope.metrics:
                         for point in metric.data.data_points:
-                            attrs = tuple(sorted(point.attributes.items()))
+                            attrs = tuple(sorted((point.attributes or {}).items()))
                             found[(metric.name, attrs)] = getattr(point, "value", -1)
             pool = "db.client.connection.pool.name"
             kind = "redis_lifecycle.cluster.redirect.kind"
@@ -597,7 +599,7 @@ class TestWatch:
                 deadline = time.monotonic() + 60  # a health check is printed every 0.2 s
                 for line in process.stdout:  # ends when the process does
                     assert time.monotonic() < deadline, [r["type"] for r in seen]
-                    record = json.loads(line)
+                    record: dict[str, Any] = json.loads(line)
                     seen.append(record)
                     if predicate(record):
                         return record

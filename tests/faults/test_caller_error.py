@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -53,7 +53,7 @@ def reset_under(sock: Any, admin: redis.Redis, client_id: int) -> None:
     hung up (unix), so that the next send fails in the socket layer."""
     poller = select.poll()
     poller.register(sock, select.POLLIN | select.POLLRDHUP)
-    flags = lambda: sum(mask for _, mask in poller.poll(0))  # noqa: E731
+    flags: Callable[[], int] = lambda: sum(mask for _, mask in poller.poll(0))  # noqa: E731
     assert admin.client_kill_filter(_id=str(client_id)) == 1
     wait_until(lambda: flags() & select.POLLRDHUP, what="the server's close")
     if sock.family != socket.AF_UNIX:
@@ -154,6 +154,7 @@ async def test_asyncio_reset_reports_the_error_the_caller_catches(
         client_id = await client.client_id()
         connection = client.connection
         assert connection is not None
+        assert connection._writer is not None
         sock = connection._writer.transport.get_extra_info("socket")
         reset_under(sock, admin, client_id)
         recorder.clear()

@@ -168,7 +168,7 @@ def check_same_behaviour(run: Run) -> None:
 def check_expected_outcome(run: Run) -> None:
     """What redis-py itself does under each fault (the bare client's outcome)."""
     bare = run.faulted["bare"]
-    expected: dict[str, Any] = {
+    expected: type[BaseException] | None = {
         "blackhole": redis.exceptions.TimeoutError,
         "latency": None,
         "reset": redis.exceptions.ConnectionError,
@@ -283,6 +283,7 @@ def check_story(run: Run) -> None:
     # downtime that covers the outage (it went down before resume was called).
     if downs:
         last_down = downs[-1]
+        assert last_down.connection_id is not None
         stream = streams[last_down.connection_id]
         back = [
             e

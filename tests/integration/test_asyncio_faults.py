@@ -16,7 +16,7 @@ import sys
 import warnings
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aredis
@@ -160,7 +160,7 @@ class TestHealthCheckAfterKill:
         client = aredis.Redis(
             host=server.host,
             port=server.port,
-            health_check_interval=0.05,
+            health_check_interval=cast(int, 0.05),
             # no pool checkout, so no dirty-connection probe gets there first
             single_connection_client=True,
             retry=Retry(NoBackoff(), 1),

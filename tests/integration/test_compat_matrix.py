@@ -40,7 +40,7 @@ def one_retry() -> dict[str, Any]:
 
 def kill_client(admin: redis.Redis, client_id: int) -> None:
     """``CLIENT KILL ID`` one of this test's connections and wait until it is gone."""
-    assert admin.client_kill_filter(_id=client_id) == 1
+    assert admin.client_kill_filter(_id=str(client_id)) == 1
     wait_until(
         lambda: all(int(c["id"]) != client_id for c in admin.client_list()),
         what=f"client {client_id} to leave CLIENT LIST",
@@ -50,7 +50,7 @@ def kill_client(admin: redis.Redis, client_id: int) -> None:
 @pytest.fixture
 def client(server: RedisServer, recorder: Recorder) -> Iterator[redis.Redis]:
     """An instrumented client of the test's own server; every event goes to ``recorder``."""
-    instance = redis.Redis(**server.connection_kwargs(), **no_retry())  # type: ignore[arg-type]
+    instance = redis.Redis(**server.connection_kwargs(), **no_retry())
     handle = rl.instrument(instance)
     handle.dispatcher.subscribe(rl.LifecycleEvent, recorder)
     yield instance
@@ -145,7 +145,7 @@ class TestReconnect:
         inside send_packed_command (``connect`` on 5.x, ``connect_check_health`` on 6.0+)
         is seen as disconnected then reconnected."""
         instance = redis.Redis(
-            **server.connection_kwargs(),  # type: ignore[arg-type]
+            **server.connection_kwargs(),
             single_connection_client=True,
             **one_retry(),
         )

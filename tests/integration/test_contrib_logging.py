@@ -44,7 +44,7 @@ class TestStdlibLogging:
         with pytest.raises(redis.ConnectionError):
             checkout(pool)
         pool.release(held)
-        admin.client_kill_filter(_id=client.client_id())
+        admin.client_kill_filter(_id=str(client.client_id()))
         client.ping()
         assert {r.levelno for r in records_of(caplog, "connection_acquired")} == {logging.DEBUG}
         assert {r.levelno for r in records_of(caplog, "connected")} == {logging.INFO}
@@ -118,7 +118,7 @@ class TestStdlibLogging:
     ) -> None:
         """No message or field of any record holds the password."""
         caplog.set_level(logging.DEBUG, logger=DEFAULT_LOGGER_NAME)
-        client = redis.Redis(**password_server.connection_kwargs())  # type: ignore[arg-type]
+        client = redis.Redis(**password_server.connection_kwargs())
         log_events(rl.instrument(client))
         client.ping()
         client.close()

@@ -77,7 +77,7 @@ class TestOpenTelemetryMetrics:
         rl.health_check(pool)  # needs a free connection: fails as unhealthy
         for connection in held:
             pool.release(connection)
-        admin.client_kill_filter(_id=client.client_id())
+        admin.client_kill_filter(_id=str(client.client_id()))
         client.ping()
         rl.health_check(client)
 

@@ -92,7 +92,7 @@ class TestLifecycleCollector:
             checkout(pool)
         for connection in held:
             pool.release(connection)
-        admin.client_kill_filter(_id=client.client_id())
+        admin.client_kill_filter(_id=str(client.client_id()))
         client.ping()
         assert rl.health_check(client).healthy
 

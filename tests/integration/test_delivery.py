@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -591,6 +591,7 @@ class TestArguments:
             assert threads == ["redis_lifecycle-callbacks-0"] * 3
             assert metrics.pool_metrics()["pooled"]["releases"] == 3
             assert metrics.callback_metrics("connection_released")["count"] == 3
-            assert client.connection_pool.lifecycle.delivery.error_handler.strategy == "ignore"
+            pool = cast(rl.LifecycleBlockingConnectionPool, client.connection_pool)
+            assert pool.lifecycle.delivery.error_handler.strategy == "ignore"
         finally:
             client.connection_pool.disconnect()

@@ -135,7 +135,7 @@ class TestExplicitHealthCheck:
         listen(client, recorder)
         connection = checkout(client.connection_pool)
         try:
-            connection.send_command("CLIENT", "ID")  # type: ignore[no-untyped-call]
+            connection.send_command("CLIENT", "ID")
             client_id = int(connection.read_response())
             assert admin.client_kill_filter(_id=str(client_id)) == 1
             failed = rl.health_check(connection)
@@ -340,7 +340,7 @@ class TestPubSubHealthPing:
     @pytest.fixture
     def subscriber(self, server: RedisServer) -> Iterator[tuple[redis.Redis, Any]]:
         client = redis.Redis(host=server.host, port=server.port, health_check_interval=1)
-        pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+        pubsub = client.pubsub()
         yield client, pubsub
         pubsub.close()
         client.close()
@@ -396,7 +396,10 @@ class TestPubSubHealthPing:
         # redis-py's "closed by server", or the socket's own reset, by timing
         closed_by = failed[0].error
         assert isinstance(closed_by, (redis.exceptions.ConnectionError, ConnectionError))
-        assert all(c.error is closed_by or c.error.__context__ is closed_by for c in failed)
+        assert all(
+            c.error is closed_by or (c.error is not None and c.error.__context__ is closed_by)
+            for c in failed
+        )
         types = recorder.types()
         assert types.index("health_check") < types.index("disconnected")
         assert types.index("disconnected") < types.index("reconnected")
@@ -418,7 +421,7 @@ class TestPubSubHealthPing:
         sock = connection._sock
         poller = select.poll()
         poller.register(sock, select.POLLIN | select.POLLRDHUP)
-        flags = lambda: sum(mask for _, mask in poller.poll(0))  # noqa: E731
+        flags: Callable[[], int] = lambda: sum(mask for _, mask in poller.poll(0))  # noqa: E731
         wait_until(lambda: flags() & select.POLLRDHUP, what="the server's close")
         # To a closed socket: its kernel answers with a RST. It may have sent
         # one already (it closed with our ping unread): then this write fails.
@@ -480,6 +483,7 @@ class TestAsyncPubSubHealthPing:
         await pubsub.subscribe("health-news")
         assert (await pubsub.get_message(timeout=2))["type"] == "subscribe"
         recorder.clear()
+        checks: Callable[[], list[rl.ConnectionHealthCheckEvent]]
         checks = lambda: recorder.exactly(rl.ConnectionHealthCheckEvent)  # noqa: E731
         await self.poll(pubsub, lambda: bool(checks()), "a health ping and its reply")
         [event] = checks()
@@ -507,7 +511,7 @@ class TestAsyncPubSubHealthPing:
         assert len(CONNECTIONS[id(connection)].health_pings or ()) == 1
         recorder.clear()
         assert admin.client_kill_filter(_id=str(kill_id)) == 1
-        failed = lambda: [  # noqa: E731
+        failed: Callable[[], list[rl.ConnectionHealthCheckEvent]] = lambda: [  # noqa: E731
             c for c in recorder.exactly(rl.ConnectionHealthCheckEvent) if not c.healthy
         ]
         await self.poll(pubsub, lambda: bool(failed()), "the unanswered ping to fail")

@@ -73,7 +73,7 @@ class TestInstrument:
         assert pool_state_of(client.connection_pool) is None
         assert no_class_wrappers()
         recorder.clear()
-        admin.client_kill_filter(_id=client.client_id())
+        admin.client_kill_filter(_id=str(client.client_id()))
         assert client.ping() is True
         assert recorder.events == []
         assert rl.uninstrument(client) is False
@@ -176,7 +176,7 @@ class TestInstrument:
         instrumented.ping()
         recorder.clear()
         plain.ping()
-        admin.client_kill_filter(_id=plain.client_id())
+        admin.client_kill_filter(_id=str(plain.client_id()))
         plain.ping()
         plain.connection_pool.disconnect()
         plain.connection_pool.reset()
@@ -220,7 +220,7 @@ class TestLegacyCallbacks:
         handle.register_connection_callback(rl.EventType.CONNECTED, connected.append)
         handle.register_connection_callback("reconnected", reconnected.append)
         client.ping()
-        admin.client_kill_filter(_id=client.client_id())
+        admin.client_kill_filter(_id=str(client.client_id()))
         client.ping()
         assert [d["type"] for d in connected] == ["connected"]
         assert [d["type"] for d in reconnected] == ["reconnected"]
@@ -315,7 +315,7 @@ class TestBadInput:
         """TypeError naming what was given."""
         handle = rl.instrument(client)
         with pytest.raises(TypeError, match="callback must be callable, got str"):
-            handle.register_connection_callback("connected", "print")  # type: ignore[arg-type]
+            handle.register_connection_callback("connected", "print")  # type: ignore[call-overload]
 
     def test_invalid_error_strategy(self) -> None:
         """CallbackErrorHandler lists the valid strategies."""

@@ -386,7 +386,7 @@ class TestSaturation:
         waiters = [threading.Thread(target=client.get, args=("leaks:k",)) for _ in range(6)]
         for count, thread in enumerate(waiters, 1):  # one at a time: each sees the others
             thread.start()
-            wait_until(lambda n=count: pool_row(handle)["waiting"] == n, what=f"{count} waiting")
+            wait_until(lambda: pool_row(handle)["waiting"] == count, what=f"{count} waiting")  # noqa: B023
         for holder in holders:
             finish(holder)
         for thread in waiters:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, cast
 
 import redis.asyncio as aredis
 import redis.asyncio.connection as aconn
@@ -145,10 +146,13 @@ class TestAsyncSaturation:
 
         holders = [asyncio.create_task(hold()) for _ in range(2)]
         await until(lambda: handle.pool_stats()[0]["active"] == 2, "both connections out")
-        waiters = []
+        waiters: list[asyncio.Task[Any]] = []
         for count in range(1, 7):
-            waiters.append(asyncio.create_task(client.get("leaks:k")))
-            await until(lambda n=count: handle.pool_stats()[0]["waiting"] == n, f"{count} waiting")
+            # redis-py annotates its asyncio commands as Awaitable; they are coroutines
+            waiters.append(
+                asyncio.create_task(cast(Coroutine[Any, Any, Any], client.get("leaks:k")))
+            )
+            await until(lambda: handle.pool_stats()[0]["waiting"] == count, f"{count} waiting")  # noqa: B023
         release.set()
         await asyncio.gather(*holders, *waiters)
         row = handle.pool_stats()[0]

@@ -9,6 +9,7 @@ import gc
 import subprocess
 import sys
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,7 @@ class TestUninstrument:
         client.set("memory:key", "1")
         state = pool_state_of(client.connection_pool)
         assert state is not None
+        refs: list[Callable[[], object]]
         refs = [weakref.ref(handle), weakref.ref(handle.delivery), weakref.ref(state)]
         assert CONNECTIONS
         del handle, state
@@ -164,7 +166,7 @@ class TestClientGoesAway:
         for _ in range(10):
             client.ping()
         assert CONNECTIONS
-        refs = [weakref.ref(pool), weakref.ref(client)]
+        refs: list[Callable[[], object]] = [weakref.ref(pool), weakref.ref(client)]
         client.close()
         del client, pool
         gc.collect()
@@ -198,6 +200,7 @@ class TestAsyncio:
         await client.set("memory:async", "1")
         state = pool_state_of(client.connection_pool)
         assert state is not None
+        refs: list[Callable[[], object]]
         refs = [weakref.ref(handle), weakref.ref(handle.delivery), weakref.ref(state)]
         del handle, state
 

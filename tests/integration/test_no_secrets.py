@@ -46,7 +46,7 @@ def secret(password_server: RedisServer) -> str:
 
 @pytest.fixture
 def client(password_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis.Redis(**password_server.connection_kwargs())  # type: ignore[arg-type]
+    client = redis.Redis(**password_server.connection_kwargs())
     yield client
     rl.uninstrument(client)
     client.close()
@@ -97,7 +97,7 @@ def test_async_health_check_event_hides_the_password(
     password_server: RedisServer, secret: str
 ) -> None:
     async def main() -> rl.ConnectionHealthCheckEvent:
-        client = aioredis.Redis(**password_server.connection_kwargs())  # type: ignore[arg-type]
+        client = aioredis.Redis(**password_server.connection_kwargs())
         recorder = Recorder()
         handle = rl.instrument(client)
         handle.dispatcher.subscribe(rl.ConnectionHealthCheckEvent, recorder)

@@ -7,13 +7,14 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
 import redis.asyncio as aredis
 import redis.asyncio.connection as aconn
 import redis.connection as rconn
+from redis.credentials import CredentialProvider
 
 import redis_lifecycle as rl
 from redis_lifecycle.instrument import find_handle
@@ -102,7 +103,7 @@ class TestSyncClient:
         )
         client.client_setname("rl-single")
         assert "connected" in seen.types()
-        admin.client_kill_filter(_id=client.client_id())
+        admin.client_kill_filter(_id=str(client.client_id()))
         try:
             client.ping()
         except redis.ConnectionError:
@@ -229,7 +230,7 @@ class TestReAuthentication:
         client = redis.Redis(
             host=server.host,
             port=server.port,
-            credential_provider=provider,
+            credential_provider=cast(CredentialProvider, provider),  # duck-typed
             event_dispatcher=dispatcher,
         )
         assert client.acl_whoami() == alice
@@ -340,7 +341,8 @@ class TestSingleConnection:
         """``instrument(connection).health_check()`` emits health_check with
         the connection's address, and its connect events."""
         cls = rconn.UnixDomainSocketConnection if "path" in connection_kwargs else rconn.Connection
-        connection = cls(**connection_kwargs)
+        # redis-py marks UnixDomainSocketConnection abstract (it inherits an abstract `host`)
+        connection = cast("type[rconn.AbstractConnection]", cls)(**connection_kwargs)
         handle = rl.instrument(connection)
         seen = recorded(handle.dispatcher)
         result = handle.health_check(command="PING")
@@ -402,7 +404,7 @@ class TestSingleConnection:
         connection = cls(**connection_kwargs)
         handle = rl.instrument(connection)
         seen = recorded(handle.dispatcher)
-        result = await handle.health_check(command="PING")
+        result = await handle.health_check(command="PING")  # type: ignore[misc]  # annotated for sync only
         assert result.healthy
         check = seen.wait_for(rl.ConnectionHealthCheckEvent)
         assert check.healthy

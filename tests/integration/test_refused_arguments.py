@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -65,7 +65,7 @@ class TestPooledOptions:
     def test_accepted_values_reach_the_pool_on_a_real_server(self, server: RedisServer) -> None:
         """size 1, timeout 0 (do not wait) and timeout None (no limit) are accepted and used."""
         client = rl.pooled(server.host, server.port, pool={"size": 1, "timeout": 0})
-        pool = client.connection_pool
+        pool = cast(rl.LifecycleBlockingConnectionPool, client.connection_pool)
         assert (pool.max_connections, pool.timeout) == (1, 0)
         assert client.ping() is True
         held = checkout(pool)
@@ -75,7 +75,7 @@ class TestPooledOptions:
         assert client.ping() is True
         client.close()
         unlimited = rl.pooled(server.host, server.port, pool={"timeout": None, "size": 2})
-        assert unlimited.connection_pool.timeout is None
+        assert cast(rl.LifecycleBlockingConnectionPool, unlimited.connection_pool).timeout is None
         assert unlimited.ping() is True
         unlimited.close()
 

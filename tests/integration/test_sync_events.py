@@ -12,11 +12,12 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
 import redis.exceptions
+from redis.retry import Retry
 
 import redis_lifecycle as rl
 from redis_lifecycle.server import RedisServer, free_port
@@ -66,7 +67,7 @@ class TestConnectionEvents:
         own_id = client.client_id()
         [connected] = recorder.exactly(rl.ConnectionConnectedEvent)
         recorder.clear()
-        assert admin.client_kill_filter(_id=own_id) == 1
+        assert admin.client_kill_filter(_id=str(own_id)) == 1
         assert client.ping() is True
         [disconnected] = recorder.exactly(rl.ConnectionDisconnectedEvent)
         [reconnected] = recorder.exactly(rl.ConnectionReconnectedEvent)
@@ -102,7 +103,9 @@ class TestConnectionEvents:
         self, server: RedisServer, admin: redis.Redis, recorder: Recorder
     ) -> None:
         """A read timeout (server paused) is an io error and closes with reason error."""
-        client = redis.Redis(host=server.host, port=server.port, socket_timeout=0.2, retry=None)
+        client = redis.Redis(
+            host=server.host, port=server.port, socket_timeout=0.2, retry=cast(Retry, None)
+        )
         listen(client, recorder)
         client.ping()
         admin.client_pause(1000)
@@ -119,7 +122,7 @@ class TestConnectionEvents:
     def test_refused_connect_gives_error_in_phase_connect(self, recorder: Recorder) -> None:
         """Nothing listening: one created and one connect error per attempt, never connected."""
         port = free_port()
-        client = redis.Redis(host="127.0.0.1", port=port, retry=None)
+        client = redis.Redis(host="127.0.0.1", port=port, retry=cast(Retry, None))
         listen(client, recorder)
         with pytest.raises(redis.exceptions.ConnectionError):
             client.ping()
@@ -151,7 +154,9 @@ class TestConnectionEvents:
         self, server: RedisServer, recorder: Recorder
     ) -> None:
         """redis-py's own health check (health_check_interval) is reported with its latency."""
-        client = redis.Redis(host=server.host, port=server.port, health_check_interval=0.001)
+        client = redis.Redis(
+            host=server.host, port=server.port, health_check_interval=cast(int, 0.001)
+        )
         listen(client, recorder)
         for _ in range(5):
             client.ping()
@@ -203,7 +208,7 @@ class TestUnixSocket:
         """A killed unix-socket connection reconnects like a TCP one."""
         client = redis.Redis(unix_socket_path=server.unix_path)
         listen(client, recorder)
-        admin.client_kill_filter(_id=client.client_id())
+        admin.client_kill_filter(_id=str(client.client_id()))
         client.ping()
         [disconnected] = recorder.exactly(rl.ConnectionDisconnectedEvent)
         assert disconnected.path == server.unix_path
@@ -319,6 +324,7 @@ class TestPoolEvents:
         if blocking:
             kwargs["timeout"] = 0.05
         pool: Any
+        cls: type[redis.ConnectionPool]
         if lifecycle_pool:
             cls = rl.LifecycleBlockingConnectionPool if blocking else rl.LifecycleConnectionPool
             pool = cls(**kwargs)
@@ -371,7 +377,7 @@ class TestPoolEvents:
         waiter = threading.Thread(target=lambda: got.append(checkout(pool)))
         started = time.perf_counter()
         waiter.start()
-        wait_until(lambda: pool.pool.not_empty._waiters, what="the waiter to block")  # type: ignore[attr-defined]
+        wait_until(lambda: pool.pool.not_empty._waiters, what="the waiter to block")
         pool.release(held)
         waiter.join(10)
         blocked_for = time.perf_counter() - started
@@ -500,7 +506,7 @@ class TestClientShapes:
         """The held connection, killed by the server, is seen to reconnect (6.0+)."""
         client = redis.Redis(host=server.host, port=server.port, single_connection_client=True)
         listen(client, recorder)
-        admin.client_kill_filter(_id=client.client_id())
+        admin.client_kill_filter(_id=str(client.client_id()))
         # redis-py 5.x has no retry here and raises; the events still tell the truth
         with contextlib.suppress(redis.exceptions.ConnectionError):
             client.ping()

@@ -120,7 +120,7 @@ def test_opentelemetry_counters_by_kind(proxy: MaintProxy) -> None:
             for scope in resource.scope_metrics:
                 for metric in scope.metrics:
                     for point in metric.data.data_points:
-                        key = tuple(sorted(point.attributes.items()))
+                        key = tuple(sorted((point.attributes or {}).items()))
                         value = getattr(point, "value", None)  # histograms have none
                         points.setdefault(metric.name, {})[key] = value
         counts = {
@@ -163,7 +163,12 @@ def test_watch_shows_them(proxy: MaintProxy) -> None:
     )
     lines: queue.Queue[str] = queue.Queue()
     assert process.stdout is not None
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or ()])
+
+    def read() -> None:
+        for line in process.stdout or ():
+            lines.put(line)
+
+    reader = threading.Thread(target=read)
     reader.start()
     records: list[dict[str, Any]] = []
 
@@ -210,7 +215,7 @@ def test_opentelemetry_leaves_redis_py_its_own_count(proxy: MaintProxy) -> None:
     providers = pytest.importorskip("redis.observability.providers")
     config = pytest.importorskip("redis.observability.config")
     from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
     from redis_lifecycle.contrib.opentelemetry import OpenTelemetryMetrics
 
@@ -237,6 +242,7 @@ def test_opentelemetry_leaves_redis_py_its_own_count(proxy: MaintProxy) -> None:
             for metric in scope.metrics
             if metric.name == "redis.client.maintenance.notifications"
             for point in metric.data.data_points
+            if isinstance(point, NumberDataPoint) and point.attributes is not None
         }
         assert counted == {"MOVING": 1}
         exporter.detach()

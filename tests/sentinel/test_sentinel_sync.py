@@ -226,7 +226,7 @@ class TestWatch:
             deadline = time.monotonic() + 60  # a health check is printed every 0.2 s
             for line in process.stdout:  # ends when the process does
                 assert time.monotonic() < deadline, [r["type"] for r in seen]
-                record = json.loads(line)
+                record: dict[str, Any] = json.loads(line)
                 seen.append(record)
                 if predicate(record):
                     return record

@@ -43,6 +43,12 @@ def sync_api(client: redis.Redis) -> None:
 
     assert_type(on_disconnected, rl.Subscription)
 
+    @handle.register_connection_callback("connected")
+    def on_connected_dict(data: dict[str, Any]) -> None:
+        pass
+
+    assert_type(on_connected_dict({}), None)  # the function kept, not Any
+
     result = rl.health_check(client)
     assert_type(result, rl.HealthCheckResult)
     assert_type(result.healthy, bool)

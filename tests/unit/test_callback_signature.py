@@ -78,14 +78,14 @@ def test_subscribe_accepts_what_can_take_one_event(callback: Any) -> None:
 
 def test_a_bound_method_without_the_event_parameter_is_refused() -> None:
     with pytest.raises(TypeError, match=r"on_nothing\(\)"):
-        rl.EventDispatcher().subscribe(rl.LifecycleEvent, _Listener().on_nothing)
+        rl.EventDispatcher().subscribe(rl.LifecycleEvent, _Listener().on_nothing)  # type: ignore[arg-type]
 
 
 def test_the_decorator_form_refuses_too() -> None:
     dispatcher = rl.EventDispatcher()
     with pytest.raises(TypeError, match="takes one argument"):
 
-        @dispatcher.subscribe(rl.PoolExhaustedEvent)
+        @dispatcher.subscribe(rl.PoolExhaustedEvent)  # type: ignore[arg-type]
         def alert() -> None:
             pass
 
@@ -109,7 +109,7 @@ def test_the_message_says_what_was_given_and_what_to_do() -> None:
         pass
 
     with pytest.raises(TypeError) as raised:
-        rl.EventDispatcher().subscribe(rl.LifecycleEvent, on_event)
+        rl.EventDispatcher().subscribe(rl.LifecycleEvent, on_event)  # type: ignore[arg-type]
     message = str(raised.value)
     assert "on_event(pool: 'Any', event: 'Any')" in message
     assert "def on_event(event)" in message

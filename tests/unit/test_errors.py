@@ -109,7 +109,7 @@ class TestDeliveryStrategies:
             dispatcher.subscribe(rl.ConnectionConnectedEvent, boom)
             delivery = Delivery(
                 dispatcher,
-                error_handler=rl.CallbackErrorHandler(strategy),  # type: ignore[arg-type]
+                error_handler=rl.CallbackErrorHandler(strategy),
                 instrumentation=metrics,
             )
             logging.getLogger("redis_lifecycle").disabled = True

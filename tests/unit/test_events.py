@@ -60,7 +60,7 @@ class TestCatalogue:
 
     def test_event_type_is_a_str_enum(self) -> None:
         """EventType values compare equal to the plain names."""
-        assert rl.EventType.CONNECTED == "connected"
+        assert rl.EventType.CONNECTED == "connected"  # type: ignore[comparison-overlap]
         assert str(rl.CloseReason.SERVER_CLOSED) == "server_closed"
 
 

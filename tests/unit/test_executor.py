@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -131,7 +132,7 @@ class TestOrder:
         emission order and none is lost, across four workers."""
         executor = rl.AsyncCallbackExecutor(pool_size=4, queue_size=10_000, overflow="block")
         executors.append(executor)
-        seen: dict[int | None, list[int]] = {}
+        seen: dict[Any, list[int]] = {}  # keyed by connection_id
         lock = threading.Lock()
 
         def record(event: rl.LifecycleEvent) -> None:
@@ -198,13 +199,13 @@ class TestOverflow:
         (order kept); none lost."""
         executor, delivery, gate = full_queue(executors)
         worker = executor._workers[0]
+
         # Open the gate once the emitter waits for the worker to catch up.
-        opener = threading.Thread(
-            target=lambda: (
-                wait_until(lambda: len(worker.queue) == 2, what="the catch-up marker"),
-                gate.opened.set(),
-            )
-        )
+        def open_gate() -> None:
+            wait_until(lambda: len(worker.queue) == 2, what="the catch-up marker")
+            gate.opened.set()
+
+        opener = threading.Thread(target=open_gate)
         opener.start()
         delivery.emit(acquired(1, 2))
         opener.join()
@@ -447,7 +448,7 @@ class TestCounts:
         completed equals submitted equals callbacks run."""
         executor = rl.AsyncCallbackExecutor(pool_size=4, queue_size=8)
         executors.append(executor)
-        ran = []
+        ran: list[rl.LifecycleEvent] = []
         delivery = delivery_for(executor, ran.append)  # list.append is atomic
         per_thread = 1_000
 
@@ -510,7 +511,7 @@ class Ledger:
     def __init__(self, pause: float = 0.0) -> None:
         self.pause = pause
         self.lock = threading.Lock()
-        self.seen: dict[int | None, list[int]] = {}
+        self.seen: dict[Any, list[int]] = {}  # keyed by connection_id
 
     def __call__(self, event: rl.LifecycleEvent) -> None:
         if self.pause:
@@ -594,7 +595,7 @@ class TestBatchedHandOff:
         for seq in range(50):
             wait_until(lambda: worker.state == _IDLE, what="the worker idle")
             delivery.emit(acquired(1, seq))
-            wait_until(lambda n=seq + 1: ledger.total() == n, what=f"event {seq} delivered")
+            wait_until(lambda: ledger.total() == seq + 1, what=f"event {seq} delivered")  # noqa: B023
         assert ledger.seen == {1: list(range(50))}
         assert executor.stats()["submitted"] == 50
 

@@ -60,7 +60,7 @@ class TestStackCapture:
             return leaks.record_sync()[0], traceback.extract_stack()
 
         frames, expected = inner()
-        stack = leaks.format_stack(frames)  # type: ignore[arg-type]
+        stack = leaks.format_stack(frames)
         wanted = [
             f"{f.filename}:{f.lineno} in {f.name}"
             for f in expected

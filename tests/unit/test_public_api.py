@@ -32,7 +32,7 @@ def test_every_event_class_is_exported() -> None:
 def test_unknown_attribute_is_an_attribute_error() -> None:
     """A typo fails the usual way."""
     with pytest.raises(AttributeError, match="instrumnet"):
-        rl.instrumnet  # type: ignore[attr-defined]  # noqa: B018
+        rl.instrumnet  # noqa: B018
 
 
 def test_importing_the_package_does_not_import_redis() -> None:
