@@ -28,6 +28,7 @@ from typing import Any
 
 from ._delivery import Delivery
 from ._hooks import ClassPatcher, MethodPatcher, emit
+from ._hooks import retry as retry_hooks
 from ._state import POOLS, PoolState, forget_pool, register_connection
 from .events import EventOrigin, PoolCreatedEvent
 
@@ -227,6 +228,7 @@ def attach_pool(
                 hot = _hot[id(state)] = _HotPatches(delivery, kind)
                 delivery.watchers.append(hot.update)
                 hot.update()
+            retry_hooks.watch(state)
         except BaseException:
             _release(kind, state)
             raise
@@ -248,6 +250,7 @@ def _release(kind: PoolKind, state: PoolState) -> None:
     hot = _hot.pop(id(state), None)
     if hot is not None:
         hot.close()
+    retry_hooks.unwatch(state)
     forget_pool(state)
     if POOLS.get(id(state.pool_ref())) is state:
         del POOLS[id(state.pool_ref())]
@@ -263,6 +266,7 @@ def _pool_gone(state: PoolState) -> None:
         hot = _hot.pop(id(state), None)
         if hot is not None:
             hot.close()
+        retry_hooks.unwatch(state)
         if kind is not None:
             forget_pool(state)
             for key in [k for k, s in POOLS.items() if s is state]:

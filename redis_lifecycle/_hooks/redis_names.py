@@ -46,6 +46,7 @@ SOCKET_ATTRIBUTE = {"redis.connection": "_sock", "redis.asyncio.connection": "_w
 _CONNECTION_EVENTS = ("connection_created", "error")
 _HANDSHAKE_EVENTS = ("connected", "reconnected", "error")
 _CLOSE_EVENTS = ("disconnected", "error")
+_RETRY_EVENTS = ("retry", "retries_exhausted")
 
 
 def _connection_rows(module: str) -> tuple[RedisName, ...]:
@@ -135,4 +136,11 @@ REDIS_NAMES: tuple[RedisName, ...] = (
     RedisName(
         "redis.asyncio.sentinel", "SentinelManagedConnection", "connect_to", _CONNECTION_EVENTS
     ),
+    # Retries: the loop itself, and the backoff it computes each sleep from
+    # (lent a recording stand-in between a failure and its retry).
+    RedisName("redis.retry", "Retry", "call_with_retry", _RETRY_EVENTS),
+    RedisName("redis.asyncio.retry", "Retry", "call_with_retry", _RETRY_EVENTS),
+    RedisName("redis.retry", "Retry", "_backoff", ("retry",), True, private=True),
+    RedisName("redis.retry", "Retry", "_retries", _RETRY_EVENTS, True, private=True),
+    RedisName("redis.backoff", "AbstractBackoff", "compute", ("retry",)),
 )
