@@ -177,7 +177,8 @@ class _RetryCall:
         delivery = self.wanted()
         if delivery is None or ConnectionRetryEvent not in delivery.wanted:
             return
-        assert self.state is not None and self.error is not None
+        assert self.state is not None
+        assert self.error is not None
         event = ConnectionRetryEvent(
             time(),
             self.state.origin,
@@ -211,8 +212,9 @@ class _RetryCall:
         if probe is None:
             return
         self.probe = None
+        original = probe.backoff
         if getattr(self.retry, "_backoff", None) is probe:
-            self.retry._backoff = probe.backoff
+            self.retry._backoff = original
 
 
 def _retries(retry: Any) -> int | None:
