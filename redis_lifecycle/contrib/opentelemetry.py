@@ -27,10 +27,21 @@ name                                         kind            from
                                                              ``redis.client.connection.close.reason``
 ``redis_lifecycle.health_check.duration``    Histogram, s    ``health_check.latency``, with
                                                              ``redis_lifecycle.health_check.healthy``
+``redis_lifecycle.retries``                  Counter         ``retry``, with
+                                                             ``redis_lifecycle.retry.operation``
+``redis_lifecycle.retries_exhausted``        Counter         ``retries_exhausted``, with
+                                                             ``redis_lifecycle.retry.operation``
+``redis_lifecycle.callback.slow``            Counter         slow callback runs of the attached
+                                             (observable)    pools' ``Instrumentation``
+                                                             (``slow_callback=``), with
+                                                             ``redis_lifecycle.event.type``
 ===========================================  ==============  ======================================
 
-redis-py has no health-check metric, so that one is named in this library's
-own namespace rather than borrowing redis-py's.
+redis-py has no health-check, retry or callback metric, so those are named
+in this library's own namespace rather than borrowing redis-py's. (redis-py
+8's own error counter carries a ``redis.client.operation.retry_attempts``
+attribute on the errors it records; it counts errors, not retries, so
+nothing is counted twice.)
 
 **No double counting.** When redis-py's own observability is enabled
 (``redis.observability``, redis-py 7.2+), it records
@@ -61,11 +72,13 @@ from ..events import (
     ConnectionConnectedEvent,
     ConnectionDisconnectedEvent,
     ConnectionHealthCheckEvent,
+    ConnectionRetriesExhaustedEvent,
+    ConnectionRetryEvent,
     LifecycleEvent,
     PoolConnectionAcquiredEvent,
     PoolExhaustedEvent,
 )
-from . import dispatcher_of, pool_stats_for, require
+from . import dispatcher_of, pool_stats_for, require, slow_callbacks_for
 
 _metrics = require("opentelemetry.metrics", "otel", "redis_lifecycle.contrib.opentelemetry")
 
@@ -83,6 +96,11 @@ CREATE_TIME = "db.client.connection.create_time"
 TIMEOUTS = "db.client.connection.timeouts"
 CLOSED = "redis.client.connection.closed"
 HEALTH = "redis_lifecycle.health_check.duration"
+RETRIES = "redis_lifecycle.retries"
+RETRIES_EXHAUSTED = "redis_lifecycle.retries_exhausted"
+SLOW_CALLBACKS = "redis_lifecycle.callback.slow"
+OPERATION = "redis_lifecycle.retry.operation"
+EVENT_TYPE = "redis_lifecycle.event.type"
 
 #: What redis-py records itself, by its metric group name.
 _NATIVE_BY_GROUP = {
@@ -157,6 +175,20 @@ class OpenTelemetryMetrics:
         self._health = meter.create_histogram(
             HEALTH, unit="s", description="Round trip of connection health checks"
         )
+        self._retries = meter.create_counter(
+            RETRIES, unit="{retry}", description="Retries redis-py's Retry made, by operation"
+        )
+        self._retries_exhausted = meter.create_counter(
+            RETRIES_EXHAUSTED,
+            unit="{operation}",
+            description="Operations redis-py's Retry gave up on, by operation",
+        )
+        meter.create_observable_counter(
+            SLOW_CALLBACKS,
+            callbacks=[self._observe_slow],
+            unit="{run}",
+            description="Callback runs slower than Instrumentation's slow_callback, by event",
+        )
         meter.create_observable_up_down_counter(
             COUNT,
             callbacks=[self._observe_count],
@@ -182,6 +214,8 @@ class OpenTelemetryMetrics:
                 dispatcher.subscribe(ConnectionConnectedEvent, self._on_connected),
                 dispatcher.subscribe(ConnectionDisconnectedEvent, self._on_disconnected),
                 dispatcher.subscribe(ConnectionHealthCheckEvent, self._on_health_check),
+                dispatcher.subscribe(ConnectionRetryEvent, self._on_retry),
+                dispatcher.subscribe(ConnectionRetriesExhaustedEvent, self._on_retries_exhausted),
             ]
             if self._per_command:
                 subscriptions.append(
@@ -225,7 +259,21 @@ class OpenTelemetryMetrics:
             event.latency / 1000.0, {**self._pool(event), HEALTHY: bool(event.healthy)}
         )
 
+    def _on_retry(self, event: ConnectionRetryEvent) -> None:
+        self._retries.add(1, {**self._pool(event), OPERATION: event.operation})
+
+    def _on_retries_exhausted(self, event: ConnectionRetriesExhaustedEvent) -> None:
+        self._retries_exhausted.add(1, {**self._pool(event), OPERATION: event.operation})
+
     # -- observed at collection ---------------------------------------------
+
+    def _observe_slow(self, options: Any) -> Iterable[Any]:
+        with self._lock:
+            dispatchers = list(self._dispatchers)
+        return [
+            _metrics.Observation(count, {EVENT_TYPE: name})
+            for name, count in sorted(slow_callbacks_for(dispatchers).items())
+        ]
 
     def _stats(self) -> list[dict[str, Any]]:
         with self._lock:

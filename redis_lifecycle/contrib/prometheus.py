@@ -23,7 +23,15 @@ and ``_total`` are suffixed), labelled ``pool_name``:
   by :class:`~redis_lifecycle.CloseReason`;
 * ``redis_lifecycle_health_check_duration_seconds{pool_name, healthy}``:
   histogram of health-check round trips;
-* ``redis_lifecycle_events_total{pool_name, type}``: every event received.
+* ``redis_lifecycle_events_total{pool_name, type}``: every event received;
+* ``redis_lifecycle_retries_total{pool_name, operation}``: ``retry``, each
+  retry redis-py's ``Retry`` made (``operation``: command, pipeline,
+  connect, health_check, other);
+* ``redis_lifecycle_retries_exhausted_total{pool_name, operation}``:
+  ``retries_exhausted``, each operation ``Retry`` gave up on;
+* ``redis_lifecycle_slow_callbacks_total{type}``: callback runs slower than
+  the ``slow_callback`` of the :class:`~redis_lifecycle.Instrumentation`
+  the attached pools use, by event name, read at scrape time.
 
 Events are counted by a subscriber callback, inline on the thread that caused
 the event unless the pool uses an
@@ -50,6 +58,8 @@ from ..events import (
     ConnectionErrorEvent,
     ConnectionHealthCheckEvent,
     ConnectionMarkedForReconnectEvent,
+    ConnectionRetriesExhaustedEvent,
+    ConnectionRetryEvent,
     LifecycleEvent,
     PoolConnectionAcquiredEvent,
     PoolConnectionCreatedEvent,
@@ -57,7 +67,7 @@ from ..events import (
     PoolExhaustedEvent,
     PoolResetEvent,
 )
-from . import dispatcher_of, pool_stats_for, require
+from . import dispatcher_of, pool_stats_for, require, slow_callbacks_for
 
 _core = require("prometheus_client.core", "prometheus", "redis_lifecycle.contrib.prometheus")
 
@@ -93,6 +103,8 @@ _RARE_EVENTS: tuple[type[LifecycleEvent], ...] = (
     PoolCreatedEvent,
     PoolConnectionCreatedEvent,
     PoolResetEvent,
+    ConnectionRetryEvent,
+    ConnectionRetriesExhaustedEvent,
 )
 
 
@@ -185,6 +197,10 @@ class LifecycleCollector:
             elif isinstance(event, ConnectionHealthCheckEvent):
                 healthy = "true" if event.healthy else "false"
                 self._observe("health", (pool, healthy), event.latency / 1000.0)
+            elif isinstance(event, ConnectionRetryEvent):
+                self._count("retries", (pool, event.operation))
+            elif isinstance(event, ConnectionRetriesExhaustedEvent):
+                self._count("retries_exhausted", (pool, event.operation))
 
     # -- prometheus_client protocol -------------------------------------------
 
@@ -230,6 +246,21 @@ class LifecycleCollector:
                 "Lifecycle events received, by type",
                 labels=["pool_name", "type"],
             ),
+            "retries": _core.CounterMetricFamily(
+                "redis_lifecycle_retries",
+                "Retries redis-py's Retry made, by operation",
+                labels=["pool_name", "operation"],
+            ),
+            "retries_exhausted": _core.CounterMetricFamily(
+                "redis_lifecycle_retries_exhausted",
+                "Operations redis-py's Retry gave up on, by operation",
+                labels=["pool_name", "operation"],
+            ),
+            "slow_callbacks": _core.CounterMetricFamily(
+                "redis_lifecycle_slow_callbacks",
+                "Callback runs slower than Instrumentation's slow_callback, by event name",
+                labels=["type"],
+            ),
         }
 
     def describe(self) -> Iterator[Any]:
@@ -261,6 +292,8 @@ class LifecycleCollector:
             families[name].add_metric(list(labels), buckets, total)
         for (name, labels), value in counters:
             families[name].add_metric(list(labels), value)
+        for event_name, slow in sorted(slow_callbacks_for(dispatchers).items()):
+            families["slow_callbacks"].add_metric([event_name], slow)
         yield from families.values()
 
     def __repr__(self) -> str:
