@@ -281,3 +281,58 @@ def test_instrumentation_counts_retries(server: RedisServer, admin: redis.Redis)
     pool = metrics.pool_metrics()["retrying"]
     assert (pool["retries"], pool["retries_exhausted"]) == (1, 0)
     client.close()
+
+
+def test_exporters_count_retries_and_exhaustions(
+    server: RedisServer, admin: redis.Redis, connects: _ConnectCounter
+) -> None:
+    prometheus_client = pytest.importorskip("prometheus_client")
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from redis_lifecycle.contrib.opentelemetry import OpenTelemetryMetrics
+    from redis_lifecycle.contrib.prometheus import LifecycleCollector
+
+    client = _sync_client(server.port, single_connection_client=True)
+    handle = rl.instrument(client, pool_name="exported")
+    registry = prometheus_client.CollectorRegistry()
+    registry.register(LifecycleCollector(handle, per_command=False))
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    OpenTelemetryMetrics(provider, per_command=False).attach(handle)
+    recorder = _subscribe(handle)
+    admin.client_kill_filter(_id=str(_client_id(client)))
+    assert client.get("key") is None  # one command retry
+    server.kill()
+    with pytest.raises(redis.ConnectionError):
+        client.get("key")
+    retries = recorder.exactly(rl.ConnectionRetryEvent)
+    exhausted = recorder.exactly(rl.ConnectionRetriesExhaustedEvent)
+    expected: dict[tuple[str, str], int] = {}
+    for event in (*retries, *exhausted):
+        key = (event.type.value, event.operation)
+        expected[key] = expected.get(key, 0) + 1
+    names = {"retry": "redis_lifecycle_retries_total"}
+    names["retries_exhausted"] = "redis_lifecycle_retries_exhausted_total"
+    for (kind, operation), count in expected.items():
+        labels = {"pool_name": "exported", "operation": operation}
+        assert registry.get_sample_value(names[kind], labels) == count
+    data = reader.get_metrics_data()
+    assert data is not None
+    seen: dict[tuple[str, str], int] = {}
+    otel_names = {
+        "redis_lifecycle.retries": "retry",
+        "redis_lifecycle.retries_exhausted": "retries_exhausted",
+    }
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name in otel_names:
+                    for point in metric.data.data_points:
+                        operation = str(point.attributes["redis_lifecycle.retry.operation"])
+                        seen[(otel_names[metric.name], operation)] = point.value
+    assert seen == expected
+    assert expected[("retry", "command")] == 1 + RETRIES
+    provider.shutdown()
+    client.close()
