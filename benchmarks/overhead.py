@@ -120,6 +120,15 @@ def setup_rare(client: Any) -> Teardown:
     return teardown
 
 
+def setup_retries(client: Any) -> Teardown:
+    """Like ``rare``, plus the two retry events: redis-py's ``Retry`` hooked."""
+    teardown = setup_rare(client)
+    handle = rl.instrument(client)
+    handle.dispatcher.subscribe(rl.ConnectionRetryEvent, _noop)
+    handle.dispatcher.subscribe(rl.ConnectionRetriesExhaustedEvent, _noop)
+    return teardown
+
+
 def _setup_all(client: Any, executor: rl.AsyncCallbackExecutor | None) -> Teardown:
     metrics = rl.Instrumentation()
     dispatcher = rl.EventDispatcher()
@@ -210,6 +219,7 @@ VARIANTS: dict[str, tuple[str, Callable[[Any], Teardown]]] = {
     # Parts of "all", for attributing its cost; run only when named.
     "callbacks": ("all events, no Instrumentation", setup_callbacks),
     "metrics": ("Instrumentation, no callbacks", setup_metrics),
+    "retries": ("rare events + retry events", setup_retries),
 }
 #: What runs when ``--variants`` is not given.
 DEFAULT_VARIANTS = ("bare", "none", "rare", "all", "executor", "otel")
