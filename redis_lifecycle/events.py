@@ -846,7 +846,8 @@ class ConnectionRetriesExhaustedEvent(LifecycleEvent):
     Fires once, after the last attempt's failure handler ran (its ``error``
     and ``disconnected``), when the failures outnumber the ``Retry``'s
     ``retries``. An error that ``Retry`` does not retry at all (not in its
-    ``supported_errors``, or refused by its ``is_retryable``) does not fire it.
+    ``supported_errors``, or refused by its ``is_retryable``) does not fire
+    it, nor does a policy that allows no retry (``retries=0``).
     """
 
     __slots__ = ("_attempts", "_command", "_error", "_operation")
@@ -877,7 +878,8 @@ class ConnectionRetriesExhaustedEvent(LifecycleEvent):
 
     @property
     def error(self) -> BaseException:
-        """The final error: the one ``Retry`` raises."""
+        """The final error: the one ``Retry`` raises (redis-py 5.0's connect
+        raises a ``ConnectionError`` of its own over it to the caller)."""
         return self._error
 
     @property

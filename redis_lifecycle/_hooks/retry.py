@@ -195,8 +195,12 @@ class _RetryCall:
         """``call_with_retry`` raised ``raised``."""
         self.restore()
         retries = _retries(self.retry)
-        if raised is not self.error or retries is None or self.failures <= retries:
-            return  # not retried at all (is_retryable, a raising handler)
+        if raised is not self.error or not retries or self.failures <= retries:
+            # Not given up for want of retries: not retried at all
+            # (is_retryable, a raising handler), or a policy that allows no
+            # retry (``retries=0``, as redis-py gives cluster nodes) or
+            # retries forever.
+            return
         delivery = self.wanted()
         if delivery is None or ConnectionRetriesExhaustedEvent not in delivery.wanted:
             return

@@ -336,3 +336,21 @@ def test_exporters_count_retries_and_exhaustions(
     assert expected[("retry", "command")] == 1 + RETRIES
     provider.shutdown()
     client.close()
+
+
+def test_a_policy_without_retries_reports_neither(connects: _ConnectCounter) -> None:
+    port = free_port()
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        retry=Retry(ExponentialBackoff(cap=CAP, base=BASE), 0, supported_errors=SUPPORTED),
+    )
+    recorder = _subscribe(rl.instrument(client))
+    connects.start(port)
+    with pytest.raises(redis.ConnectionError):
+        client.get("key")
+    assert connects.stop() == 1
+    assert recorder.exactly(rl.ConnectionRetryEvent) == []
+    assert recorder.exactly(rl.ConnectionRetriesExhaustedEvent) == []
+    assert len(recorder.exactly(rl.ConnectionCreatedEvent)) == 1
+    client.close()
