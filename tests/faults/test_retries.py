@@ -127,11 +127,18 @@ def _check_refused(recorder: Recorder, caught: BaseException, connects: int, por
 def test_refused_connect_sync(connects: _ConnectCounter) -> None:
     port = free_port()  # nothing listens there
     client = _sync_client(port)
-    recorder = _subscribe(rl.instrument(client))
+    handle = rl.instrument(client)
+    recorder = _subscribe(handle)
+    legacy: list[dict[str, Any]] = []
+    handle.register_connection_callback("retry", legacy.append)
+    handle.register_connection_callback("retries_exhausted", legacy.append)
     connects.start(port)
     with pytest.raises(redis.ConnectionError) as caught:
         client.get("key")
     _check_refused(recorder, caught.value, connects.stop(), port)
+    assert [d["type"] for d in legacy] == ["retry"] * RETRIES + ["retries_exhausted"]
+    assert [d.get("attempt") for d in legacy[:RETRIES]] == [1, 2, 3]
+    assert legacy[-1]["attempts"] == RETRIES + 1
     client.close()
 
 
