@@ -4,7 +4,7 @@
     $ redis-lifecycle demo --url redis://localhost:6379/0
     $ redis-lifecycle watch redis://localhost:6379/0 --interval 1 --json
 
-``demo`` drives a scripted scenario that makes all 13 lifecycle events fire
+``demo`` drives a scripted scenario that makes every lifecycle event fire
 and prints them live (:mod:`redis_lifecycle._demo`); ``watch`` streams one
 server's events with periodic health checks (:mod:`redis_lifecycle._watch`).
 Bad input (a malformed URL, an unreachable server, a wrong password) prints
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Start a server (the demo extra's embedded valkey-server, else redis-server on "
             "PATH) and drive connect, checkout/release, exhaustion, kill/restart, health "
             "checks, fork and pool reset, printing every event. Exit status 0 only if all "
-            "13 events were seen."
+            "lifecycle events were seen."
         ),
     )
     demo.add_argument(
