@@ -361,3 +361,33 @@ def test_a_policy_without_retries_reports_neither(connects: _ConnectCounter) -> 
     assert recorder.exactly(rl.ConnectionRetriesExhaustedEvent) == []
     assert len(recorder.exactly(rl.ConnectionCreatedEvent)) == 1
     client.close()
+
+
+def test_pipeline_that_kills_its_own_connection_is_retried_once(
+    server: RedisServer, connects: _ConnectCounter
+) -> None:
+    """The pipeline's first command is ``CLIENT KILL`` of its own connection:
+    the server closes it mid-pipeline, redis-py's Retry re-runs the whole
+    pipeline on a new connection (where that id no longer exists)."""
+    pool = redis.ConnectionPool(
+        host="127.0.0.1",
+        port=server.port,
+        max_connections=1,
+        retry=Retry(ExponentialBackoff(cap=CAP, base=BASE), RETRIES, supported_errors=SUPPORTED),
+        retry_on_error=list(RETRY_ON),
+    )
+    client = redis.Redis(connection_pool=pool)
+    recorder = _subscribe(rl.instrument(client))
+    own_id = _client_id(client)  # the pool's only connection
+    pipe = client.pipeline(transaction=False)
+    pipe.client_kill_filter(_id=str(own_id), skipme=False)
+    pipe.set("key", "value")
+    connects.start(server.port)
+    results = pipe.execute()
+    assert connects.stop() == 1  # the reconnect of the one retry
+    assert results[1] is True
+    [retry] = recorder.exactly(rl.ConnectionRetryEvent)
+    assert (retry.operation, retry.command, retry.attempt) == ("pipeline", None, 1)
+    assert recorder.exactly(rl.ConnectionRetriesExhaustedEvent) == []
+    client.close()
+    pool.disconnect()
