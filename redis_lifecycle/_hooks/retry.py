@@ -32,6 +32,7 @@ failure that is not retried. ``retries_exhausted`` is emitted when
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Iterable
 from time import time
@@ -284,14 +285,113 @@ def _after_raise(call: _RetryCall | None, error: BaseException) -> None:
         internal_error("reporting exhausted retries")
 
 
+def _signature(original: Any) -> tuple[str, ...] | None:
+    """The parameters after ``fail`` of a ``call_with_retry``, when they are
+    the ones a redis-py release has: ``()`` (5.x), ``("is_retryable",)``
+    (7.x) or ``("is_retryable", "with_failure_count")`` (8.x); else ``None``.
+    A replacement with the same explicit parameters forwards them far more
+    cheaply than ``*args, **kwargs`` (a keyword argument through
+    ``**kwargs`` costs about a microsecond here)."""
+    try:
+        parameters = list(inspect.signature(original).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    names = tuple(p.name for p in parameters)
+    if names[:3] != ("self", "do", "fail"):
+        return None
+    rest = names[3:]
+    if rest in _KNOWN_SIGNATURES:
+        return rest
+    return None
+
+
+_KNOWN_SIGNATURES = ((), ("is_retryable",), ("is_retryable", "with_failure_count"))
+
+
+def _defaults(original: Any) -> tuple[Any, ...]:
+    return tuple(original.__defaults__ or ())
+
+
 def _sync_factory(original: Any) -> Any:
+    rest = _signature(original)
+
+    if rest == ("is_retryable", "with_failure_count"):
+        is_retryable_default, count_default = _defaults(original)
+
+        def call_with_retry_8(
+            self: Any,
+            do: Any,
+            fail: Any,
+            is_retryable: Any = is_retryable_default,
+            with_failure_count: Any = count_default,
+        ) -> Any:
+            call: _RetryCall | None = None
+
+            def tracked_fail(error: Any, *count: Any) -> Any:
+                nonlocal call
+                call = _start(call, self, do, fail)
+                result = fail(error, *count)
+                _after_failure(call, error)
+                return result
+
+            try:
+                return original(self, do, tracked_fail, is_retryable, with_failure_count)
+            except BaseException as error:
+                _after_raise(call, error)
+                raise
+
+        return call_with_retry_8
+
+    if rest == ("is_retryable",):
+        (is_retryable_default,) = _defaults(original)
+
+        def call_with_retry_7(
+            self: Any, do: Any, fail: Any, is_retryable: Any = is_retryable_default
+        ) -> Any:
+            call: _RetryCall | None = None
+
+            def tracked_fail(error: Any, *count: Any) -> Any:
+                nonlocal call
+                call = _start(call, self, do, fail)
+                result = fail(error, *count)
+                _after_failure(call, error)
+                return result
+
+            try:
+                return original(self, do, tracked_fail, is_retryable)
+            except BaseException as error:
+                _after_raise(call, error)
+                raise
+
+        return call_with_retry_7
+
+    if rest == ():
+
+        def call_with_retry_5(self: Any, do: Any, fail: Any) -> Any:
+            call: _RetryCall | None = None
+
+            def tracked_fail(error: Any, *count: Any) -> Any:
+                nonlocal call
+                call = _start(call, self, do, fail)
+                result = fail(error, *count)
+                _after_failure(call, error)
+                return result
+
+            try:
+                return original(self, do, tracked_fail)
+            except BaseException as error:
+                _after_raise(call, error)
+                raise
+
+        return call_with_retry_5
+
     def call_with_retry(self: Any, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:
         call: _RetryCall | None = None
 
-        def tracked_fail(error: Any, *rest: Any) -> Any:
+        def tracked_fail(error: Any, *count: Any) -> Any:
             nonlocal call
             call = _start(call, self, do, fail)
-            result = fail(error, *rest)
+            result = fail(error, *count)
             _after_failure(call, error)
             return result
 
@@ -305,13 +405,85 @@ def _sync_factory(original: Any) -> Any:
 
 
 def _async_factory(original: Any) -> Any:
+    rest = _signature(original)
+
+    if rest == ("is_retryable", "with_failure_count"):
+        is_retryable_default, count_default = _defaults(original)
+
+        async def call_with_retry_8(
+            self: Any,
+            do: Any,
+            fail: Any,
+            is_retryable: Any = is_retryable_default,
+            with_failure_count: Any = count_default,
+        ) -> Any:
+            call: _RetryCall | None = None
+
+            async def tracked_fail(error: Any, *count: Any) -> Any:
+                nonlocal call
+                call = _start(call, self, do, fail)
+                result = await fail(error, *count)
+                _after_failure(call, error)
+                return result
+
+            try:
+                return await original(self, do, tracked_fail, is_retryable, with_failure_count)
+            except BaseException as error:
+                _after_raise(call, error)
+                raise
+
+        return call_with_retry_8
+
+    if rest == ("is_retryable",):
+        (is_retryable_default,) = _defaults(original)
+
+        async def call_with_retry_7(
+            self: Any, do: Any, fail: Any, is_retryable: Any = is_retryable_default
+        ) -> Any:
+            call: _RetryCall | None = None
+
+            async def tracked_fail(error: Any, *count: Any) -> Any:
+                nonlocal call
+                call = _start(call, self, do, fail)
+                result = await fail(error, *count)
+                _after_failure(call, error)
+                return result
+
+            try:
+                return await original(self, do, tracked_fail, is_retryable)
+            except BaseException as error:
+                _after_raise(call, error)
+                raise
+
+        return call_with_retry_7
+
+    if rest == ():
+
+        async def call_with_retry_5(self: Any, do: Any, fail: Any) -> Any:
+            call: _RetryCall | None = None
+
+            async def tracked_fail(error: Any, *count: Any) -> Any:
+                nonlocal call
+                call = _start(call, self, do, fail)
+                result = await fail(error, *count)
+                _after_failure(call, error)
+                return result
+
+            try:
+                return await original(self, do, tracked_fail)
+            except BaseException as error:
+                _after_raise(call, error)
+                raise
+
+        return call_with_retry_5
+
     async def call_with_retry(self: Any, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:
         call: _RetryCall | None = None
 
-        async def tracked_fail(error: Any, *rest: Any) -> Any:
+        async def tracked_fail(error: Any, *count: Any) -> Any:
             nonlocal call
             call = _start(call, self, do, fail)
-            result = await fail(error, *rest)
+            result = await fail(error, *count)
             _after_failure(call, error)
             return result
 
