@@ -21,12 +21,19 @@ only when an attempt fails.
 The hook replaces ``call_with_retry`` on the two classes with a function
 that passes ``fail`` wrapped, and nothing else, while some attached pool
 wants either event (:class:`RetryWatch`); a call that never fails costs
-one extra frame and one closure. When the wrapped ``fail`` has run
+one extra frame and one closure (redis-py 7+ makes two such calls per
+pooled command: the checkout's ``connect()`` and the command), with
+parameters spelled out per redis-py signature, since forwarding a keyword
+through ``**kwargs`` would cost several times more. When the wrapped ``fail`` has run
 redis-py's handler and ``Retry`` may go on, it lends the ``Retry`` a
 one-shot backoff (:class:`_BackoffProbe`) that records the value
 ``compute`` returns, puts the real backoff back, and emits ``retry``
 before redis-py sleeps: exactly one event per retry made, never one for a
-failure that is not retried. ``retries_exhausted`` is emitted when
+failure that is not retried. Lending is safe because a connection's
+``Retry`` serves one thread or task at a time, and nothing runs between
+the handler's return and ``compute`` but redis-py's own budget check (a
+``Retry`` that raises there gets its backoff back in the same call's
+``except``). ``retries_exhausted`` is emitted when
 ``Retry`` raises the error of a failure that outnumbered its ``retries``.
 """
 
