@@ -137,6 +137,15 @@ def setup_rare(client: Any) -> Teardown:
     return teardown
 
 
+def setup_retries(client: Any) -> Teardown:
+    """Like ``rare``, plus the two retry events: redis-py's ``Retry`` hooked."""
+    teardown = setup_rare(client)
+    handle = rl.instrument(client)
+    handle.dispatcher.subscribe(rl.ConnectionRetryEvent, _noop)
+    handle.dispatcher.subscribe(rl.ConnectionRetriesExhaustedEvent, _noop)
+    return teardown
+
+
 def _setup_all(client: Any, executor: rl.AsyncCallbackExecutor | None) -> Teardown:
     metrics = rl.Instrumentation()
     dispatcher = rl.EventDispatcher()
@@ -269,6 +278,7 @@ VARIANTS: dict[str, tuple[str, Callable[[Any], Teardown]]] = {
     # Parts of "all", for attributing its cost; run only when named.
     "callbacks": ("all events, no Instrumentation", setup_callbacks),
     "metrics": ("Instrumentation, no callbacks", setup_metrics),
+    "retries": ("rare events + retry events", setup_retries),
     # The exporters with their defaults; run only when named.
     "prometheus": ("Prometheus collector", setup_prometheus),
     "otel_metrics": ("OpenTelemetry metrics", setup_otel_metrics),

@@ -173,20 +173,27 @@ class Delivery:
             return failures, first_error
         stats = instrumentation._callbacks[event.type]
         histogram = stats.histogram
+        slow_after = instrumentation._slow_after
         for subscription in subscriptions:
             callback = subscription.callback
             started = perf_counter()
             try:
                 result = callback(event)
             except Exception as exc:
-                histogram.pending.append(perf_counter() - started)
+                elapsed = perf_counter() - started
+                histogram.pending.append(elapsed)
+                if elapsed > slow_after:
+                    instrumentation._callback_slow(stats, event, callback, elapsed)
                 instrumentation._callback_failed(stats)
                 failures += 1
                 error = self.error_handler.handle(exc, event, callback)
                 if error is not None and first_error is None:
                     first_error = error
                 continue
-            histogram.pending.append(perf_counter() - started)
+            elapsed = perf_counter() - started
+            histogram.pending.append(elapsed)
+            if elapsed > slow_after:
+                instrumentation._callback_slow(stats, event, callback, elapsed)
             if result is not None and hasattr(result, "__await__"):
                 self._schedule(result, event, callback)
         if len(histogram.pending) >= FLUSH_AT:
@@ -274,6 +281,7 @@ def emitter(delivery: Delivery, event_cls: type[LifecycleEvent]) -> Callable[[An
     stats = instrumentation._callbacks[event_cls.type]
     histogram = stats.histogram
     timings = histogram.pending  # never replaced (see LogHistogram)
+    slow_after = instrumentation._slow_after  # infinity when slow_callback is off
 
     def emit_measured(event: Any) -> None:
         if per_command:
@@ -305,13 +313,19 @@ def emitter(delivery: Delivery, event_cls: type[LifecycleEvent]) -> Callable[[An
             try:
                 result = callback(event)
             except Exception as exc:
-                timings.append(perf_counter() - started)
+                elapsed = perf_counter() - started
+                timings.append(elapsed)
+                if elapsed > slow_after:
+                    instrumentation._callback_slow(stats, event, callback, elapsed)
                 instrumentation._callback_failed(stats)
                 error = error_handler.handle(exc, event, callback)
                 if error is not None and first_error is None:
                     first_error = error
                 continue
-            timings.append(perf_counter() - started)
+            elapsed = perf_counter() - started
+            timings.append(elapsed)
+            if elapsed > slow_after:
+                instrumentation._callback_slow(stats, event, callback, elapsed)
             if result is not None and hasattr(result, "__await__"):
                 schedule(result, event, callback)
         if len(timings) >= FLUSH_AT:

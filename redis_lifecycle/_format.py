@@ -22,6 +22,8 @@ from .events import (
     ConnectionDisconnectedEvent,
     ConnectionErrorEvent,
     ConnectionHealthCheckEvent,
+    ConnectionRetriesExhaustedEvent,
+    ConnectionRetryEvent,
     LifecycleEvent,
     PoolConnectionLeakEvent,
     PoolExhaustedEvent,
@@ -109,9 +111,18 @@ def summary(event: LifecycleEvent) -> str:
 
 def is_problem(event: LifecycleEvent) -> bool:
     """Whether the event reports trouble: an error, an exhausted pool, a
-    leaked connection, a failed health check, or a close caused by an error
-    or the server."""
-    if isinstance(event, (ConnectionErrorEvent, PoolExhaustedEvent, PoolConnectionLeakEvent)):
+    leaked connection, a failed health check, a close caused by an error or
+    the server, a retry or retries given up."""
+    if isinstance(
+        event,
+        (
+            ConnectionErrorEvent,
+            PoolExhaustedEvent,
+            PoolConnectionLeakEvent,
+            ConnectionRetryEvent,
+            ConnectionRetriesExhaustedEvent,
+        ),
+    ):
         return True
     if isinstance(event, ConnectionHealthCheckEvent):
         return not event.healthy

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Start a server (the demo extra's embedded valkey-server, else redis-server on "
             "PATH) and drive connect, checkout/release, exhaustion, kill/restart, health "
             "checks, fork and pool reset, printing every event. Exit status 0 only if all "
-            "13 events were seen."
+            "lifecycle events were seen."
         ),
     )
     demo.add_argument(

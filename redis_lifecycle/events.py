@@ -43,6 +43,8 @@ __all__ = [
     "ConnectionHealthCheckEvent",
     "ConnectionMarkedForReconnectEvent",
     "ConnectionReconnectedEvent",
+    "ConnectionRetriesExhaustedEvent",
+    "ConnectionRetryEvent",
     "EVENT_CLASSES",
     "ErrorCategory",
     "EventOrigin",
@@ -88,6 +90,8 @@ class EventType(str, enum.Enum):
     CLUSTER_REDIRECT = "cluster_redirect"
     CLUSTER_TOPOLOGY_CHANGED = "cluster_topology_changed"
     SENTINEL_MASTER_CHANGED = "sentinel_master_changed"
+    RETRY = "retry"
+    RETRIES_EXHAUSTED = "retries_exhausted"
 
     def __str__(self) -> str:
         return self.value
@@ -1270,6 +1274,133 @@ class SentinelMasterChangedEvent(LifecycleEvent):
         return self._new_port
 
 
+class ConnectionRetryEvent(LifecycleEvent):
+    """redis-py's ``Retry`` is about to retry an operation on this connection.
+
+    Fires once per retry that a connection's ``Retry`` object
+    (``redis.retry.Retry`` or ``redis.asyncio.retry.Retry``, the one given
+    as ``retry=`` to the client or pool) makes, after redis-py's own failure
+    handler ran (so after the failed attempt's ``error`` and
+    ``disconnected``) and before it sleeps ``backoff`` seconds: a command,
+    a pipeline, a connect or a health check that fails and is tried again.
+    An operation that fails once and is not retried (the error is not
+    retryable, or ``retries=0``) fires none. A cluster client's own
+    re-routing loop is not a ``Retry`` and fires none (see the guide).
+    """
+
+    __slots__ = ("_attempt", "_backoff", "_command", "_error", "_max_attempts", "_operation")
+    type = EventType.RETRY
+    _fields = ("attempt", "max_attempts", "backoff", "error", "operation", "command")
+
+    def __init__(
+        self,
+        timestamp: float,
+        origin: EventOrigin | None,
+        attempt: int,
+        max_attempts: int | None,
+        backoff: float,
+        error: BaseException,
+        operation: str,
+        command: str | None,
+    ) -> None:
+        self._timestamp = timestamp
+        self._origin = origin if origin is not None else _NO_ORIGIN
+        self._attempt = attempt
+        self._max_attempts = max_attempts
+        self._backoff = backoff
+        self._error = error
+        self._operation = operation
+        self._command = command
+
+    @property
+    def attempt(self) -> int:
+        """Which retry this is: 1 for the first retry of the operation."""
+        return self._attempt
+
+    @property
+    def max_attempts(self) -> int | None:
+        """The most retries ``Retry`` makes (its ``retries``); ``None`` when it
+        retries forever (a negative ``retries``)."""
+        return self._max_attempts
+
+    @property
+    def backoff(self) -> float:
+        """Seconds ``Retry`` sleeps before this retry (its backoff's value)."""
+        return self._backoff
+
+    @property
+    def error(self) -> BaseException:
+        """The error of the attempt that failed."""
+        return self._error
+
+    @property
+    def operation(self) -> str:
+        """What is retried: ``"command"``, ``"pipeline"``, ``"connect"``,
+        ``"health_check"`` or ``"other"``."""
+        return self._operation
+
+    @property
+    def command(self) -> str | None:
+        """The command's name only (``"GET"``, ``"PING"`` for a health check),
+        never its arguments; ``None`` for a connect, a pipeline or anything
+        that is not one command."""
+        return self._command
+
+
+class ConnectionRetriesExhaustedEvent(LifecycleEvent):
+    """redis-py's ``Retry`` gave up on an operation on this connection: every
+    retry it allows failed, and it raises ``error`` to the caller.
+
+    Fires once, after the last attempt's failure handler ran (its ``error``
+    and ``disconnected``), when the failures outnumber the ``Retry``'s
+    ``retries``. An error that ``Retry`` does not retry at all (not in its
+    ``supported_errors``, or refused by its ``is_retryable``) does not fire
+    it, nor does a policy that allows no retry (``retries=0``).
+    """
+
+    __slots__ = ("_attempts", "_command", "_error", "_operation")
+    type = EventType.RETRIES_EXHAUSTED
+    _fields = ("attempts", "error", "operation", "command")
+
+    def __init__(
+        self,
+        timestamp: float,
+        origin: EventOrigin | None,
+        attempts: int,
+        error: BaseException,
+        operation: str,
+        command: str | None,
+    ) -> None:
+        self._timestamp = timestamp
+        self._origin = origin if origin is not None else _NO_ORIGIN
+        self._attempts = attempts
+        self._error = error
+        self._operation = operation
+        self._command = command
+
+    @property
+    def attempts(self) -> int:
+        """How many times the operation was tried in all: the first try and
+        every retry (``retries + 1``)."""
+        return self._attempts
+
+    @property
+    def error(self) -> BaseException:
+        """The final error: the one ``Retry`` raises (redis-py 5.0's connect
+        raises a ``ConnectionError`` of its own over it to the caller)."""
+        return self._error
+
+    @property
+    def operation(self) -> str:
+        """As :attr:`ConnectionRetryEvent.operation`."""
+        return self._operation
+
+    @property
+    def command(self) -> str | None:
+        """As :attr:`ConnectionRetryEvent.command`: the name only."""
+        return self._command
+
+
 #: Every concrete event class, in catalogue order.
 EVENT_CLASSES: tuple[type[LifecycleEvent], ...] = (
     ConnectionCreatedEvent,
@@ -1292,6 +1423,8 @@ EVENT_CLASSES: tuple[type[LifecycleEvent], ...] = (
     ClusterRedirectEvent,
     ClusterTopologyChangedEvent,
     SentinelMasterChangedEvent,
+    ConnectionRetryEvent,
+    ConnectionRetriesExhaustedEvent,
 )
 
 #: Event class by its name.

@@ -359,6 +359,8 @@ class AsyncCallbackExecutor:
         histogram = stats.histogram
         timings = histogram.pending  # never replaced (see LogHistogram)
         callback_failed = instrumentation._callback_failed
+        callback_slow = instrumentation._callback_slow
+        slow_after = instrumentation._slow_after  # infinity when slow_callback is off
 
         def run_measured(event: LifecycleEvent) -> tuple[int, CallbackError | None] | None:
             failures = 0
@@ -368,14 +370,20 @@ class AsyncCallbackExecutor:
                 try:
                     result = callback(event)
                 except Exception as exc:
-                    timings.append(perf_counter() - started)
+                    elapsed = perf_counter() - started
+                    timings.append(elapsed)
+                    if elapsed > slow_after:
+                        callback_slow(stats, event, callback, elapsed)
                     callback_failed(stats)
                     failures += 1
                     error = error_handler.handle(exc, event, callback)
                     if error is not None and first_error is None:
                         first_error = error
                     continue
-                timings.append(perf_counter() - started)
+                elapsed = perf_counter() - started
+                timings.append(elapsed)
+                if elapsed > slow_after:
+                    callback_slow(stats, event, callback, elapsed)
                 if result is not None and hasattr(result, "__await__"):
                     schedule(result, event, callback)
             if len(timings) >= FLUSH_AT:

@@ -38,9 +38,12 @@ threads or the number of events.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import threading
 import weakref
+from time import monotonic
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from ._histogram import FLUSH_AT, DurationSummary, LogHistogram
@@ -54,6 +57,8 @@ from .events import (
     ConnectionHealthCheckEvent,
     ConnectionMarkedForReconnectEvent,
     ConnectionReconnectedEvent,
+    ConnectionRetriesExhaustedEvent,
+    ConnectionRetryEvent,
     EventType,
     LifecycleEvent,
     MaintenanceNotificationEvent,
@@ -92,6 +97,8 @@ class CallbackMetrics(TypedDict):
     p50: float | None
     p95: float | None
     p99: float | None
+    #: Callback runs that took longer than ``Instrumentation(slow_callback=...)``.
+    slow: int
 
 
 class HealthCheckMetrics(TypedDict):
@@ -141,17 +148,23 @@ class PoolMetrics(TypedDict):
     redirects: dict[str, int]
     topology_changes: int
     master_changes: int
+    #: Retries redis-py's ``Retry`` made on the pool's connections (``retry``).
+    retries: int
+    #: Operations it gave up on (``retries_exhausted``).
+    retries_exhausted: int
 
 
 class _CallbackRecord:
     """The callbacks of one event name: every thread writes here."""
 
-    __slots__ = ("errors", "histogram")
+    __slots__ = ("errors", "histogram", "slow")
 
     def __init__(self) -> None:
         self.histogram = LogHistogram()
         #: Written under Instrumentation._lock (failures are rare).
         self.errors = 0
+        #: Runs slower than ``slow_callback``; written under the lock too.
+        self.slow = 0
 
 
 class _PoolRecord:
@@ -182,6 +195,8 @@ class _PoolRecord:
         "reconnects",
         "redirects",
         "resets",
+        "retries",
+        "retries_exhausted",
         "topology_changes",
         "wait",
     )
@@ -201,6 +216,8 @@ class _PoolRecord:
         self.marked = 0
         self.resets = 0
         self.leaks = 0
+        self.retries = 0
+        self.retries_exhausted = 0
         #: The latest acquired/released event (for active/idle).
         self.last: Any = None
         self.maintenance: dict[str, int] = {}
@@ -258,6 +275,10 @@ def _observe_rare(pool: _PoolRecord, event: Any) -> None:
         pool.topology_changes += 1
     elif cls is SentinelMasterChangedEvent:
         pool.master_changes += 1
+    elif cls is ConnectionRetryEvent:
+        pool.retries += 1
+    elif cls is ConnectionRetriesExhaustedEvent:
+        pool.retries_exhausted += 1
 
 
 def _summary(histogram: LogHistogram) -> DurationSummary:
@@ -277,6 +298,7 @@ def _callback_metrics(stats: _CallbackRecord) -> CallbackMetrics:
         "p50": summary["p50"],
         "p95": summary["p95"],
         "p99": summary["p99"],
+        "slow": stats.slow,
     }
 
 
@@ -312,6 +334,8 @@ def _pool_metrics(pool: _PoolRecord) -> PoolMetrics:
         "redirects": dict(sorted(pool.redirects.copy().items())),
         "topology_changes": pool.topology_changes,
         "master_changes": pool.master_changes,
+        "retries": pool.retries,
+        "retries_exhausted": pool.retries_exhausted,
     }
 
 
@@ -324,13 +348,58 @@ def _event_type(name: EventType | str) -> EventType:
         raise ValueError(msg) from None
 
 
+logger = logging.getLogger("redis_lifecycle")
+
+#: Seconds between two log lines about the same slow callback and event name.
+SLOW_LOG_INTERVAL = 60.0
+
+
+def callback_name(callback: Any) -> str:
+    """``module.qualname`` of a callback (a legacy callback's own name),
+    for log lines: never its arguments or an event's fields."""
+    inner = getattr(callback, "callback", None)  # a legacy callback's adapter
+    if inner is not None and callable(inner):
+        callback = inner
+    target = getattr(callback, "__func__", callback)
+    name = getattr(target, "__qualname__", None) or type(target).__qualname__
+    module = getattr(target, "__module__", None)
+    return f"{module}.{name}" if module else str(name)
+
+
 class Instrumentation:
-    """In-memory callback and pool metrics; see the module docstring."""
+    """In-memory callback and pool metrics; see the module docstring.
+
+    ``slow_callback`` (seconds, off by default): a callback run that takes
+    longer is counted in :meth:`callback_metrics` (``slow``) and logged
+    (logger ``redis_lifecycle``, a warning naming the callback, the event
+    name and the time it took; at most once per callback and event name
+    per minute, with how many slow runs the minute held). Callbacks are
+    timed where they run: inline, or on an
+    :class:`~redis_lifecycle.AsyncCallbackExecutor`'s worker; an ``async
+    def`` callback until it returns its coroutine.
+    """
 
     #: Event classes the pool metrics need built even when nobody subscribes.
     _wanted: frozenset[type[LifecycleEvent]] = frozenset(EVENT_CLASSES)
 
-    def __init__(self) -> None:
+    def __init__(self, *, slow_callback: float | None = None) -> None:
+        if slow_callback is not None and (
+            isinstance(slow_callback, bool)
+            or not isinstance(slow_callback, (int, float))
+            or not slow_callback > 0
+            or math.isinf(slow_callback)
+        ):
+            msg = (
+                f"slow_callback must be a positive number of seconds or None, got {slow_callback!r}"
+            )
+            raise ValueError(msg)
+        #: The threshold, or ``None`` (off).
+        self.slow_callback: float | None = None if slow_callback is None else float(slow_callback)
+        #: What a callback's time is compared with (infinity when off).
+        self._slow_after = math.inf if slow_callback is None else float(slow_callback)
+        #: (callback name, event name) -> [monotonic of the last log line,
+        #: slow runs not logged since].
+        self._slow_logged: dict[tuple[str, str], list[float]] = {}
         # Reentrant: a garbage collection under it can run redis-py's
         # __del__ methods, whose events come back here on the same thread.
         self._lock = threading.RLock()  # rare events, new pool names, readers
@@ -397,13 +466,41 @@ class Instrumentation:
         if failed:
             self._callback_failed(stats)
 
+    def _callback_slow(
+        self, stats: _CallbackRecord, event: LifecycleEvent, callback: Any, seconds: float
+    ) -> None:
+        """Count one callback run slower than ``slow_callback``, and log it
+        unless this callback and event name were logged in the last minute."""
+        name = callback_name(callback)
+        event_name = event.type.value
+        key = (name, event_name)
+        now = monotonic()
+        with self._lock:
+            stats.slow += 1
+            entry = self._slow_logged.get(key)
+            if entry is not None and now - entry[0] < SLOW_LOG_INTERVAL:
+                entry[1] += 1
+                return
+            unlogged = 0 if entry is None else int(entry[1])
+            self._slow_logged[key] = [now, 0]
+        more = f" ({unlogged} more slow runs in the last minute)" if unlogged else ""
+        logger.warning(
+            "redis_lifecycle: slow callback %s for %r events took %.3f s (slow_callback=%.3f s)%s",
+            name,
+            event_name,
+            seconds,
+            self._slow_after,
+            more,
+        )
+
     # --- reading ----------------------------------------------------------
 
     def callback_metrics(self, name: EventType | str) -> CallbackMetrics:
         """Timings of the callbacks for events named ``name`` (``"connected"``,
         ``EventType.CONNECTION_ACQUIRED``, ...): ``count``, ``total_time``,
         ``avg_time``, ``errors``, ``min``, ``max``, ``p50``, ``p95``, ``p99``
-        in seconds (``None`` for the distribution before the first callback).
+        in seconds (``None`` for the distribution before the first callback),
+        and ``slow``: the runs longer than ``slow_callback`` (0 when it is off).
 
         Raises :class:`ValueError` listing the valid names for an unknown name.
         """
@@ -437,6 +534,7 @@ class Instrumentation:
             for stats in self._callbacks.values():
                 stats.histogram.clear()
                 stats.errors = 0
+                stats.slow = 0
             self._pools.clear()
 
     def _after_fork_in_child(self) -> None:
@@ -449,7 +547,8 @@ class Instrumentation:
                 histogram._after_fork_in_child()
 
     def __repr__(self) -> str:
-        return f"<Instrumentation pools={len(self._pools)}>"
+        slow = "" if self.slow_callback is None else f" slow_callback={self.slow_callback}"
+        return f"<Instrumentation pools={len(self._pools)}{slow}>"
 
 
 _INSTANCES: weakref.WeakSet[Instrumentation] = weakref.WeakSet()

@@ -258,6 +258,39 @@ class Demo:
         self.pool.reset()
         return "pool.disconnect() closed every connection; pool.reset() dropped them"
 
+    def retries(self) -> str:
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
+
+        from ..pool import LifecycleConnectionPool
+        from ..server import free_port
+
+        port = free_port()  # nothing listens there: every connect is refused
+        retry = Retry(
+            ExponentialBackoff(cap=0.05, base=0.005),
+            2,
+            supported_errors=(rexc.ConnectionError, rexc.TimeoutError, OSError),
+        )
+        pool = LifecycleConnectionPool(
+            host="127.0.0.1",
+            port=port,
+            retry=retry,
+            socket_connect_timeout=2,
+            pool_name="demo-retries",
+            event_dispatcher=self.dispatcher,
+        )
+        client = redis.Redis(connection_pool=pool)
+        try:
+            client.get("redis-lifecycle:demo")
+        except rexc.ConnectionError as error:
+            outcome = f"gave up: {type(error).__name__}"
+        else:
+            outcome = "unexpectedly succeeded"
+        finally:
+            client.close()
+            pool.disconnect()
+        return f"GET on 127.0.0.1:{port}, where nothing listens, with Retry(backoff, 2): {outcome}"
+
     # -- driver ----------------------------------------------------------------
 
     def steps(self) -> list[_Step]:
@@ -271,6 +304,7 @@ class Demo:
             _Step("Server killed (SIGKILL) and restarted", self.kill_and_restart, True),
             _Step("Fork: a child process reuses the pool", self.fork),
             _Step("Close and reset the pool", self.close_and_reset),
+            _Step("Retries: redis-py's Retry against a refused port", self.retries),
         ]
 
     def run(self) -> int:

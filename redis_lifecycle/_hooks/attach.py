@@ -29,6 +29,7 @@ from typing import Any
 from .._delivery import Delivery
 from ..events import EventOrigin, PoolCreatedEvent
 from . import ClassPatcher, MethodPatcher, emit
+from . import retry as retry_hooks
 from .state import POOLS, PoolState, forget_pool, register_connection
 
 __all__ = ["attach_pool", "detach_pool", "pool_state_of", "PoolKind"]
@@ -232,6 +233,7 @@ def attach_pool(
                 hot = _hot[id(state)] = _HotPatches(delivery, kind)
                 delivery.watchers.append(hot.update)
                 hot.update()
+            retry_hooks.watch(state)
         except BaseException:
             _release(kind, state)
             raise
@@ -253,6 +255,7 @@ def _release(kind: PoolKind, state: PoolState) -> None:
     hot = _hot.pop(id(state), None)
     if hot is not None:
         hot.close()
+    retry_hooks.unwatch(state)
     forget_pool(state)
     if POOLS.get(id(state.pool_ref())) is state:
         del POOLS[id(state.pool_ref())]
@@ -268,6 +271,7 @@ def _pool_gone(state: PoolState) -> None:
         hot = _hot.pop(id(state), None)
         if hot is not None:
             hot.close()
+        retry_hooks.unwatch(state)
         if kind is not None:
             forget_pool(state)
             for key in [k for k, s in POOLS.items() if s is state]:

@@ -51,6 +51,7 @@ _MAINT_EVENTS = (
     "maintenance_timeout_relaxed",
     "maintenance_timeout_restored",
 )
+_RETRY_EVENTS = ("retry", "retries_exhausted")
 
 
 def _connection_rows(module: str) -> tuple[RedisName, ...]:
@@ -189,4 +190,11 @@ REDIS_NAMES: tuple[RedisName, ...] = (
         "get_master_address",
         ("sentinel_master_changed",),
     ),
+    # Retries: the loop itself, and the backoff it computes each sleep from
+    # (lent a recording stand-in between a failure and its retry).
+    RedisName("redis.retry", "Retry", "call_with_retry", _RETRY_EVENTS),
+    RedisName("redis.asyncio.retry", "Retry", "call_with_retry", _RETRY_EVENTS),
+    RedisName("redis.retry", "Retry", "_backoff", ("retry",), True, private=True),
+    RedisName("redis.retry", "Retry", "_retries", _RETRY_EVENTS, True, private=True),
+    RedisName("redis.backoff", "AbstractBackoff", "compute", ("retry",)),
 )

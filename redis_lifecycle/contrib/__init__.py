@@ -26,7 +26,7 @@ from typing import Any
 
 from ..dispatcher import EventDispatcher
 
-__all__ = ["dispatcher_of", "pool_stats_for", "require"]
+__all__ = ["dispatcher_of", "pool_stats_for", "require", "slow_callbacks_for"]
 
 
 def require(module: str, extra: str, what: str) -> ModuleType:
@@ -109,3 +109,26 @@ def pool_stats_for(dispatcher: EventDispatcher, reader: object = None) -> list[d
                 }
             )
     return stats
+
+
+def slow_callbacks_for(dispatchers: Any) -> dict[str, int]:
+    """Slow callback runs by event name, summed over every
+    :class:`~redis_lifecycle.Instrumentation` (each once) that measures the
+    pools or handles delivering to ``dispatchers``: the ``slow`` counts of
+    its :meth:`~redis_lifecycle.Instrumentation.callback_metrics`. Empty
+    when none was given ``slow_callback=``."""
+    seen: set[int] = set()
+    totals: dict[str, int] = {}
+    for dispatcher in dispatchers:
+        for delivery in list(dispatcher._deliveries):
+            instrumentation = delivery.instrumentation
+            if instrumentation is None or id(instrumentation) in seen:
+                continue
+            seen.add(id(instrumentation))
+            if instrumentation.slow_callback is None:
+                continue
+            for event_type, stats in list(instrumentation._callbacks.items()):
+                if stats.slow:
+                    name = event_type.value
+                    totals[name] = totals.get(name, 0) + stats.slow
+    return totals

@@ -21,7 +21,8 @@ Levels: ``DEBUG`` for the per-command and per-attempt events
 (``connection_acquired``, ``connection_released``, ``connection_created``,
 ``pool_connection_created``); ``WARNING`` for trouble (``error``,
 ``pool_exhausted``, a failed health check, a close caused by an error or by
-the server); ``INFO`` for the rest. Override any of them with ``levels=``.
+the server, ``retry``, ``retries_exhausted``); ``INFO`` for the rest.
+Override any of them with ``levels=``.
 
 The subscriber runs where the pool delivers events: inline on the thread
 that caused the event unless the pool has an

@@ -43,6 +43,14 @@ requests.peak``                              (observable)    the previous collec
                                                              ``redis_lifecycle.cluster.change.reason``
                                                              (``unknown`` if redis-py does not say)
 ``redis_lifecycle.sentinel.master_changes``  Counter         ``sentinel_master_changed``
+``redis_lifecycle.retries``                  Counter         ``retry``, with
+                                                             ``redis_lifecycle.retry.operation``
+``redis_lifecycle.retries_exhausted``        Counter         ``retries_exhausted``, with
+                                                             ``redis_lifecycle.retry.operation``
+``redis_lifecycle.callback.slow``            Counter         slow callback runs of the attached
+                                             (observable)    pools' ``Instrumentation``
+                                                             (``slow_callback=``), with
+                                                             ``redis_lifecycle.event.type``
 ===========================================  ==============  ======================================
 
 and ``redis_lifecycle.maintenance.relaxed_timeouts``, an UpDownCounter: +1
@@ -50,9 +58,12 @@ for each ``maintenance_timeout_relaxed``, -1 for each
 ``maintenance_timeout_restored``, with ``redis_lifecycle.maintenance.scope``
 (``connection`` or ``pool``): the relaxations in force.
 
-redis-py has no health-check, redirect, topology or failover metric (it
-counts a ``MOVED`` or ``ASK`` among its ``redis.client.errors``), so those
-are named in this library's own namespace rather than borrowing redis-py's.
+redis-py has no health-check, redirect, topology, failover, retry or
+callback metric (it counts a ``MOVED`` or ``ASK`` among its
+``redis.client.errors``), so those are named in this library's own
+namespace rather than borrowing redis-py's. (redis-py 8's own error counter
+carries a ``redis.client.operation.retry_attempts`` attribute on the errors
+it records; it counts errors, not retries, so nothing is counted twice.)
 
 **No double counting.** When redis-py's own observability is enabled
 (``redis.observability``, redis-py 7.2+), it records
@@ -97,6 +108,8 @@ from ..events import (
     ConnectionConnectedEvent,
     ConnectionDisconnectedEvent,
     ConnectionHealthCheckEvent,
+    ConnectionRetriesExhaustedEvent,
+    ConnectionRetryEvent,
     LifecycleEvent,
     MaintenanceNotificationEvent,
     MaintenanceTimeoutRelaxedEvent,
@@ -107,7 +120,7 @@ from ..events import (
     PoolExhaustedEvent,
     SentinelMasterChangedEvent,
 )
-from . import dispatcher_of, pool_stats_for, require
+from . import dispatcher_of, pool_stats_for, require, slow_callbacks_for
 
 _metrics = require("opentelemetry.metrics", "otel", "redis_lifecycle.contrib.opentelemetry")
 
@@ -138,6 +151,11 @@ LEAKS = "redis_lifecycle.connection.leaks"
 REDIRECTS = "redis_lifecycle.cluster.redirects"
 TOPOLOGY_CHANGES = "redis_lifecycle.cluster.changes"
 MASTER_CHANGES = "redis_lifecycle.sentinel.master_changes"
+RETRIES = "redis_lifecycle.retries"
+RETRIES_EXHAUSTED = "redis_lifecycle.retries_exhausted"
+SLOW_CALLBACKS = "redis_lifecycle.callback.slow"
+OPERATION = "redis_lifecycle.retry.operation"
+EVENT_TYPE = "redis_lifecycle.event.type"
 
 #: What redis-py records itself, by its metric group name.
 _NATIVE_BY_GROUP = {
@@ -266,6 +284,20 @@ class OpenTelemetryMetrics:
             unit="{failover}",
             description="New master addresses found by Sentinel-managed pools",
         )
+        self._retries = meter.create_counter(
+            RETRIES, unit="{retry}", description="Retries redis-py's Retry made, by operation"
+        )
+        self._retries_exhausted = meter.create_counter(
+            RETRIES_EXHAUSTED,
+            unit="{operation}",
+            description="Operations redis-py's Retry gave up on, by operation",
+        )
+        meter.create_observable_counter(
+            SLOW_CALLBACKS,
+            callbacks=[self._observe_slow],
+            unit="{run}",
+            description="Callback runs slower than Instrumentation's slow_callback, by event",
+        )
         meter.create_observable_up_down_counter(
             COUNT,
             callbacks=[self._observe_count],
@@ -298,6 +330,8 @@ class OpenTelemetryMetrics:
                 dispatcher.subscribe(ClusterRedirectEvent, self._on_redirect),
                 dispatcher.subscribe(ClusterTopologyChangedEvent, self._on_topology_changed),
                 dispatcher.subscribe(SentinelMasterChangedEvent, self._on_master_changed),
+                dispatcher.subscribe(ConnectionRetryEvent, self._on_retry),
+                dispatcher.subscribe(ConnectionRetriesExhaustedEvent, self._on_retries_exhausted),
             ]
             if self._per_command:
                 subscriptions.append(
@@ -376,7 +410,21 @@ class OpenTelemetryMetrics:
     def _on_master_changed(self, event: SentinelMasterChangedEvent) -> None:
         self._master_changes.add(1, self._pool(event))
 
+    def _on_retry(self, event: ConnectionRetryEvent) -> None:
+        self._retries.add(1, {**self._pool(event), OPERATION: event.operation})
+
+    def _on_retries_exhausted(self, event: ConnectionRetriesExhaustedEvent) -> None:
+        self._retries_exhausted.add(1, {**self._pool(event), OPERATION: event.operation})
+
     # -- observed at collection ---------------------------------------------
+
+    def _observe_slow(self, options: Any) -> Iterable[Any]:
+        with self._lock:
+            dispatchers = list(self._dispatchers)
+        return [
+            _metrics.Observation(count, {EVENT_TYPE: name})
+            for name, count in sorted(slow_callbacks_for(dispatchers).items())
+        ]
 
     def _stats(self, reader: object = None) -> list[dict[str, Any]]:
         with self._lock:

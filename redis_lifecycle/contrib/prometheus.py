@@ -46,7 +46,15 @@ and ``_total`` are suffixed), labelled ``pool_name``:
   redis-py does not say);
 * ``redis_lifecycle_sentinel_master_changes_total{pool_name}``: new masters
   found by Sentinel-managed pools (``sentinel_master_changed``);
-* ``redis_lifecycle_events_total{pool_name, type}``: every event received.
+* ``redis_lifecycle_events_total{pool_name, type}``: every event received;
+* ``redis_lifecycle_retries_total{pool_name, operation}``: ``retry``, each
+  retry redis-py's ``Retry`` made (``operation``: command, pipeline,
+  connect, health_check, other);
+* ``redis_lifecycle_retries_exhausted_total{pool_name, operation}``:
+  ``retries_exhausted``, each operation ``Retry`` gave up on;
+* ``redis_lifecycle_slow_callbacks_total{type}``: callback runs slower than
+  the ``slow_callback`` of the :class:`~redis_lifecycle.Instrumentation`
+  the attached pools use, by event name, read at scrape time.
 
 Events are counted by a subscriber callback, inline on the thread that caused
 the event unless the pool uses an
@@ -75,6 +83,8 @@ from ..events import (
     ConnectionErrorEvent,
     ConnectionHealthCheckEvent,
     ConnectionMarkedForReconnectEvent,
+    ConnectionRetriesExhaustedEvent,
+    ConnectionRetryEvent,
     LifecycleEvent,
     MaintenanceNotificationEvent,
     MaintenanceTimeoutRelaxedEvent,
@@ -88,7 +98,7 @@ from ..events import (
     PoolResetEvent,
     SentinelMasterChangedEvent,
 )
-from . import dispatcher_of, pool_stats_for, require
+from . import dispatcher_of, pool_stats_for, require, slow_callbacks_for
 
 _core = require("prometheus_client.core", "prometheus", "redis_lifecycle.contrib.prometheus")
 
@@ -131,6 +141,8 @@ _RARE_EVENTS: tuple[type[LifecycleEvent], ...] = (
     ClusterRedirectEvent,
     ClusterTopologyChangedEvent,
     SentinelMasterChangedEvent,
+    ConnectionRetryEvent,
+    ConnectionRetriesExhaustedEvent,
 )
 
 
@@ -239,6 +251,10 @@ class LifecycleCollector:
                 self._count("topology_changes", (pool, event.reason or "unknown"))
             elif isinstance(event, SentinelMasterChangedEvent):
                 self._count("master_changes", (pool,))
+            elif isinstance(event, ConnectionRetryEvent):
+                self._count("retries", (pool, event.operation))
+            elif isinstance(event, ConnectionRetriesExhaustedEvent):
+                self._count("retries_exhausted", (pool, event.operation))
 
     # -- prometheus_client protocol -------------------------------------------
 
@@ -334,6 +350,21 @@ class LifecycleCollector:
                 "Relaxed timeouts cleared after a maintenance, by scope",
                 labels=["pool_name", "scope"],
             ),
+            "retries": _core.CounterMetricFamily(
+                "redis_lifecycle_retries",
+                "Retries redis-py's Retry made, by operation",
+                labels=["pool_name", "operation"],
+            ),
+            "retries_exhausted": _core.CounterMetricFamily(
+                "redis_lifecycle_retries_exhausted",
+                "Operations redis-py's Retry gave up on, by operation",
+                labels=["pool_name", "operation"],
+            ),
+            "slow_callbacks": _core.CounterMetricFamily(
+                "redis_lifecycle_slow_callbacks",
+                "Callback runs slower than Instrumentation's slow_callback, by event name",
+                labels=["type"],
+            ),
         }
 
     def describe(self) -> Iterator[Any]:
@@ -368,6 +399,8 @@ class LifecycleCollector:
             families[name].add_metric(list(labels), buckets, total)
         for (name, labels), value in counters:
             families[name].add_metric(list(labels), value)
+        for event_name, slow in sorted(slow_callbacks_for(dispatchers).items()):
+            families["slow_callbacks"].add_metric([event_name], slow)
         yield from families.values()
 
     def __repr__(self) -> str:
