@@ -64,6 +64,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,10 @@ class Library:
     requires: tuple[str, ...]
     #: what its tests need (from its own test dependency group)
     test_requires: tuple[str, ...]
-    pytest_args: tuple[str, ...] = ("tests",)
+    #: pytest options for every run of its tests
+    options: tuple[str, ...] = ()
+    #: what to run (arguments after ``--`` replace these)
+    tests: tuple[str, ...] = ("tests",)
     sentinel_services: tuple[str, ...] = field(default=())
 
 
@@ -100,6 +104,11 @@ LIBRARIES = {
         # serializers and compressors its settings use
         test_requires=("pytest>=9.0", "pytest-mock", "pytest-xdist", "lz4", "msgpack", "pyzstd"),
         sentinel_services=("127.0.0.1", "default_service"),
+        # its own configuration runs it on up to four pytest-xdist workers,
+        # one settings module each at a time: most of its time is spent in
+        # tests that sleep while keys expire, so four workers are not too
+        # many for two cores
+        options=("--numprocesses=4",),
     ),
     "arq": Library(
         name="arq",
@@ -208,9 +217,9 @@ def environment(library: Library, archive: Path) -> Path:
         *library.requires,
         *library.test_requires,
     ]
-    key = hashlib.sha256(
-        json.dumps([sys.version, library.version, wanted]).encode()
-    ).hexdigest()[:10]
+    key = hashlib.sha256(json.dumps([sys.version, library.version, wanted]).encode()).hexdigest()[
+        :10
+    ]
     venv = CACHE / f"{library.name}-{library.version}-redis{redis_version}-{key}"
     python = venv / "bin" / "python"
     ready = venv / "ready"
@@ -259,9 +268,7 @@ class Sentinel:
         try:
             while True:
                 try:
-                    addresses = [
-                        client.sentinel_get_master_addr_by_name(s) for s in self.services
-                    ]
+                    addresses = [client.sentinel_get_master_addr_by_name(s) for s in self.services]
                 except redis.exceptions.ConnectionError:
                     addresses = [None]
                 if all(addresses):
@@ -329,6 +336,7 @@ def run(
             "ignore",
             f"--rootdir={tree}",
             f"--junit-xml={junit}",
+            *library.options,
             *tests,
         ]
         progress(f"{library.name}: {label} run")
@@ -347,8 +355,14 @@ def run(
             f"{library.name}: {label} run: {len(outcomes)} tests"
             f" in {time.monotonic() - started:.0f} s"
         )
-        reported = json.loads(report.read_text()) if report.exists() else {}
-    return outcomes, {"events": {}, "logged": [], **reported}
+        events: Counter[str] = Counter()
+        logged: list[str] = []
+        # one report per process: pytest's, and each pytest-xdist worker's
+        for path in sorted(Path(tmp).glob("report.json*")):
+            reported = json.loads(path.read_text())
+            events.update(reported["events"])
+            logged += reported["logged"]
+    return outcomes, {"events": dict(events), "logged": logged}
 
 
 def suite(library: Library, binary: str, extra: list[str]) -> bool:
@@ -393,7 +407,7 @@ def suite(library: Library, binary: str, extra: list[str]) -> bool:
                 LIBRARY_SUITE_REDIS_HOST=server.host,
                 LIBRARY_SUITE_REDIS_PORT=str(server.port),
             )
-            tests = list(extra or library.pytest_args)
+            tests = list(extra or library.tests)
             bare, _ = run(library, python, tree, env, False, tests)
             instrumented, report = run(library, python, tree, env, True, tests)
             broken = sorted(
@@ -420,6 +434,9 @@ def suite(library: Library, binary: str, extra: list[str]) -> bool:
     print(f"  events delivered while instrumented: {sum(events.values()):,}")
     for name, count in sorted(events.items()):
         print(f"    {name:32} {count:,}")
+    not_compared = sorted((t, o) for t, o in bare.items() if o != "passed")
+    for test, outcome in not_compared if len(not_compared) <= 20 else []:
+        print(f"    not compared: {test} ({outcome} bare)")
     for test in flaky:
         print(f"  flaky (passed instrumented when run again): {test}")
     for test in broken:
