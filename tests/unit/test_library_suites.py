@@ -16,7 +16,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "library_suites.py"
 @pytest.fixture(scope="module")
 def suites() -> types.ModuleType:
     spec = importlib.util.spec_from_file_location("library_suites", SCRIPT)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["library_suites"] = module
     spec.loader.exec_module(module)
@@ -67,7 +68,7 @@ def test_django_redis_settings_naming_the_default_redis_another_way_stop_the_run
 ) -> None:
     # a new release writing the address differently must not reach 6379
     _settings(tmp_path, "sqlite.py", 'LOCATION = "redis://localhost:6379?db=1"\n')
-    with pytest.raises(SystemExit, match="sqlite.py"):
+    with pytest.raises(SystemExit, match=r"sqlite\.py"):
         suites.point_django_redis(tmp_path, _Address(41234), None)
 
 
