@@ -14,13 +14,13 @@ For each library the script
 
 * downloads its source distribution from PyPI once (``pip download
   --no-binary :all: --no-deps``, pinned in :data:`LIBRARIES`) into
-  ``.library-suites/`` (gitignored), and unpacks a fresh copy of its
-  ``tests/`` for every invocation;
+  ``.library-suites/`` (gitignored), and unpacks a fresh copy of it into a
+  temporary directory for every invocation (stops if it has no ``tests/``);
 * creates a virtualenv for it there, once, with the library from that sdist
   (without its declared dependencies: arq asks for ``redis<6``), the
   dependencies and test requirements listed in :data:`LIBRARIES`, and the
-  redis-py and wrapt versions of the interpreter running this script (so
-  ``/work/venv50/bin/python scripts/library_suites.py`` tests redis-py 5.0);
+  redis-py and wrapt versions of the interpreter running this script (run
+  with the Python of an environment that has redis-py 5.0, it tests 5.0);
   redis_lifecycle is not installed there but put on ``PYTHONPATH`` from this
   checkout, so the run tests the working tree;
 * starts a ``redis-server`` on a free port (``redis_lifecycle.server``;
@@ -32,22 +32,25 @@ For each library the script
   Docker container with ``testcontainers``; a stand-in ``testcontainers``
   module on ``PYTHONPATH`` hands it this server's host and port instead.
 
-The libraries' own pytest options that need plugins not installed here
-(coverage, ``xdist``'s parallel workers, doctests) are dropped
-(``-o addopts=``); warnings are ignored (``-W ignore``), as in
+The libraries' own pytest options (coverage, doctests, django-redis's
+``--numprocesses``) are dropped (``-o addopts=``) for the ones in
+:data:`LIBRARIES`: django-redis runs on four pytest-xdist workers, as its own
+configuration allows. Warnings are ignored (``-W ignore``), as in
 ``redis_py_suite.py``, so a deprecation warning of a newer redis-py does not
-turn a test into an error in both runs.
+turn a test into an error in both runs. The plugin writes one report per
+process (pytest-xdist workers included); the script adds them up.
 
 Exit status 1 if a test that passed bare did not pass instrumented (after two
 more tries alone, for timing-sensitive tests), if redis_lifecycle logged an
 error about itself, if no event was delivered or if no test passed bare; 0
 otherwise. Tests that fail or are skipped bare are only counted.
 
-    python scripts/library_suites.py                 # both libraries, ~1.5 min once set up
+    python scripts/library_suites.py                 # both libraries, ~3 min once set up
     python scripts/library_suites.py arq             # one of them
     python scripts/library_suites.py django-redis -- -k test_backend   # pytest arguments after --
 
 The first run also builds the virtualenvs (about a minute more, with network).
+CI runs it on the newest redis-py, after redis-py's own suites.
 """
 
 from __future__ import annotations
