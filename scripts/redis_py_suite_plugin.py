@@ -7,7 +7,9 @@ redis-py's tests create is instrumented (``instrument_all``) with every event su
 end it writes, to the JSON file named by ``REDIS_LIFECYCLE_SUITE_REPORT``, how
 many events of each type were delivered and every error that redis_lifecycle
 logged about itself (``internal error``), so the caller can show that the
-hooks ran and did not fail quietly.
+hooks ran and did not fail quietly. Under pytest-xdist each worker writes
+its own file, named by the worker's id after that name
+(``report.json.gw0``, ...).
 """
 
 from __future__ import annotations
@@ -50,5 +52,9 @@ def pytest_unconfigure(config: Any) -> None:
     logging.getLogger("redis_lifecycle").removeHandler(_handler)
     path = os.environ.get("REDIS_LIFECYCLE_SUITE_REPORT")
     if path:
+        # under pytest-xdist every worker process reports in a file of its own
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        if worker:
+            path = f"{path}.{worker}"
         with open(path, "w", encoding="utf-8") as report:
             json.dump({"events": dict(_events), "logged": _logged}, report, indent=1)
