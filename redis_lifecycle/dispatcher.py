@@ -45,9 +45,9 @@ from ._redis_event import new_native_dispatcher as _new_native_dispatcher
 from .events import EVENT_CLASSES, LifecycleEvent
 
 if TYPE_CHECKING:
-    from ._accumulate import Sink
     from redis.event import EventDispatcher as _RedisPyDispatcher
 
+    from ._accumulate import Sink
     from ._delivery import Delivery
 else:
     # redis-py's clients annotate ``event_dispatcher=`` with its own concrete

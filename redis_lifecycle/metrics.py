@@ -18,8 +18,9 @@ exhaustions, connects, disconnects by reason, errors, health checks). Checkout
 waits and hold times are recorded by the pool hooks themselves, without
 building an event (``redis_lifecycle/_accumulate.py``), and counted here in
 batches and whenever they are read; the other pool metrics are recorded on
-the thread that emits their event, before any callback runs. One instance may serve several pools: they are told apart by
-``pool_name`` (pools given the same name add up).
+the thread that emits their event, before any callback runs. One instance
+may serve several pools: they are told apart by ``pool_name`` (pools given
+the same name add up).
 
 Durations are in seconds, except health-check latencies, which are in
 milliseconds like :attr:`~redis_lifecycle.ConnectionHealthCheckEvent.latency`.

@@ -65,13 +65,13 @@ from .._accumulate import flush_all
 from ..dispatcher import EventDispatcher, Subscription
 from ..events import (
     EVENT_CLASSES,
-    EventType,
     ConnectionConnectedEvent,
     ConnectionCreatedEvent,
     ConnectionDisconnectedEvent,
     ConnectionErrorEvent,
     ConnectionHealthCheckEvent,
     ConnectionMarkedForReconnectEvent,
+    EventType,
     LifecycleEvent,
     MaintenanceNotificationEvent,
     MaintenanceTimeoutRelaxedEvent,
