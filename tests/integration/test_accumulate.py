@@ -163,7 +163,7 @@ class TestSync:
         count, with the buckets of the very values measured."""
         metrics = rl.Instrumentation()
         if kind == "patched":
-            pool: Any = redis.BlockingConnectionPool(
+            pool: Any = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
                 host=server.host, port=server.port, max_connections=4, timeout=10
             )
             client = redis.Redis(connection_pool=pool)
