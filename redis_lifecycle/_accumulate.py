@@ -24,7 +24,8 @@ appended meanwhile stay). Memory per pool is at most a buffer of each kind.
 original; the hot hooks inline them (``_hooks/sync.py``: ``get_connection``
 and ``release``; ``_hooks/aio.py``: ``_get_connection`` and ``_release``);
 ``_hooks/aio_cluster.py`` calls them. ``tests/integration/test_accumulate.py``
-drives each copy through its real hook.
+drives each inlined copy through its real hook (and
+``tests/cluster/test_cluster_async.py`` the cluster nodes' calls).
 """
 
 from __future__ import annotations
