@@ -28,7 +28,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "delivery",
         (
-            "_accumulate",
             "_histogram",
             "_format",
             "_coroutine_callbacks",
