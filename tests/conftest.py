@@ -16,7 +16,9 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -33,6 +35,36 @@ from redis_lifecycle.server import (
 from .helpers import Recorder, leaked_patches_and_state, wait_for_threads_to_end
 
 pytest_plugins = ["pytester"]  # tests/plugin/ runs pytest inside pytest
+
+
+def _retry_settrace_while_another_thread_installs() -> None:
+    """Under a tracer that follows new threads (coverage, through
+    ``threading.settrace``), each thread starts with ``sys.settrace``. Before
+    Python 3.12, that call fails with ``RuntimeError("Cannot install a trace
+    function while another trace function is being installed")`` when
+    another thread is inside it at the same moment (python/cpython#98257):
+    the new thread dies before its target runs, and a test waiting for it
+    hangs or miscounts. For this test session only, the call is retried
+    until the other thread is done; without a tracer nothing changes."""
+    if sys.version_info >= (3, 12):
+        return
+    settrace = sys.settrace
+
+    def retrying_settrace(function: Callable[..., Any] | None) -> None:
+        for _ in range(10_000):
+            try:
+                settrace(function)
+                return
+            except RuntimeError as error:
+                if "another trace function" not in str(error):
+                    raise
+                time.sleep(0.0001)
+        settrace(function)
+
+    sys.settrace = retrying_settrace
+
+
+_retry_settrace_while_another_thread_installs()
 
 
 @pytest.fixture(scope="session")
