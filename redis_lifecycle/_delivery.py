@@ -11,12 +11,14 @@ event nobody listens to costs one set lookup.
 
 Each event class is delivered by a function of its own (:func:`emitter`),
 built after each :meth:`~Delivery.refresh` with that class's callbacks
-resolved and, for the two per-command events, its pool metrics recorded in
-the same frame. The hooks call those two directly
-(:attr:`Delivery.emit_acquired`, :attr:`Delivery.emit_released`): about
-1,300 fewer instructions per event than a generic ``emit`` with a
-dispatcher lookup and ``Instrumentation._observe``
-(``benchmarks/instructions.py``).
+resolved. The hooks call the two per-command ones directly
+(:attr:`Delivery.emit_acquired`, :attr:`Delivery.emit_released`).
+
+Per-command *figures* (checkout waits, hold times) take no event at all: the
+hooks append them to the pool's :class:`~redis_lifecycle._accumulate.CommandFigures`,
+which hands them in batches to :attr:`Delivery.sinks` (the metrics readers:
+``Instrumentation``, the exporters). So a pool measured but not listened to
+builds no per-command event.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from ._accumulate import Sink
 from ._histogram import FLUSH_AT
 from .errors import CallbackError, CallbackErrorHandler
 from .events import (
@@ -36,6 +39,7 @@ from .events import (
 )
 
 if TYPE_CHECKING:
+    from ._accumulate import CommandFigures
     from .dispatcher import EventDispatcher, Subscription
     from .executor import AsyncCallbackExecutor
     from .metrics import Instrumentation
@@ -63,8 +67,10 @@ class Delivery:
         "emit_released",
         "error_handler",
         "executor",
+        "figures",
         "instrumentation",
         "leak_threshold",
+        "sinks",
         "wanted",
         "wants_per_command",
         "watch_exhaustion",
@@ -101,6 +107,13 @@ class Delivery:
         self._emitters: dict[type[LifecycleEvent], Callable[[Any], None]] = {}
         self.emit_acquired: Callable[[Any], None] = _ignore
         self.emit_released: Callable[[Any], None] = _ignore
+        #: Who reads the per-command figures (see _accumulate.py): the
+        #: instrumentation's and the dispatcher's sinks. Empty: the hooks
+        #: record no figure.
+        self.sinks: tuple[Sink, ...] = ()
+        #: The figures of the pools this delivery serves (their PoolStates
+        #: add them), flushed by the readers before they read.
+        self.figures: weakref.WeakSet[CommandFigures] = weakref.WeakSet()
         dispatcher._attach(self)
         if instrumentation is not None:
             instrumentation._attach(self)
@@ -112,8 +125,19 @@ class Delivery:
         if self.instrumentation is not None:
             wanted |= self.instrumentation._wanted
         self.wanted = frozenset(wanted)
+        sinks = list(self.dispatcher._sinks)
+        if self.instrumentation is not None:
+            sinks.append(self.instrumentation._take)
+        old_sinks = self.sinks
+        if old_sinks and old_sinks != tuple(sinks):
+            # What the old sinks are owed: flushed to them before they change.
+            for figures in list(self.figures):
+                figures.flush(old_sinks)
+        self.sinks = tuple(sinks)
         self.wants_per_command = (
-            not PER_COMMAND_EVENTS.isdisjoint(wanted) or self.leak_threshold is not None
+            not PER_COMMAND_EVENTS.isdisjoint(wanted)
+            or self.leak_threshold is not None
+            or bool(sinks)
         )
         self.watch_exhaustion = PoolExhaustedEvent in wanted
         emitters: dict[type[LifecycleEvent], Callable[[Any], None]] = {
@@ -216,9 +240,9 @@ class Delivery:
 def emitter(delivery: Delivery, event_cls: type[LifecycleEvent]) -> Callable[[Any], None]:
     """What :meth:`Delivery.emit` does for events of exactly ``event_cls``,
     specialised with what ``delivery`` has now: the callbacks resolved once
-    (not per event), and for the two per-command events their pool metrics
-    recorded in the same frame (``Instrumentation._observe`` does it for the
-    others), before the callbacks run inline or are handed to the executor.
+    (not per event), and for the rare events their pool metrics recorded
+    (``Instrumentation._observe``; the per-command figures are the hooks'),
+    before the callbacks run inline or are handed to the executor.
     Rebuilt by every refresh, which follows every subscription change;
     :attr:`Delivery.emit_acquired` and ``emit_released`` are two.
 
@@ -273,33 +297,19 @@ def emitter(delivery: Delivery, event_cls: type[LifecycleEvent]) -> Callable[[An
 
         return emit_unmeasured
 
-    per_command = event_cls in PER_COMMAND_EVENTS
-    acquired = event_cls is PoolConnectionAcquiredEvent
+    # The per-command figures are recorded by the hooks (_accumulate.py),
+    # whether or not these events are built: only the rare events are
+    # observed here.
+    observe = None if event_cls in PER_COMMAND_EVENTS else instrumentation._observe
     # Looked up once here, not per event: the records outlive every reset.
-    pools = instrumentation._pools
-    new_pool = instrumentation._pool
     stats = instrumentation._callbacks[event_cls.type]
     histogram = stats.histogram
     timings = histogram.pending  # never replaced (see LogHistogram)
     slow_after = instrumentation._slow_after  # infinity when slow_callback is off
 
     def emit_measured(event: Any) -> None:
-        if per_command:
-            # Instrumentation._observe for these two, inlined: this runs
-            # twice per command.
-            name = event._origin.pool_name
-            pool = pools.get(name) or new_pool(name)
-            if acquired:
-                durations = pool.wait
-                durations.pending.append(event._wait_time)
-            else:
-                durations = pool.held
-                durations.pending.append(event._held_time)
-            if len(durations.pending) >= FLUSH_AT:
-                durations.flush()
-            pool.last = event
-        else:
-            instrumentation._observe(event)
+        if observe is not None:
+            observe(event)
         if executor is not None:  # the executor's workers time the callbacks
             if run is not None:
                 submit(run, event)

@@ -47,6 +47,7 @@ from .events import EVENT_CLASSES, LifecycleEvent
 if TYPE_CHECKING:
     from redis.event import EventDispatcher as _RedisPyDispatcher
 
+    from ._accumulate import Sink
     from ._delivery import Delivery
 else:
     # redis-py's clients annotate ``event_dispatcher=`` with its own concrete
@@ -137,6 +138,9 @@ class EventDispatcher(_RedisPyDispatcher):
         self._by_class: dict[type[LifecycleEvent], list[Subscription]] = {}
         self._resolved: dict[type[LifecycleEvent], tuple[Subscription, ...]] = {}
         self._deliveries: weakref.WeakSet[Delivery] = weakref.WeakSet()
+        #: Readers of the per-command figures of this dispatcher's pools
+        #: (exporters): see redis_lifecycle/_accumulate.py.
+        self._sinks: tuple[Sink, ...] = ()
         #: redis-py's own dispatcher, built on first use.
         self._native: Any = None
         if not _native_loaded[0]:
@@ -341,6 +345,23 @@ class EventDispatcher(_RedisPyDispatcher):
     def _attach(self, delivery: Delivery) -> None:
         with self._lock:
             self._deliveries.add(delivery)
+
+    def _add_sink(self, sink: Sink) -> None:
+        """Hand this dispatcher's pools' per-command figures to ``sink`` too."""
+        with self._lock:
+            self._sinks = (*self._sinks, sink)
+            self._changed()
+
+    def _remove_sink(self, sink: Sink) -> None:
+        """Stop handing figures to ``sink``, after what it is owed."""
+        with self._lock:
+            self._sinks = tuple(s for s in self._sinks if s != sink)
+            self._changed()
+
+    def _deliveries_now(self) -> list[Delivery]:
+        """The deliveries serving this dispatcher's pools."""
+        with self._lock:
+            return list(self._deliveries)
 
     def _changed(self) -> None:
         self._resolved = {}

@@ -14,10 +14,13 @@
 callback took, whether it ran inline (on the thread of the Redis command) or on
 an :class:`~redis_lifecycle.AsyncCallbackExecutor`'s worker thread; and, per
 pool, what the events say about the pool (checkouts, wait and held times,
-exhaustions, connects, disconnects by reason, errors, health checks). Pool
-metrics are recorded on the thread that emits the event, before any callback
-runs. One instance may serve several pools: they are told apart by
-``pool_name`` (pools given the same name add up).
+exhaustions, connects, disconnects by reason, errors, health checks). Checkout
+waits and hold times are recorded by the pool hooks themselves, without
+building an event (``redis_lifecycle/_accumulate.py``), and counted here in
+batches and whenever they are read; the other pool metrics are recorded on
+the thread that emits their event, before any callback runs. One instance
+may serve several pools: they are told apart by ``pool_name`` (pools given
+the same name add up).
 
 Durations are in seconds, except health-check latencies, which are in
 milliseconds like :attr:`~redis_lifecycle.ConnectionHealthCheckEvent.latency`.
@@ -46,6 +49,7 @@ import weakref
 from time import monotonic
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from ._accumulate import flush_all
 from ._histogram import FLUSH_AT, DurationSummary, LogHistogram
 from .events import (
     EVENT_CLASSES,
@@ -112,9 +116,9 @@ class HealthCheckMetrics(TypedDict):
 class PoolMetrics(TypedDict):
     """What one pool's events add up to (durations in seconds).
 
-    ``active`` and ``idle`` are the counts carried by the most recent
-    ``connection_acquired`` or ``connection_released`` event (``None``
-    before the first). ``redirects`` counts a cluster node's ``MOVED`` /
+    ``active`` and ``idle`` are the pool's counts when read (pools sharing
+    the name add up), or the last ones read once the pool is gone (``None``
+    before the first checkout). ``redirects`` counts a cluster node's ``MOVED`` /
     ``ASK`` replies by kind (under the node that sent them);
     ``topology_changes`` the slot-map changes of a cluster (under the
     cluster's ``pool_name``, ``"cluster"`` by default); ``master_changes``
@@ -218,8 +222,8 @@ class _PoolRecord:
         self.leaks = 0
         self.retries = 0
         self.retries_exhausted = 0
-        #: The latest acquired/released event (for active/idle).
-        self.last: Any = None
+        #: ``(active, idle)`` as last read (see PoolMetrics).
+        self.last: tuple[int, int] | None = None
         self.maintenance: dict[str, int] = {}
         self.maint_relaxed = 0
         self.maint_restored = 0
@@ -326,8 +330,8 @@ def _pool_metrics(pool: _PoolRecord) -> PoolMetrics:
         "marked_for_reconnect": pool.marked,
         "resets": pool.resets,
         "leaks": pool.leaks,
-        "active": None if last is None else last._active_connections,
-        "idle": None if last is None else last._idle_connections,
+        "active": None if last is None else last[0],
+        "idle": None if last is None else last[1],
         "maintenance_notifications": dict(sorted(pool.maintenance.copy().items())),
         "maintenance_timeouts_relaxed": pool.maint_relaxed,
         "maintenance_timeouts_restored": pool.maint_restored,
@@ -379,8 +383,12 @@ class Instrumentation:
     def`` callback until it returns its coroutine.
     """
 
-    #: Event classes the pool metrics need built even when nobody subscribes.
-    _wanted: frozenset[type[LifecycleEvent]] = frozenset(EVENT_CLASSES)
+    #: Event classes the pool metrics need built even when nobody subscribes:
+    #: the rare ones (the per-command figures come from the hooks, see _take).
+    _wanted: frozenset[type[LifecycleEvent]] = frozenset(EVENT_CLASSES) - {
+        PoolConnectionAcquiredEvent,
+        PoolConnectionReleasedEvent,
+    }
 
     def __init__(self, *, slow_callback: float | None = None) -> None:
         if slow_callback is not None and (
@@ -427,32 +435,39 @@ class Instrumentation:
                 pool = self._pools[name] = _PoolRecord()
         return pool
 
-    def _observe(self, event: LifecycleEvent) -> None:
-        """Update the pool metrics with ``event``, on the emitting thread
-        (the deliveries' emitters do it themselves for the two per-command
-        events; this serves the rest, and the tests)."""
-        ev: Any = event
-        name = ev._origin.pool_name
+    def _take(self, name: str | None, waits: list[float], helds: list[float]) -> None:
+        """The sink of the per-command figures (see ``_accumulate.py``): a batch
+        of checkout waits and hold times of pool ``name``. Acquisitions and
+        releases are the counts of the wait and held histograms."""
         pool = self._pools.get(name) or self._pool(name)
-        cls = type(ev)
-        # LogHistogram.add, inlined: these two run on every command.
-        # Acquisitions and releases are the counts of the wait and held
-        # histograms; the latest event is kept whole for active/idle.
-        if cls is PoolConnectionAcquiredEvent:
+        if waits:
             pending = pool.wait.pending
-            pending.append(ev._wait_time)
+            pending.extend(waits)  # one step: other pools of this name may add too
             if len(pending) >= FLUSH_AT:
                 pool.wait.flush()
-            pool.last = ev
-        elif cls is PoolConnectionReleasedEvent:
+        if helds:
             pending = pool.held.pending
-            pending.append(ev._held_time)
+            pending.extend(helds)
             if len(pending) >= FLUSH_AT:
                 pool.held.flush()
-            pool.last = ev
+
+    def _observe(self, event: LifecycleEvent) -> None:
+        """Update the pool metrics with a rare ``event``, on the emitting
+        thread. A per-command event given here (by a test, say) is recorded
+        as the hooks record its figures, through :meth:`_take`."""
+        ev: Any = event
+        name = ev._origin.pool_name
+        cls = type(ev)
+        if cls is PoolConnectionAcquiredEvent:
+            self._take(name, [ev._wait_time], [])
+        elif cls is PoolConnectionReleasedEvent:
+            self._take(name, [], [ev._held_time])
         else:
+            pool = self._pools.get(name) or self._pool(name)
             with self._lock:
                 _observe_rare(pool, ev)
+            return
+        self._pools[name].last = (ev._active_connections, ev._idle_connections)
 
     def _callback_failed(self, stats: _CallbackRecord) -> None:
         """Count one callback that raised."""
@@ -517,7 +532,21 @@ class Instrumentation:
 
     def pool_metrics(self) -> dict[str, PoolMetrics]:
         """Per pool name: see :class:`PoolMetrics`."""
+        deliveries = list(self._deliveries)
+        flush_all(deliveries)  # every command so far counted
+        counts: dict[str | None, tuple[int, int]] = {}
+        for delivery in deliveries:
+            for figures in list(delivery.figures):
+                now = figures.active_idle()
+                if now is None or figures.name not in self._pools:
+                    continue
+                active, idle = counts.get(figures.name, (0, 0))
+                counts[figures.name] = (active + now[0], idle + now[1])
         with self._lock:
+            for name, now in counts.items():
+                record = self._pools.get(name)
+                if record is not None:
+                    record.last = now
             pools = list(self._pools.items())
         return {
             str(name): _pool_metrics(pool)
@@ -530,6 +559,7 @@ class Instrumentation:
         A value being recorded by another thread at the same moment may be
         lost or land after the reset.
         """
+        flush_all(list(self._deliveries))  # what was recorded before, forgotten too
         with self._lock:
             for stats in self._callbacks.values():
                 stats.histogram.clear()

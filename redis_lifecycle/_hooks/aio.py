@@ -41,6 +41,7 @@ from typing import Any
 
 import redis.asyncio.connection as aconn
 
+from .._accumulate import FLUSH_AT
 from .._coroutine_callbacks import remember_loop
 from ..errors import CallbackError
 from ..events import (
@@ -229,10 +230,20 @@ async def _get_connection(
     conn_state.checked_out_at = now
     if delivery.leak_threshold is not None:
         conn_state.leak = record_async()
-    if PoolConnectionAcquiredEvent in delivery.wanted:
+    sinks = delivery.sinks
+    build = PoolConnectionAcquiredEvent in delivery.wanted
+    if sinks or build:
         wait_time = now - started
         if conn_state.connected_at > started:
             wait_time = max(wait_time - conn_state.last_connect_time, 0.0)
+    if sinks:
+        # CommandFigures.add_wait, inlined (see _accumulate.py).
+        figures = state.figures
+        waits = figures.wait
+        waits.append(wait_time)
+        if len(waits) >= FLUSH_AT:
+            figures.flush(sinks)
+    if build:
         # PoolConnectionAcquiredEvent(...), built as the sync hook does.
         event = new_event(PoolConnectionAcquiredEvent)
         event._timestamp = time()
@@ -288,6 +299,14 @@ async def _release(pool: Any, state: PoolState, call: Any, connection: Any) -> N
     if reported_leak:
         leak_returned(conn_state, leak, held_time)
     delivery = state.delivery
+    sinks = delivery.sinks
+    if sinks:
+        # CommandFigures.add_held, inlined (see _accumulate.py).
+        figures = state.figures
+        helds = figures.held
+        helds.append(held_time)
+        if len(helds) >= FLUSH_AT:
+            figures.flush(sinks)
     if PoolConnectionReleasedEvent in delivery.wanted:
         event = new_event(PoolConnectionReleasedEvent)  # as in _get_connection
         event._timestamp = time()

@@ -167,6 +167,8 @@ def _acquire_connection(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> 
     except Exception:
         internal_error("ClusterNode.acquire_connection")
         return connection
+    if delivery.sinks:
+        state.figures.add_wait(now - started, delivery.sinks)
     if PoolConnectionAcquiredEvent in delivery.wanted:
         active, idle = _counts(instance)
         try:
@@ -192,6 +194,8 @@ def _report_release(node: Any, state: PoolState, connection: Any) -> None:
     if reported_leak:
         leak_returned(conn_state, leak, held_time)
     delivery = state.delivery
+    if delivery.sinks:
+        state.figures.add_held(held_time, delivery.sinks)
     if PoolConnectionReleasedEvent in delivery.wanted:
         active, idle = _counts(node)
         emit(

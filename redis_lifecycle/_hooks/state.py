@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from .._accumulate import CommandFigures
 from .._delivery import Delivery
 from ..events import EventOrigin
 from .originals import unpatched
@@ -81,6 +82,7 @@ class PoolState:
         "counts",
         "delivery",
         "exhausted_in_checkout",
+        "figures",
         "handle",
         "is_async",
         "name",
@@ -123,6 +125,10 @@ class PoolState:
         self.base_class = base_class
         #: ``counts(pool) -> (active, idle)`` and ``total(pool) -> created``.
         self.counts = counts
+        #: Checkout waits and hold times, recorded by the per-command hooks
+        #: while the delivery has sinks (_accumulate.py); goes with the state.
+        self.figures = CommandFigures(origin.pool_name, self.pool_ref, counts)
+        delivery.figures.add(self.figures)
         self.total = total
         #: redis-py's own methods (never our patches of them), called by the
         #: lifecycle overrides.
@@ -304,7 +310,9 @@ def forget_pool(pool_state: PoolState) -> None:
     Takes no lock (it runs in finalizers, which a garbage collection may
     start anywhere): it walks a copy, made in one step, since a connection's
     weakref callback may remove entries meanwhile, and removes an entry only
-    if it is still the one it saw."""
+    if it is still the one it saw. The pool's buffered per-command figures go
+    to their readers first, so that none is lost."""
+    pool_state.figures.flush(pool_state.delivery.sinks)
     for key, state in CONNECTIONS.copy().items():
         if state.pool_state is pool_state and CONNECTIONS.get(key) is state:
             CONNECTIONS.pop(key, None)

@@ -31,6 +31,7 @@ from typing import Any
 import redis.connection as rconn
 import redis.exceptions as rexc
 
+from .._accumulate import FLUSH_AT
 from .._delivery import ORDER_TIMEOUT, Delivery
 from ..errors import CallbackError
 from ..events import (
@@ -230,10 +231,20 @@ def _checkout_hook(original: Any) -> Any:
                 _leaks.start_watchdog()
         if conn_state.releasing is not None:  # its release is still being reported
             await_release(conn_state, delivery)
-        if PoolConnectionAcquiredEvent in delivery.wanted:
+        sinks = delivery.sinks
+        build = PoolConnectionAcquiredEvent in delivery.wanted
+        if sinks or build:
             wait_time = now - started
             if conn_state.connected_at > started:
                 wait_time = max(wait_time - conn_state.last_connect_time, 0.0)
+        if sinks:
+            # CommandFigures.add_wait, inlined (see _accumulate.py).
+            figures = state.figures
+            waits = figures.wait
+            waits.append(wait_time)
+            if len(waits) >= FLUSH_AT:
+                figures.flush(sinks)
+        if build:
             if state.counts is pool_counts:  # inlined for the common pool
                 active = len(self._in_use_connections)
                 idle = len(self._available_connections)
@@ -347,6 +358,14 @@ def _release_hook(original: Any) -> Any:
                 raise
             if reported_leak:
                 leak_returned(conn_state, leak, held_time)
+            sinks = delivery.sinks
+            if sinks:
+                # CommandFigures.add_held, inlined (see _accumulate.py).
+                figures = state.figures
+                helds = figures.held
+                helds.append(held_time)
+                if len(helds) >= FLUSH_AT:
+                    figures.flush(sinks)
             if PoolConnectionReleasedEvent in delivery.wanted:
                 if state.counts is pool_counts:  # inlined for the common pool
                     active = len(self._in_use_connections)

@@ -85,12 +85,15 @@ each notification is counted once. The relaxed timeouts are counted in this
 library's namespace: redis-py's ``redis.client.connection.relaxed_timeout``
 (``CONNECTION_BASIC``) counts only the connection-level ones.
 
-Recording runs in a subscriber callback: inline on the thread that caused
-the event, unless the pool delivers through an
-:class:`~redis_lifecycle.AsyncCallbackExecutor`. Wait time and timeouts need
-events built on the checkout path (``connection_acquired``,
-``pool_exhausted``); pass ``per_command=False`` to leave that path untouched
-and do without those two.
+Wait and use times take no event: the pool hooks record them into per-pool
+buffers, which are recorded into the two histograms in batches (every 128
+checkouts of a pool, on the thread whose checkout fills the buffer) and at
+every collection (an observable instrument's callback flushes them before
+the SDK aggregates), so every command is counted once. The rest is recorded
+by subscriber callbacks: inline on the thread that caused the event, unless
+the pool delivers through an :class:`~redis_lifecycle.AsyncCallbackExecutor`.
+Pass ``per_command=False`` to leave the checkout path untouched and do
+without wait time, use time and timeouts.
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
+from .._accumulate import flush_all
 from .._version import __version__
 from ..dispatcher import EventDispatcher, Subscription
 from ..events import (
@@ -114,9 +118,7 @@ from ..events import (
     MaintenanceNotificationEvent,
     MaintenanceTimeoutRelaxedEvent,
     MaintenanceTimeoutRestoredEvent,
-    PoolConnectionAcquiredEvent,
     PoolConnectionLeakEvent,
-    PoolConnectionReleasedEvent,
     PoolExhaustedEvent,
     SentinelMasterChangedEvent,
 )
@@ -334,23 +336,24 @@ class OpenTelemetryMetrics:
                 dispatcher.subscribe(ConnectionRetriesExhaustedEvent, self._on_retries_exhausted),
             ]
             if self._per_command:
-                subscriptions.append(
-                    dispatcher.subscribe(PoolConnectionAcquiredEvent, self._on_acquired)
-                )
                 subscriptions.append(dispatcher.subscribe(PoolExhaustedEvent, self._on_exhausted))
-                subscriptions.append(
-                    dispatcher.subscribe(PoolConnectionReleasedEvent, self._on_released)
-                )
             self._dispatchers[dispatcher] = subscriptions
+        if self._per_command:
+            dispatcher._add_sink(self._take)
         return self
 
     def detach(self, source: Any = None) -> None:
         """Stop recording ``source`` (every source when ``None``)."""
         with self._lock:
             targets = list(self._dispatchers) if source is None else [dispatcher_of(source)]
+            attached = []
             for dispatcher in targets:
+                if dispatcher in self._dispatchers:
+                    attached.append(dispatcher)
                 for subscription in self._dispatchers.pop(dispatcher, []):
                     subscription.unsubscribe()
+        for dispatcher in attached:
+            dispatcher._remove_sink(self._take)  # after what it is owed
 
     # -- events ------------------------------------------------------------
 
@@ -358,9 +361,17 @@ class OpenTelemetryMetrics:
     def _pool(event: LifecycleEvent) -> dict[str, str]:
         return {POOL_NAME: event.pool_name or ""}
 
-    def _on_acquired(self, event: PoolConnectionAcquiredEvent) -> None:
-        if WAIT_TIME not in self.skipped:
-            self._wait_time.record(event.wait_time, self._pool(event))
+    def _take(self, name: str | None, waits: list[float], helds: list[float]) -> None:
+        """The sink of the per-command figures (see ``redis_lifecycle/_accumulate.py``)."""
+        attributes = {POOL_NAME: name or ""}
+        if waits and WAIT_TIME not in self.skipped:
+            record = self._wait_time.record
+            for seconds in waits:
+                record(seconds, attributes)
+        if helds:
+            record = self._use_time.record
+            for seconds in helds:
+                record(seconds, attributes)
 
     def _on_connected(self, event: ConnectionConnectedEvent) -> None:
         if CREATE_TIME not in self.skipped:
@@ -374,9 +385,6 @@ class OpenTelemetryMetrics:
         if TIMEOUTS in self.skipped and event.timeout is not None:
             return  # a blocking pool's timeout: redis-py counts it itself
         self._timeouts.add(1, self._pool(event))
-
-    def _on_released(self, event: PoolConnectionReleasedEvent) -> None:
-        self._use_time.record(event.held_time, self._pool(event))
 
     def _on_leak(self, event: PoolConnectionLeakEvent) -> None:
         self._leaks.add(1, self._pool(event))
@@ -446,6 +454,11 @@ class OpenTelemetryMetrics:
         ]
 
     def _observe_count(self, options: Any) -> Iterable[Any]:
+        # Run at every collection before the SDK aggregates: the pools'
+        # buffered wait and use times are recorded first.
+        with self._lock:
+            dispatchers = list(self._dispatchers)
+        flush_all(d for dispatcher in dispatchers for d in dispatcher._deliveries_now())
         if self._skip_native:
             self.skipped = native_metrics()
         if COUNT in self.skipped:

@@ -56,13 +56,16 @@ and ``_total`` are suffixed), labelled ``pool_name``:
   the ``slow_callback`` of the :class:`~redis_lifecycle.Instrumentation`
   the attached pools use, by event name, read at scrape time.
 
-Events are counted by a subscriber callback, inline on the thread that caused
-the event unless the pool uses an
+Checkout waits and hold times (and the ``connection_acquired`` /
+``connection_released`` counts of ``redis_lifecycle_events_total``) are not
+events here: the pool hooks record them, without building an event, into
+per-pool buffers that are counted into this collector's buckets in batches
+and at every scrape, so each command is counted once and exactly, and no
+command waits for a scrape. The rare events are counted by a subscriber
+callback, inline on the thread that caused the event unless the pool uses an
 :class:`~redis_lifecycle.AsyncCallbackExecutor`; each one takes a short lock.
-``per_command=False`` leaves the events built on the checkout path
-(``connection_acquired``, ``connection_released``, ``pool_exhausted``)
-unsubscribed: no wait-time histogram and no timeout count, but the command
-path stays untouched.
+``per_command=False`` leaves the checkout path untouched (no wait or use
+time histogram, no timeout count, no per-command event counts).
 """
 
 from __future__ import annotations
@@ -70,11 +73,14 @@ from __future__ import annotations
 import bisect
 import threading
 import weakref
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from .._accumulate import flush_all
 from ..dispatcher import EventDispatcher, Subscription
 from ..events import (
+    EVENT_CLASSES,
     ClusterRedirectEvent,
     ClusterTopologyChangedEvent,
     ConnectionConnectedEvent,
@@ -85,6 +91,7 @@ from ..events import (
     ConnectionMarkedForReconnectEvent,
     ConnectionRetriesExhaustedEvent,
     ConnectionRetryEvent,
+    EventType,
     LifecycleEvent,
     MaintenanceNotificationEvent,
     MaintenanceTimeoutRelaxedEvent,
@@ -146,6 +153,18 @@ _RARE_EVENTS: tuple[type[LifecycleEvent], ...] = (
 )
 
 
+#: Every event class but the two per-command ones, whose figures the hooks
+#: record without events (see the module docstring).
+_EVENTS_BUT_PER_COMMAND: tuple[type[LifecycleEvent], ...] = tuple(
+    cls
+    for cls in EVENT_CLASSES
+    if cls not in (PoolConnectionAcquiredEvent, PoolConnectionReleasedEvent)
+)
+
+_ACQUIRED = EventType.CONNECTION_ACQUIRED.value
+_RELEASED = EventType.CONNECTION_RELEASED.value
+
+
 class _Histogram:
     __slots__ = ("counts", "sum")
 
@@ -180,6 +199,8 @@ class LifecycleCollector:
         )
         self._histograms: dict[tuple[str, tuple[str, ...]], _Histogram] = {}
         self._counters: dict[tuple[str, tuple[str, ...]], int] = {}
+        #: Batches of per-command figures not yet counted (see _take).
+        self._batches: deque[tuple[str, list[float], list[float]]] = deque()
         if source is not None:
             self.attach(source)
 
@@ -191,22 +212,69 @@ class LifecycleCollector:
         with self._lock:
             if dispatcher in self._dispatchers:
                 return self
-            if self._per_command:
-                subscriptions = [dispatcher.subscribe(LifecycleEvent, self._on_event)]
+            if self._per_command:  # each class once: exact
+                subscriptions = [
+                    dispatcher.subscribe(cls, self._on_event, exact=True)
+                    for cls in _EVENTS_BUT_PER_COMMAND
+                ]
             else:
                 subscriptions = [dispatcher.subscribe(cls, self._on_event) for cls in _RARE_EVENTS]
             self._dispatchers[dispatcher] = subscriptions
+        if self._per_command:
+            dispatcher._add_sink(self._take)
         return self
 
     def detach(self, source: Any = None) -> None:
         """Stop counting ``source`` (every source when ``None``); figures stay."""
         with self._lock:
             targets = list(self._dispatchers) if source is None else [dispatcher_of(source)]
+            attached = []
             for dispatcher in targets:
+                if dispatcher in self._dispatchers:
+                    attached.append(dispatcher)
                 for subscription in self._dispatchers.pop(dispatcher, []):
                     subscription.unsubscribe()
+        for dispatcher in attached:
+            dispatcher._remove_sink(self._take)  # after what it is owed
 
     # -- recording -----------------------------------------------------------
+
+    def _take(self, name: str | None, waits: list[float], helds: list[float]) -> None:
+        """The sink of the per-command figures (see ``redis_lifecycle/_accumulate.py``).
+
+        Never waits: the batch is queued, and counted now if no other thread
+        holds the lock (a scrape, a rare event), else by the next holder."""
+        self._batches.append((name or "", waits, helds))
+        if self._lock.acquire(blocking=False):
+            try:
+                self._count_batches()
+            finally:
+                self._lock.release()
+
+    def _count_batches(self) -> None:
+        """Count the queued batches (under ``_lock``)."""
+        batches = self._batches
+        bounds = self._bounds
+        size = len(bounds) + 1
+        find = bisect.bisect_left
+        while batches:
+            pool, waits, helds = batches.popleft()
+            for name, event_type, values in (
+                ("wait_time", _ACQUIRED, waits),
+                ("use_time", _RELEASED, helds),
+            ):
+                if not values:
+                    continue
+                key = (name, (pool,))
+                histogram = self._histograms.get(key)
+                if histogram is None:
+                    histogram = self._histograms[key] = _Histogram(size)
+                counts = histogram.counts
+                for seconds in values:
+                    counts[find(bounds, seconds)] += 1
+                histogram.sum += sum(values)
+                events = ("events", (pool, event_type))
+                self._counters[events] = self._counters.get(events, 0) + len(values)
 
     def _observe(self, name: str, labels: tuple[str, ...], seconds: float) -> None:
         key = (name, labels)
@@ -224,11 +292,7 @@ class LifecycleCollector:
         pool = event.pool_name or ""
         with self._lock:
             self._count("events", (pool, event.type.value))
-            if isinstance(event, PoolConnectionAcquiredEvent):
-                self._observe("wait_time", (pool,), event.wait_time)
-            elif isinstance(event, PoolConnectionReleasedEvent):
-                self._observe("use_time", (pool,), event.held_time)
-            elif isinstance(event, PoolConnectionLeakEvent):
+            if isinstance(event, PoolConnectionLeakEvent):
                 self._count("leaks", (pool,))
             elif isinstance(event, ConnectionConnectedEvent):
                 self._observe("create_time", (pool,), event.connect_time)
@@ -376,6 +440,10 @@ class LifecycleCollector:
         families = self._families()
         with self._lock:
             dispatchers = list(self._dispatchers)
+        # Every command so far counted: the pools' buffers into _batches.
+        flush_all(d for dispatcher in dispatchers for d in dispatcher._deliveries_now())
+        with self._lock:
+            self._count_batches()
             histograms = [
                 (name, labels, list(h.counts), h.sum)
                 for (name, labels), h in self._histograms.items()

@@ -69,6 +69,33 @@ class TestEveryNode:
         assert names == {f"orders/127.0.0.1:{p}" for p in cluster.ports()}
 
 
+class TestPerCommandFigures:
+    async def test_instrumentation_counts_every_node_checkout_without_events(
+        self, cluster: Cluster, client: RedisCluster
+    ) -> None:
+        """Instrumentation alone: each node's checkouts and returns are
+        recorded by the node hooks (CommandFigures.add_wait / add_held, no
+        event built), one per command, per node."""
+        metrics = rl.Instrumentation()
+        handle = rl.instrument(client, instrumentation=metrics)
+        keys = keys_on_every_node(cluster)
+        await client.initialize()
+        before = {name: m["acquisitions"] for name, m in metrics.pool_metrics().items()}
+        rounds = 3
+        for _ in range(rounds):
+            for key in keys:
+                await client.get(key)
+        pools = metrics.pool_metrics()
+        per_node = {name: m["acquisitions"] - before.get(name, 0) for name, m in pools.items()}
+        assert sum(per_node.values()) == rounds * len(keys)
+        assert {name for name, count in per_node.items() if count} == {
+            f"127.0.0.1:{port}" for port in cluster.ports()
+        }
+        for metric in pools.values():
+            assert metric["releases"] == metric["acquisitions"]
+        assert rl.PoolConnectionAcquiredEvent not in handle.dispatcher._subscribed_classes()
+
+
 class TestTopologyChanges:
     async def test_node_discovered_by_a_moved_redirect_emits(
         self, cluster: Cluster, client: RedisCluster, recorder: Recorder

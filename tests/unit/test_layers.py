@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "delivery",
         (
+            "_accumulate",
             "_histogram",
             "_format",
             "_coroutine_callbacks",

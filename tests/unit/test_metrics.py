@@ -9,6 +9,7 @@ import threading
 import pytest
 
 import redis_lifecycle as rl
+from redis_lifecycle._accumulate import CommandFigures
 from redis_lifecycle._delivery import Delivery
 from redis_lifecycle._histogram import FLUSH_AT, RELATIVE_ERROR
 from redis_lifecycle.events import EVENT_CLASSES, EventOrigin, EventType
@@ -133,9 +134,12 @@ class TestCallbackMetrics:
 
 
 class TestPoolMetrics:
-    def test_wanted_covers_every_event_class(self) -> None:
-        """Instrumentation asks for every event class to be built (its pool metrics need them)."""
-        assert set(rl.Instrumentation._wanted) == set(EVENT_CLASSES)
+    def test_wanted_covers_every_rare_event_class(self) -> None:
+        """Instrumentation asks for every rare event class to be built (its pool
+        metrics need them), never the per-command ones: the hooks record those
+        figures without events."""
+        per_command = {rl.PoolConnectionAcquiredEvent, rl.PoolConnectionReleasedEvent}
+        assert set(rl.Instrumentation._wanted) == set(EVENT_CLASSES) - per_command
 
     def test_checkouts_wait_and_held_times(self) -> None:
         """Acquisitions, releases and the wait/held distributions follow the events."""
@@ -220,15 +224,20 @@ class TestPoolMetrics:
         assert metrics.pool_metrics()["cache"]["acquisitions"] == 1
 
     def test_a_delivery_made_before_reset_records_after_it(self) -> None:
-        """reset() empties the records in place: a delivery's emitters, built
-        before it, go on recording pool and callback metrics after it."""
+        """reset() empties the records in place: a delivery's sinks and
+        emitters, built before it, go on recording pool and callback metrics
+        after it (the figures the hooks record, and the callbacks' timings)."""
         metrics = rl.Instrumentation()
         dispatcher = rl.EventDispatcher()
         dispatcher.subscribe(rl.PoolConnectionAcquiredEvent, lambda event: None)
         delivery = Delivery(dispatcher, instrumentation=metrics)
+        figures = CommandFigures("cache")
+        delivery.figures.add(figures)
+        figures.add_wait(0.001, delivery.sinks)
         delivery.emit(acquired(0.001))
         metrics.reset()
         for _ in range(3):
+            figures.add_wait(0.002, delivery.sinks)
             delivery.emit(acquired(0.002))
         assert metrics.pool_metrics()["cache"]["acquisitions"] == 3
         assert metrics.pool_metrics()["cache"]["wait_time"]["min"] == 0.002
